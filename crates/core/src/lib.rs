@@ -1,0 +1,30 @@
+//! The core of auditsync: the types every plugin shares.
+//!
+//! This crate is deliberately small and carries no cloud SDK and no async runtime, so that
+//! sinks, formatters and schemas written by third parties depend on it alone:
+//!
+//! - [`Event`]: one audit event in its canonical form.
+//! - [`Schema`]: how events become records with a fixed column order, and back.
+//! - [`Formatter`]: streams records into a file format (NDJSON, CSV, ...).
+//! - [`Sink`]: an object store that takes whole objects atomically and idempotently.
+//! - [`ObjectKey`]: a validated relative key that cannot escape a sink's root.
+//! - [`registry`]: factories registered with `inventory`, looked up by name from config.
+
+mod error;
+mod event;
+mod format;
+mod key;
+pub mod registry;
+mod schema;
+mod sink;
+
+pub use error::{ConfigError, ErrorKind, SinkError, SinkOp, ValidationError};
+pub use event::{Actor, Entity, Event, Outcome};
+pub use format::{Formatter, RecordWriter};
+pub use key::{KeyError, ObjectKey};
+pub use schema::{Column, ColumnType, Schema};
+pub use sink::{verify_sink, ObjectMeta, PutOutcome, Sink, VERIFY_PREFIX};
+
+// Re-exported so that plugin crates register factories without naming `inventory` themselves.
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,154 @@
+//! Registries of sink, formatter and schema factories.
+//!
+//! A plugin crate registers a factory with [`inventory::submit!`]; linking the crate is all
+//! it takes for the runner to find it by name. Beware that the linker drops crates nothing
+//! references, so a binary must reference each plugin crate (e.g. call a `link()` fn).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::{ConfigError, Formatter, Schema, Sink};
+
+/// Builds a sink from its JSON options (the destination object minus the common keys).
+pub struct SinkFactory {
+    /// The destination `type` that selects this sink, e.g. `pv`.
+    pub name: &'static str,
+    /// One line for `auditsync sinks`.
+    pub summary: &'static str,
+    /// Builds the sink; errors name the option at fault, relative to the destination.
+    pub build: fn(&Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError>,
+}
+
+/// Builds a formatter from its JSON options.
+pub struct FormatterFactory {
+    /// The `format` name, e.g. `csv`.
+    pub name: &'static str,
+    /// Builds the formatter.
+    pub build: fn(&Map<String, Value>) -> Result<Arc<dyn Formatter>, ConfigError>,
+}
+
+/// Builds a built-in schema.
+pub struct SchemaFactory {
+    /// The `schema` name, e.g. `uevents`.
+    pub name: &'static str,
+    /// Builds the schema.
+    pub build: fn() -> Arc<dyn Schema>,
+}
+
+inventory::collect!(SinkFactory);
+inventory::collect!(FormatterFactory);
+inventory::collect!(SchemaFactory);
+
+fn sorted(names: impl Iterator<Item = &'static str>) -> Vec<&'static str> {
+    let mut names: Vec<_> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn unknown(key: &str, kind: &'static str, name: &str, known: Vec<&'static str>) -> ConfigError {
+    ConfigError::UnknownName {
+        key: key.to_string(),
+        kind,
+        name: name.to_string(),
+        known: known.into_iter().map(str::to_string).collect(),
+    }
+}
+
+/// Names of every linked sink, sorted.
+pub fn sink_names() -> Vec<&'static str> {
+    sorted(inventory::iter::<SinkFactory>().map(|f| f.name))
+}
+
+/// The factory of the sink called `name`, if linked.
+pub fn sink_factory(name: &str) -> Option<&'static SinkFactory> {
+    inventory::iter::<SinkFactory>().find(|f| f.name == name)
+}
+
+/// Builds the sink called `name`; an unknown name is an error listing the known ones.
+pub fn build_sink(name: &str, options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
+    let factory =
+        sink_factory(name).ok_or_else(|| unknown("type", "sink", name, sink_names()))?;
+    (factory.build)(options)
+}
+
+/// Names of every linked formatter, sorted.
+pub fn formatter_names() -> Vec<&'static str> {
+    sorted(inventory::iter::<FormatterFactory>().map(|f| f.name))
+}
+
+/// Builds the formatter called `name`; an unknown name is an error listing the known ones.
+pub fn build_formatter(
+    name: &str,
+    options: &Map<String, Value>,
+) -> Result<Arc<dyn Formatter>, ConfigError> {
+    let factory = inventory::iter::<FormatterFactory>()
+        .find(|f| f.name == name)
+        .ok_or_else(|| unknown("format", "formatter", name, formatter_names()))?;
+    (factory.build)(options)
+}
+
+/// Names of every linked schema, sorted.
+pub fn schema_names() -> Vec<&'static str> {
+    sorted(inventory::iter::<SchemaFactory>().map(|f| f.name))
+}
+
+/// Builds the schema called `name`; an unknown name is an error listing the known ones.
+pub fn build_schema(name: &str) -> Result<Arc<dyn Schema>, ConfigError> {
+    let factory = inventory::iter::<SchemaFactory>()
+        .find(|f| f.name == name)
+        .ok_or_else(|| unknown("schema", "schema", name, schema_names()))?;
+    Ok((factory.build)())
+}
+
+/// Parses a factory's options into its typed config, naming the offending key on error.
+///
+/// Typed configs should use `#[serde(deny_unknown_fields)]` so that a misspelt key is an
+/// error rather than a silently ignored setting.
+pub fn parse_options<T: serde::de::DeserializeOwned>(
+    options: &Map<String, Value>,
+) -> Result<T, ConfigError> {
+    serde_json::from_value(Value::Object(options.clone())).map_err(|e| {
+        let message = e.to_string();
+        // serde names the field in its message ("unknown field `rot`", "missing field `root`");
+        // lift it into the key so callers can prefix it with the destination.
+        let key = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field `"))
+            .unwrap_or_default()
+            .to_string();
+        ConfigError::invalid(key, message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Opts {
+        root: String,
+    }
+
+    #[test]
+    fn unknown_sink_lists_known_names() {
+        let err = build_sink("nope", &Map::new()).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownName { kind: "sink", .. }));
+        assert!(err.to_string().contains("unknown sink `nope`"), "{err}");
+    }
+
+    #[test]
+    fn parse_options_names_the_field() {
+        let mut options = Map::new();
+        options.insert("rot".into(), Value::from("/x"));
+        let err = parse_options::<Opts>(&options).unwrap_err().under("destinations[0]");
+        assert!(
+            err.to_string().starts_with("config key `destinations[0].rot`: unknown field"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Event, ValidationError};
+
+/// The type of a column, as a warehouse would declare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit signed integer.
+    Integer,
+    /// true / false.
+    Boolean,
+    /// Milliseconds since the Unix epoch, UTC.
+    TimestampMillis,
+    /// An array of strings.
+    StringArray,
+    /// Any JSON value; CSV writes it as compact JSON in one cell.
+    Json,
+}
+
+/// One column of a schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Its name, as written in the file.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+impl Column {
+    /// A column called `name` of type `ty`.
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        Self {
+            name: name.into(),
+            ty,
+        }
+    }
+}
+
+/// A record shape: its columns, in a fixed order, and the mapping to and from [`Event`].
+pub trait Schema: Send + Sync + std::fmt::Debug {
+    /// The schema's registered name, e.g. `uevents`.
+    fn name(&self) -> &str;
+    /// Version of the column set; bumped when columns change.
+    fn version(&self) -> u32;
+    /// The columns, in file order.
+    fn columns(&self) -> &[Column];
+    /// Builds an event from a record of this schema, as a producer sends it.
+    fn parse(&self, record: Value) -> Result<Event, ValidationError>;
+    /// Writes the event's values, one per column in [`Schema::columns`] order, into `out`
+    /// (which the caller has cleared).
+    fn render(&self, event: &Event, out: &mut Vec<Value>);
+}

@@ -1,0 +1,97 @@
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{ErrorKind, ObjectKey, SinkError, SinkOp};
+
+/// Key prefix of the objects [`verify_sink`] writes.
+pub const VERIFY_PREFIX: &str = "verify-test-";
+
+/// What a [`Sink::put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Created,
+    /// An object already had this key; it was left as it was.
+    AlreadyExists,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its key, relative to the sink's root.
+    pub key: ObjectKey,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An object store that auditsync writes export files into.
+///
+/// Required behaviour, checked by the conformance suite:
+/// - [`Sink::put`] is atomic: a reader sees the whole object or none.
+/// - [`Sink::put`] is create-if-absent: an existing key is not overwritten and the call
+///   returns [`PutOutcome::AlreadyExists`], so a retried batch cannot clobber a good object.
+/// - Errors say whether a retry can help ([`SinkError::is_retryable`]).
+#[async_trait]
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// A short description for logs and errors, without secrets, e.g. `pv:/data/export`.
+    fn describe(&self) -> String;
+
+    /// Writes `body` at `key` unless an object is already there.
+    async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError>;
+
+    /// Reads a whole object.
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError>;
+
+    /// Lists objects whose key starts with `prefix` (a plain string prefix), sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError>;
+
+    /// Deletes an object; deleting a missing key is not an error.
+    async fn delete(&self, key: &ObjectKey) -> Result<(), SinkError>;
+
+    /// Checks that the sink can put, get and delete under `prefix`. The default writes a
+    /// `verify-test-<timestamp>` object, reads it back and deletes it ([`verify_sink`]).
+    async fn verify(&self, prefix: &str) -> Result<(), SinkError> {
+        verify_sink(self, prefix).await
+    }
+}
+
+/// Writes `<prefix>/verify-test-<millis>`, reads it back, compares, and deletes it.
+///
+/// The error names the step that failed (`put`, `get` or `delete`) and the backend's reason.
+pub async fn verify_sink<S: Sink + ?Sized>(sink: &S, prefix: &str) -> Result<(), SinkError> {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let key = ObjectKey::join(prefix, &format!("{VERIFY_PREFIX}{millis}")).map_err(|e| {
+        SinkError::new(SinkOp::Setup, ErrorKind::InvalidInput, e.to_string())
+    })?;
+    let body = Bytes::from(format!("auditsync verify {millis}\n"));
+    match sink.put(&key, body.clone()).await? {
+        PutOutcome::Created => {}
+        PutOutcome::AlreadyExists => {
+            return Err(SinkError::new(
+                SinkOp::Put,
+                ErrorKind::Conflict,
+                "a verify-test object with this timestamp already exists",
+            )
+            .with_key(key.as_str()))
+        }
+    }
+    let read = sink.get(&key).await?;
+    if read != body {
+        return Err(SinkError::new(
+            SinkOp::Get,
+            ErrorKind::Conflict,
+            format!(
+                "read back {} bytes that differ from the {} written",
+                read.len(),
+                body.len()
+            ),
+        )
+        .with_key(key.as_str()));
+    }
+    sink.delete(&key).await
+}

@@ -1,0 +1,143 @@
+//! NDJSON formatter: each record is one compact JSON object on its own `\n`-terminated line,
+//! UTF-8, with its keys in the schema's column order.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use auditsync_core::registry::FormatterFactory;
+use auditsync_core::{Column, ConfigError, Formatter, RecordWriter};
+use serde_json::{Map, Value};
+
+/// Keeps this crate linked into binaries that only register it through `inventory`.
+pub fn link() {}
+
+/// The NDJSON formatter. It takes no options.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NdjsonFormatter;
+
+impl Formatter for NdjsonFormatter {
+    fn name(&self) -> &'static str {
+        "ndjson"
+    }
+
+    fn extension(&self) -> &'static str {
+        "ndjson"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/x-ndjson"
+    }
+
+    fn begin<'w>(
+        &self,
+        columns: &[Column],
+        out: &'w mut dyn Write,
+    ) -> io::Result<Box<dyn RecordWriter + 'w>> {
+        // Each key is encoded once per file, not once per record.
+        let keys = columns
+            .iter()
+            .map(|c| {
+                let mut key = serde_json::to_vec(&c.name).map_err(io::Error::other)?;
+                key.push(b':');
+                Ok(key)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Box::new(NdjsonWriter { keys, out }))
+    }
+}
+
+struct NdjsonWriter<'w> {
+    keys: Vec<Vec<u8>>,
+    out: &'w mut dyn Write,
+}
+
+impl RecordWriter for NdjsonWriter<'_> {
+    fn append(&mut self, record: &[Value]) -> io::Result<()> {
+        if record.len() != self.keys.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "record has {} values for {} columns",
+                    record.len(),
+                    self.keys.len()
+                ),
+            ));
+        }
+        let mut line = Vec::with_capacity(256);
+        line.push(b'{');
+        for (i, (key, value)) in self.keys.iter().zip(record).enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            line.extend_from_slice(key);
+            serde_json::to_writer(&mut line, value).map_err(io::Error::other)?;
+        }
+        line.extend_from_slice(b"}\n");
+        self.out.write_all(&line)
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn build(options: &Map<String, Value>) -> Result<Arc<dyn Formatter>, ConfigError> {
+    if let Some(key) = options.keys().next() {
+        return Err(ConfigError::invalid(
+            key.as_str(),
+            "unknown option; the ndjson format takes none",
+        ));
+    }
+    Ok(Arc::new(NdjsonFormatter))
+}
+
+auditsync_core::inventory::submit! {
+    FormatterFactory { name: "ndjson", build }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditsync_core::ColumnType;
+    use serde_json::json;
+
+    #[test]
+    fn writes_one_compact_object_per_line_in_column_order() {
+        let columns = [
+            Column::new("z", ColumnType::String),
+            Column::new("a", ColumnType::Json),
+        ];
+        let mut out = Vec::new();
+        let mut writer = NdjsonFormatter.begin(&columns, &mut out).unwrap();
+        writer
+            .append(&[json!("line\nbreak \u{e9}"), json!({"k": [1, null]})])
+            .unwrap();
+        writer.append(&[Value::Null, json!(2)]).unwrap();
+        writer.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "{\"z\":\"line\\nbreak \u{e9}\",\"a\":{\"k\":[1,null]}}\n{\"z\":null,\"a\":2}\n"
+        );
+        for line in text.lines() {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_a_record_of_the_wrong_width() {
+        let columns = [Column::new("a", ColumnType::String)];
+        let mut out = Vec::new();
+        let mut writer = NdjsonFormatter.begin(&columns, &mut out).unwrap();
+        assert!(writer.append(&[json!(1), json!(2)]).is_err());
+    }
+
+    #[test]
+    fn registered_and_refuses_options() {
+        assert!(auditsync_core::registry::formatter_names().contains(&"ndjson"));
+        let mut options = Map::new();
+        options.insert("delimiter".into(), json!(";"));
+        let err = auditsync_core::registry::build_formatter("ndjson", &options).unwrap_err();
+        assert!(err.to_string().contains("delimiter"), "{err}");
+    }
+}

@@ -1,0 +1,146 @@
+//! The durable outbox between ingest and export.
+//!
+//! The engine talks only to the [`Store`] trait and never assumes it is the store's only
+//! user. [`SqliteStore`] is the embedded default; other backends implement the same trait.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use auditsync_core::Event;
+
+/// An event as stored, with its store-assigned sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Increasing, never reused (also not after garbage collection).
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// What [`Store::append`] did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's id.
+    pub id: String,
+    /// Its sequence number (the existing one for a duplicate).
+    pub seq: u64,
+    /// True when an event with this id was already stored; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// One export file of one destination: defined (range and key) before its upload, so that a
+/// retry after a crash writes the same key with the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The destination's name.
+    pub destination: String,
+    /// First sequence number in the file.
+    pub first_seq: u64,
+    /// Last sequence number in the file.
+    pub last_seq: u64,
+    /// The object key.
+    pub key: String,
+    /// Number of events in the file.
+    pub events: u64,
+    /// Size of the file in bytes (after compression).
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the file.
+    pub sha256: String,
+    /// When the batch was recorded, in epoch milliseconds.
+    pub created_ms: i64,
+}
+
+/// Counts for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Events currently held.
+    pub events: u64,
+    /// Lowest sequence number held, if any.
+    pub first_seq: Option<u64>,
+    /// Highest sequence number ever assigned (0 if none).
+    pub last_seq: u64,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, locking, corruption).
+    #[error("store {operation} failed: {source}")]
+    Backend {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The database's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether retrying may help (e.g. the database was busy).
+        retryable: bool,
+    },
+    /// Stored data could not be decoded.
+    #[error("stored event seq {seq} is unreadable: {message}")]
+    Corrupt {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        message: String,
+    },
+    /// The caller broke the protocol (e.g. a second pending batch for one destination).
+    #[error("store {operation}: {message}")]
+    Conflict {
+        /// What the store was doing.
+        operation: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Backend { retryable: true, .. })
+    }
+}
+
+/// The durable outbox.
+///
+/// Every method is atomic: it commits whole or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores events in one transaction and returns once they are durable. An event whose
+    /// id is already stored (or repeated within `events`) is not stored again.
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, StoreError>;
+
+    /// Up to `limit` events with `after < seq <= up_to`, in sequence order.
+    async fn read_after(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The destination's cursor: every event with `seq <= cursor` is in its files (0 if
+    /// the destination has exported nothing).
+    async fn cursor(&self, destination: &str) -> Result<u64, StoreError>;
+
+    /// The destination's batch that was recorded but not completed, if any.
+    async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError>;
+
+    /// Records a batch before its upload. Fails if the destination has a pending batch or
+    /// if the batch does not start right after the destination's cursor.
+    async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Marks the destination's pending batch done and moves its cursor to the batch's last
+    /// sequence number, in one transaction.
+    async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError>;
+
+    /// Deletes events that every listed destination has (seq at or below the lowest of
+    /// their cursors; a destination that never exported has cursor 0). Returns the count.
+    async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError>;
+
+    /// Current counts.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Checks that the store can commit a write (for health checks and `verify`).
+    async fn check_writable(&self) -> Result<(), StoreError>;
+}

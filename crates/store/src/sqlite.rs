@@ -1,0 +1,505 @@
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auditsync_core::Event;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use crate::{Appended, Batch, Store, StoreError, StoreStats, StoredEvent};
+
+/// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is
+/// on disk before [`Store::append`] returns.
+///
+/// Sequence numbers come from an `AUTOINCREMENT` key, so they are never reused, even after
+/// garbage collection has emptied the table.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      TEXT    NOT NULL UNIQUE,
+    time_ms INTEGER NOT NULL,
+    tenant  TEXT,
+    body    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_tenant_seq ON events (tenant, seq);
+CREATE TABLE IF NOT EXISTS cursors (
+    destination TEXT    PRIMARY KEY,
+    seq         INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    destination  TEXT    NOT NULL,
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    object_key   TEXT    NOT NULL,
+    events       INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    sha256       TEXT    NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    completed_ms INTEGER,
+    PRIMARY KEY (destination, first_seq)
+);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
+"#;
+
+fn backend(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |err| {
+        let retryable = matches!(
+            err.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        );
+        StoreError::Backend {
+            operation,
+            source: Box::new(err),
+            retryable,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, and its parent directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend {
+                operation: "open",
+                source: format!("cannot create directory {}: {e}", parent.display()).into(),
+                retryable: false,
+            })?;
+        }
+        let conn = Connection::open(&path).map_err(backend("open"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(backend("open"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend("open"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend("open"))?;
+        conn.execute_batch(SCHEMA).map_err(backend("open"))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs blocking SQLite work off the async runtime's worker threads.
+    async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite consistent (transactions roll
+            // back on drop), so a poisoned lock is still usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            operation: "task",
+            source: Box::new(e),
+            retryable: false,
+        })?
+    }
+}
+
+fn read_batch(row: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
+    Ok(Batch {
+        destination: row.get(0)?,
+        first_seq: row.get(1)?,
+        last_seq: row.get(2)?,
+        key: row.get(3)?,
+        events: row.get(4)?,
+        bytes: row.get(5)?,
+        sha256: row.get(6)?,
+        created_ms: row.get(7)?,
+    })
+}
+
+const BATCH_COLUMNS: &str =
+    "destination, first_seq, last_seq, object_key, events, bytes, sha256, created_ms";
+
+fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT seq FROM cursors WHERE destination = ?1",
+        [destination],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, StoreError> {
+        // Serialize before taking the lock: it is the expensive part.
+        let rows = events
+            .into_iter()
+            .map(|e| {
+                let body = serde_json::to_string(&e).map_err(|err| StoreError::Backend {
+                    operation: "append",
+                    source: Box::new(err),
+                    retryable: false,
+                })?;
+                Ok((e.id, e.time, e.organization, body))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.with_conn(move |conn| {
+            let err = backend("append");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            let mut out = Vec::with_capacity(rows.len());
+            {
+                // Look up before inserting: a conflicting INSERT would still consume an
+                // AUTOINCREMENT value and leave gaps in the sequence.
+                let mut existing = tx
+                    .prepare_cached("SELECT seq FROM events WHERE id = ?1")
+                    .map_err(&err)?;
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO events (id, time_ms, tenant, body) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(&err)?;
+                for (id, time, tenant, body) in rows {
+                    let found: Option<u64> = existing
+                        .query_row([&id], |r| r.get(0))
+                        .optional()
+                        .map_err(&err)?;
+                    let (seq, duplicate) = match found {
+                        Some(seq) => (seq, true),
+                        None => {
+                            insert.execute(params![id, time, tenant, body]).map_err(&err)?;
+                            (tx.last_insert_rowid() as u64, false)
+                        }
+                    };
+                    out.push(Appended { id, seq, duplicate });
+                }
+            }
+            tx.commit().map_err(&err)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read_after(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_conn(move |conn| {
+            let err = backend("read");
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2
+                     ORDER BY seq LIMIT ?3",
+                )
+                .map_err(&err)?;
+            let up_to = up_to.min(i64::MAX as u64);
+            let rows = stmt
+                .query_map(params![after, up_to, limit as i64], |r| {
+                    Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(&err)?;
+            let mut events = Vec::with_capacity(limit.min(4096));
+            for row in rows {
+                let (seq, body) = row.map_err(&err)?;
+                let event = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                    seq,
+                    message: e.to_string(),
+                })?;
+                events.push(StoredEvent { seq, event });
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {
+        let destination = destination.to_string();
+        self.with_conn(move |conn| cursor_of(conn, &destination).map_err(backend("cursor")))
+            .await
+    }
+
+    async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError> {
+        let destination = destination.to_string();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches
+                     WHERE destination = ?1 AND completed_ms IS NULL"
+                ),
+                [destination],
+                read_batch,
+            )
+            .optional()
+            .map_err(backend("pending batch"))
+        })
+        .await
+    }
+
+    async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        let batch = batch.clone();
+        self.with_conn(move |conn| {
+            let err = backend("begin batch");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            let pending: Option<u64> = tx
+                .query_row(
+                    "SELECT first_seq FROM batches WHERE destination = ?1 AND completed_ms IS NULL",
+                    [&batch.destination],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&err)?;
+            if let Some(first) = pending {
+                return Err(StoreError::Conflict {
+                    operation: "begin batch",
+                    message: format!(
+                        "destination `{}` already has a pending batch starting at {first}",
+                        batch.destination
+                    ),
+                });
+            }
+            let cursor = cursor_of(&tx, &batch.destination).map_err(&err)?;
+            if batch.first_seq <= cursor || batch.last_seq < batch.first_seq {
+                return Err(StoreError::Conflict {
+                    operation: "begin batch",
+                    message: format!(
+                        "batch {}..={} of `{}` does not follow its cursor {cursor}",
+                        batch.first_seq, batch.last_seq, batch.destination
+                    ),
+                });
+            }
+            tx.execute(
+                &format!("INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    batch.destination,
+                    batch.first_seq,
+                    batch.last_seq,
+                    batch.key,
+                    batch.events,
+                    batch.bytes,
+                    batch.sha256,
+                    batch.created_ms
+                ],
+            )
+            .map_err(&err)?;
+            tx.commit().map_err(&err)
+        })
+        .await
+    }
+
+    async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError> {
+        let destination = destination.to_string();
+        self.with_conn(move |conn| {
+            let err = backend("complete batch");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            let last: Option<u64> = tx
+                .query_row(
+                    "SELECT last_seq FROM batches
+                     WHERE destination = ?1 AND first_seq = ?2 AND completed_ms IS NULL",
+                    params![destination, first_seq],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&err)?;
+            let Some(last) = last else {
+                return Err(StoreError::Conflict {
+                    operation: "complete batch",
+                    message: format!(
+                        "`{destination}` has no pending batch starting at {first_seq}"
+                    ),
+                });
+            };
+            tx.execute(
+                "UPDATE batches SET completed_ms = ?3 WHERE destination = ?1 AND first_seq = ?2",
+                params![destination, first_seq, now_ms()],
+            )
+            .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO cursors (destination, seq) VALUES (?1, ?2)
+                 ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq",
+                params![destination, last],
+            )
+            .map_err(&err)?;
+            tx.commit().map_err(&err)
+        })
+        .await
+    }
+
+    async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
+        let destinations = destinations.to_vec();
+        self.with_conn(move |conn| {
+            let err = backend("gc");
+            if destinations.is_empty() {
+                return Ok(0);
+            }
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            let mut lowest = u64::MAX;
+            for destination in &destinations {
+                lowest = lowest.min(cursor_of(&tx, destination).map_err(&err)?);
+            }
+            let deleted = tx
+                .execute("DELETE FROM events WHERE seq <= ?1", [lowest])
+                .map_err(&err)?;
+            tx.commit().map_err(&err)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.with_conn(|conn| {
+            let err = backend("stats");
+            let (events, first_seq): (u64, Option<u64>) = conn
+                .query_row("SELECT count(*), min(seq) FROM events", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(&err)?;
+            // sqlite_sequence keeps the highest key ever handed out, even after deletes.
+            let last_seq: Option<u64> = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&err)?;
+            Ok(StoreStats {
+                events,
+                first_seq,
+                last_seq: last_seq.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO store_meta (key, value) VALUES ('last_write_check', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [now_ms().to_string()],
+            )
+            .map(drop)
+            .map_err(backend("write check"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, time: i64) -> Event {
+        Event {
+            id: id.into(),
+            time,
+            action: "getUser".into(),
+            ..Event::default()
+        }
+    }
+
+    fn batch(first: u64, last: u64) -> Batch {
+        Batch {
+            destination: "d".into(),
+            first_seq: first,
+            last_seq: last,
+            key: format!("k{first}"),
+            events: last - first + 1,
+            bytes: 10,
+            sha256: "00".into(),
+            created_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn ids_are_idempotency_keys_and_seqs_increase() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("sub/a.db")).unwrap();
+        let first = store
+            .append(vec![event("a", 1), event("b", 2), event("a", 3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            first.iter().map(|a| (a.seq, a.duplicate)).collect::<Vec<_>>(),
+            vec![(1, false), (2, false), (1, true)]
+        );
+        let again = store.append(vec![event("b", 9), event("c", 4)]).await.unwrap();
+        assert_eq!(again[0], Appended { id: "b".into(), seq: 2, duplicate: true });
+        assert_eq!(again[1].seq, 3);
+        let read = store.read_after(0, u64::MAX, 10).await.unwrap();
+        assert_eq!(read.len(), 3);
+        // the first copy of `b` wins; the replay's different time is not stored
+        assert_eq!(read[1].event.time, 2);
+        assert_eq!(store.read_after(1, 2, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn batches_move_cursors_and_gc_keeps_what_a_destination_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("a.db")).unwrap();
+        let events = (0..5).map(|i| event(&format!("e{i}"), i)).collect();
+        store.append(events).await.unwrap();
+
+        store.begin_batch(&batch(1, 3)).await.unwrap();
+        // a second pending batch, or one that skips events, is refused
+        assert!(store.begin_batch(&batch(4, 5)).await.is_err());
+        assert_eq!(store.pending_batch("d").await.unwrap(), Some(batch(1, 3)));
+        assert_eq!(store.cursor("d").await.unwrap(), 0);
+        store.complete_batch("d", 1).await.unwrap();
+        assert_eq!(store.cursor("d").await.unwrap(), 3);
+        assert_eq!(store.pending_batch("d").await.unwrap(), None);
+        assert!(store.begin_batch(&batch(2, 5)).await.is_err());
+
+        // `other` never exported: nothing can go
+        let both = ["d".to_string(), "other".to_string()];
+        assert_eq!(store.gc(&both).await.unwrap(), 0);
+        assert_eq!(store.gc(&both[..1]).await.unwrap(), 3);
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.events, stats.first_seq, stats.last_seq), (2, Some(4), 5));
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_are_not_reused_after_gc_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.append(vec![event("a", 1), event("b", 2)]).await.unwrap();
+            store.begin_batch(&batch(1, 2)).await.unwrap();
+            store.complete_batch("d", 1).await.unwrap();
+            assert_eq!(store.gc(&["d".into()]).await.unwrap(), 2);
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let appended = store.append(vec![event("c", 3)]).await.unwrap();
+        assert_eq!(appended[0].seq, 3);
+        assert_eq!(store.read_after(store.cursor("d").await.unwrap(), u64::MAX, 10).await.unwrap().len(), 1);
+    }
+}
