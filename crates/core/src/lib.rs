@@ -28,3 +28,6 @@ pub use sink::{verify_sink, ObjectMeta, PutOutcome, Sink, VERIFY_PREFIX};
 // Re-exported so that plugin crates register factories without naming `inventory` themselves.
 #[doc(hidden)]
 pub use inventory;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,1 +1,336 @@
+//! Persistent-volume sink: export files in a local directory (a mounted volume, NFS, ...).
+//!
+//! A put writes a temporary file in the key's directory, fsyncs it, hard-links it to its
+//! final name (which fails if the name exists: create-if-absent without a race), removes the
+//! temporary name and fsyncs the directory. A reader therefore sees a whole file or none,
+//! and a crash leaves at most a hidden `.auditsync-tmp-*` file, which is never listed and is
+//! swept by a later put into the same directory.
+//!
+//! Keys are [`ObjectKey`]s, which cannot be absolute or contain `..`; in addition the sink
+//! refuses to follow symbolic links below its root, so no key can reach outside it.
 
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use auditsync_core::registry::{parse_options, SinkFactory};
+use auditsync_core::{
+    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
+};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+/// Keeps this crate linked into binaries that only register it through `inventory`.
+pub fn link() {}
+
+const TEMP_PREFIX: &str = ".auditsync-tmp-";
+
+/// Options of a `{"type": "pv"}` destination.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PvConfig {
+    /// The directory export files go under. Created if missing.
+    pub root: PathBuf,
+    /// Temporary files of other processes older than this are swept (seconds; default 600).
+    #[serde(default = "default_stale_temp_secs")]
+    pub stale_temp_secs: u64,
+}
+
+fn default_stale_temp_secs() -> u64 {
+    600
+}
+
+/// The persistent-volume sink.
+#[derive(Debug)]
+pub struct PvSink {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    stale_after: Duration,
+    counter: AtomicU64,
+    swept: Mutex<HashSet<PathBuf>>,
+}
+
+impl PvSink {
+    /// A sink rooted at `config.root`. The directory is created on first use.
+    pub fn new(config: PvConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                root: config.root,
+                stale_after: Duration::from_secs(config.stale_temp_secs),
+                counter: AtomicU64::new(0),
+                swept: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: SinkOp,
+        work: impl FnOnce(&Inner) -> Result<T, SinkError> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| SinkError::new(op, ErrorKind::Other, format!("worker failed: {e}")))?
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn escape_error(op: SinkOp, key: &str, path: &Path) -> SinkError {
+    SinkError::new(
+        op,
+        ErrorKind::PermissionDenied,
+        format!(
+            "{} is a symbolic link or not a directory; the volume sink does not follow links out of its root",
+            path.display()
+        ),
+    )
+    .with_key(key)
+}
+
+impl Inner {
+    /// Creates the key's parent directories one by one, refusing symlinks, and fsyncs each
+    /// parent of a directory it created so the new entry is durable.
+    fn ensure_parent(&self, key: &ObjectKey) -> Result<PathBuf, SinkError> {
+        let io_err = |e| SinkError::io(SinkOp::Put, Some(key.as_str()), e);
+        if !self.root.is_dir() {
+            fs::create_dir_all(&self.root).map_err(io_err)?;
+            if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent).map_err(io_err)?;
+            }
+        }
+        let segments: Vec<&str> = key.segments().collect();
+        let mut dir = self.root.clone();
+        for segment in &segments[..segments.len() - 1] {
+            let next = dir.join(segment);
+            match fs::create_dir(&next) {
+                Ok(()) => sync_dir(&dir).map_err(io_err)?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let meta = fs::symlink_metadata(&next).map_err(io_err)?;
+                    if !meta.is_dir() {
+                        return Err(escape_error(SinkOp::Put, key.as_str(), &next));
+                    }
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+            dir = next;
+        }
+        Ok(dir)
+    }
+
+    /// The path of an existing key, refusing symlinks anywhere below the root.
+    fn existing_path(&self, op: SinkOp, key: &ObjectKey) -> Result<PathBuf, SinkError> {
+        let mut path = self.root.clone();
+        for segment in key.segments() {
+            path.push(segment);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(escape_error(op, key.as_str(), &path))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(SinkError::io(op, Some(key.as_str()), e)),
+            }
+        }
+        Ok(path)
+    }
+
+    fn sweep_once(&self, dir: &Path) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            if !swept.insert(dir.to_path_buf()) {
+                return;
+            }
+        }
+        let own = format!("{TEMP_PREFIX}{}-", std::process::id());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with(TEMP_PREFIX) || name.starts_with(&own) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age >= self.stale_after);
+            if stale {
+                // Best effort: a temp file that cannot be removed is still never listed.
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn put(&self, key: &ObjectKey, body: &[u8]) -> Result<PutOutcome, SinkError> {
+        let io_err = |e| SinkError::io(SinkOp::Put, Some(key.as_str()), e);
+        let dir = self.ensure_parent(key)?;
+        self.sweep_once(&dir);
+        let name = key.segments().last().unwrap_or_default();
+        let target = dir.join(name);
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            file.write_all(body)?;
+            file.sync_all()?;
+            drop(file);
+            match fs::hard_link(&temp, &target) {
+                Ok(()) => Ok(PutOutcome::Created),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
+                Err(e) => Err(e),
+            }
+        })();
+        let removed = fs::remove_file(&temp);
+        let outcome = result.map_err(io_err)?;
+        if outcome == PutOutcome::Created {
+            removed.map_err(io_err)?;
+            sync_dir(&dir).map_err(io_err)?;
+        }
+        Ok(outcome)
+    }
+
+    fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {
+        let path = self.existing_path(SinkOp::Get, key)?;
+        fs::read(path)
+            .map(Bytes::from)
+            .map_err(|e| SinkError::io(SinkOp::Get, Some(key.as_str()), e))
+    }
+
+    fn delete(&self, key: &ObjectKey) -> Result<(), SinkError> {
+        let path = match self.existing_path(SinkOp::Delete, key) {
+            Ok(path) => path,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let io_err = |e| SinkError::io(SinkOp::Delete, Some(key.as_str()), e);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)).map_err(io_err),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError> {
+        let io_err = |e| SinkError::io(SinkOp::List, None, e);
+        // Start the walk at the deepest directory the prefix names in full.
+        let base = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let mut start = self.root.clone();
+        if !base.is_empty() {
+            let key = ObjectKey::new(base).map_err(|e| {
+                SinkError::new(SinkOp::List, ErrorKind::InvalidInput, e.to_string())
+            })?;
+            start.extend(key.segments());
+        }
+        let mut out = Vec::new();
+        let mut stack = vec![(start, base.to_string())];
+        while let Some((dir, rel)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err)?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let key = if rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let file_type = entry.file_type().map_err(io_err)?;
+                if file_type.is_dir() {
+                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                        stack.push((entry.path(), key));
+                    }
+                } else if file_type.is_file() && key.starts_with(prefix) {
+                    if let Ok(key) = ObjectKey::new(key) {
+                        let size = entry.metadata().map_err(io_err)?.len();
+                        out.push(ObjectMeta { key, size });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Sink for PvSink {
+    fn describe(&self) -> String {
+        format!("pv:{}", self.inner.root.display())
+    }
+
+    async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+        let key = key.clone();
+        self.blocking(SinkOp::Put, move |inner| inner.put(&key, &body))
+            .await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {
+        let key = key.clone();
+        self.blocking(SinkOp::Get, move |inner| inner.get(&key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError> {
+        let prefix = prefix.to_string();
+        self.blocking(SinkOp::List, move |inner| inner.list(&prefix))
+            .await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), SinkError> {
+        let key = key.clone();
+        self.blocking(SinkOp::Delete, move |inner| inner.delete(&key))
+            .await
+    }
+}
+
+fn build(options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
+    let config: PvConfig = parse_options(options)?;
+    if config.root.as_os_str().is_empty() {
+        return Err(ConfigError::invalid("root", "must not be empty"));
+    }
+    Ok(Arc::new(PvSink::new(config)))
+}
+
+auditsync_core::inventory::submit! {
+    SinkFactory {
+        name: "pv",
+        summary: "persistent volume: a local directory, atomic create-if-absent writes",
+        build,
+    }
+}
