@@ -1,1 +1,19 @@
+//! The auditsync engine: everything between a producer's record and an object in a sink.
+//!
+//! - [`ingest`]: parse and validate records against a schema, then append them to the store,
+//!   all or nothing.
+//! - [`cron`]: 6-field cron schedules with the semantics of the Go `robfig/cron` library.
+//! - [`encode`]: schema → formatter → compression, streamed, with the file's SHA-256.
+//! - [`export`]: per-destination batches after its cursor, deterministic keys, put, cursor.
+//! - [`gc`]: deletes what every destination has.
+//! - [`retry`]: a [`auditsync_core::Sink`] layer that retries what a retry can fix.
 
+pub mod cron;
+pub mod encode;
+pub mod export;
+pub mod gc;
+pub mod ingest;
+pub mod retry;
+
+pub use encode::{Compression, FileFormat};
+pub use export::{BatchLimits, Destination, DestinationReport, ExportError, Exporter};

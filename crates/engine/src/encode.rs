@@ -1,0 +1,309 @@
+//! Turns stored events into the bytes of one export file: the destination's schema renders
+//! each event, its formatter writes the record, and the compressor squeezes the stream.
+//!
+//! Encoding runs on a blocking thread fed page by page from the store, so reading and
+//! encoding overlap and no batch is ever held as a list of events.
+
+use std::cell::Cell;
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
+
+use auditsync_core::{ConfigError, Formatter, Schema};
+use auditsync_store::{Store, StoreError, StoredEvent};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+/// Compression applied to a whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain bytes.
+    None,
+    /// gzip (RFC 1952) at a level 0-9; the header carries no time stamp, so equal input
+    /// gives equal bytes.
+    Gzip(u32),
+    /// Zstandard at a level 1-22.
+    Zstd(i32),
+}
+
+impl Compression {
+    /// Parses `none`, `gzip` or `zstd`, with an optional level (default gzip 6, zstd 3).
+    pub fn parse(name: &str, level: Option<i64>) -> Result<Self, ConfigError> {
+        let out_of_range = |range: &str| {
+            ConfigError::invalid(
+                "compression_level",
+                format!("{level:?} is outside {range} for {name}"),
+            )
+        };
+        match name {
+            "none" => match level {
+                None => Ok(Compression::None),
+                Some(_) => Err(ConfigError::invalid(
+                    "compression_level",
+                    "set without a compression",
+                )),
+            },
+            "gzip" => match level.unwrap_or(6) {
+                l @ 0..=9 => Ok(Compression::Gzip(l as u32)),
+                _ => Err(out_of_range("0-9")),
+            },
+            "zstd" => match level.unwrap_or(3) {
+                l @ 1..=22 => Ok(Compression::Zstd(l as i32)),
+                _ => Err(out_of_range("1-22")),
+            },
+            other => Err(ConfigError::UnknownName {
+                key: "compression".into(),
+                kind: "compression",
+                name: other.into(),
+                known: vec!["gzip".into(), "none".into(), "zstd".into()],
+            }),
+        }
+    }
+
+    /// The file-name suffix it adds, with its dot (empty for none).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip(_) => ".gz",
+            Compression::Zstd(_) => ".zst",
+        }
+    }
+
+    /// Its config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip(_) => "gzip",
+            Compression::Zstd(_) => "zstd",
+        }
+    }
+
+    fn writer(self, capacity: usize) -> io::Result<Compressor> {
+        let buf = Vec::with_capacity(capacity);
+        Ok(match self {
+            Compression::None => Compressor::Plain(buf),
+            Compression::Gzip(level) => Compressor::Gzip(flate2::write::GzEncoder::new(
+                buf,
+                flate2::Compression::new(level),
+            )),
+            Compression::Zstd(level) => Compressor::Zstd(zstd::Encoder::new(buf, level)?),
+        })
+    }
+}
+
+enum Compressor {
+    Plain(Vec<u8>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::Encoder<'static, Vec<u8>>),
+}
+
+impl Compressor {
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Compressor::Plain(v) => Ok(v),
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(v) => v.write(buf),
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Compressor::Plain(v) => v.write_all(buf),
+            Compressor::Gzip(e) => e.write_all(buf),
+            Compressor::Zstd(e) => e.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(v) => v.flush(),
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Counts the bytes written through it (the uncompressed size), readable while a record
+/// writer holds the writer itself.
+struct Counting<'c, W> {
+    inner: W,
+    count: &'c Cell<u64>,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// How to encode a destination's files.
+#[derive(Debug, Clone)]
+pub struct FileFormat {
+    /// Renders events into records.
+    pub schema: Arc<dyn Schema>,
+    /// Writes records.
+    pub formatter: Arc<dyn Formatter>,
+    /// Compresses the file.
+    pub compression: Compression,
+}
+
+impl FileFormat {
+    /// The file extension without a leading dot, e.g. `ndjson.gz`.
+    pub fn extension(&self) -> String {
+        format!(
+            "{}{}",
+            self.formatter.extension(),
+            self.compression.suffix()
+        )
+    }
+}
+
+/// Where a file's events stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimits {
+    /// At most this many events.
+    pub max_events: u64,
+    /// Stop adding events once the uncompressed size reaches this many bytes.
+    pub max_bytes: u64,
+}
+
+/// One encoded export file.
+#[derive(Debug, Clone)]
+pub struct EncodedFile {
+    /// The file's bytes.
+    pub body: Vec<u8>,
+    /// First sequence number in it.
+    pub first_seq: u64,
+    /// Last sequence number in it.
+    pub last_seq: u64,
+    /// Time of its first event, epoch ms.
+    pub first_time: i64,
+    /// Number of events.
+    pub events: u64,
+    /// Size before compression.
+    pub raw_bytes: u64,
+    /// Lowercase hex SHA-256 of `body`.
+    pub sha256: String,
+}
+
+/// Why a file could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// Reading events failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The formatter or compressor failed.
+    #[error("encoding failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Events read from the store per page.
+pub const PAGE: usize = 2_000;
+
+/// Encodes the events with `after < seq <= up_to` into one file, stopping at `limits`.
+/// Returns `None` when there is no such event.
+pub async fn encode_file(
+    store: &dyn Store,
+    format: &FileFormat,
+    after: u64,
+    up_to: u64,
+    limits: FileLimits,
+) -> Result<Option<EncodedFile>, EncodeError> {
+    let (tx, rx) = mpsc::channel::<Vec<StoredEvent>>(2);
+    let format = format.clone();
+    let encoder = tokio::task::spawn_blocking(move || encode_pages(rx, &format, limits));
+    let mut cursor = after;
+    let mut wanted = limits.max_events;
+    while wanted > 0 {
+        let page = store
+            .read_after(cursor, up_to, PAGE.min(wanted as usize))
+            .await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        wanted = wanted.saturating_sub(page.len() as u64);
+        let short = page.len() < PAGE;
+        if tx.send(page).await.is_err() || short {
+            // The encoder stopped at the byte limit, or the store has no more.
+            break;
+        }
+    }
+    drop(tx);
+    encoder
+        .await
+        .map_err(|e| io::Error::other(format!("encoder task failed: {e}")))?
+        .map_err(EncodeError::Io)
+}
+
+fn encode_pages(
+    mut rx: mpsc::Receiver<Vec<StoredEvent>>,
+    format: &FileFormat,
+    limits: FileLimits,
+) -> io::Result<Option<EncodedFile>> {
+    let capacity = limits.max_bytes.min(8 << 20) as usize;
+    let mut compressor = format.compression.writer(capacity)?;
+    let mut first: Option<(u64, i64)> = None;
+    let mut last_seq = 0;
+    let mut events = 0u64;
+    let raw_bytes = Cell::new(0u64);
+    {
+        let mut counted = Counting {
+            inner: BufWriter::with_capacity(64 * 1024, &mut compressor),
+            count: &raw_bytes,
+        };
+        let columns = format.schema.columns().to_vec();
+        {
+            let mut writer = format.formatter.begin(&columns, &mut counted)?;
+            let mut record: Vec<Value> = Vec::with_capacity(columns.len());
+            'pages: while let Some(page) = rx.blocking_recv() {
+                for stored in page {
+                    if events >= limits.max_events {
+                        break 'pages;
+                    }
+                    record.clear();
+                    format.schema.render(&stored.event, &mut record);
+                    writer.append(&record)?;
+                    first.get_or_insert((stored.seq, stored.event.time));
+                    last_seq = stored.seq;
+                    events += 1;
+                    if raw_bytes.get() >= limits.max_bytes {
+                        break 'pages;
+                    }
+                }
+            }
+            // Dropping the receiver tells the reader to stop.
+            drop(rx);
+            writer.finish()?;
+        }
+        counted.flush()?;
+    }
+    let Some((first_seq, first_time)) = first else {
+        return Ok(None);
+    };
+    let body = compressor.finish()?;
+    let sha256 = hex::encode(Sha256::digest(&body));
+    Ok(Some(EncodedFile {
+        body,
+        first_seq,
+        last_seq,
+        first_time,
+        events,
+        raw_bytes: raw_bytes.get(),
+        sha256,
+    }))
+}

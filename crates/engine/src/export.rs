@@ -1,0 +1,344 @@
+//! Export: for each destination, the events after its cursor become files in its sink.
+//!
+//! Per file: encode the next events (up to the destination's limits), derive the key from
+//! the file's first event time and sequence range, record the batch in the store, put it
+//! (create-if-absent), and only then move the cursor. After a crash the recorded batch is
+//! re-encoded from the same events to the same bytes and put under the same key, so a
+//! retry never produces a second copy of an event.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditsync_core::{KeyError, ObjectKey, PutOutcome, Sink, SinkError};
+use auditsync_store::{Batch, Store, StoreError};
+use bytes::Bytes;
+use chrono::{DateTime, Datelike, Timelike};
+use sha2::{Digest, Sha256};
+
+pub use crate::encode::FileLimits as BatchLimits;
+use crate::encode::{encode_file, EncodeError, EncodedFile, FileFormat};
+
+/// Default events per file.
+pub const DEFAULT_MAX_EVENTS: u64 = 100_000;
+/// Default uncompressed bytes per file: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            max_events: DEFAULT_MAX_EVENTS,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// One configured destination.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Its name: the key of its cursor in the store.
+    pub name: String,
+    /// Where files go (already wrapped in the retry layer).
+    pub sink: Arc<dyn Sink>,
+    /// Schema, formatter and compression.
+    pub format: FileFormat,
+    /// Key prefix before `<namespace>/audit/`; may be empty.
+    pub prefix: String,
+    /// Where a file stops.
+    pub limits: BatchLimits,
+}
+
+/// Why a destination's export stopped. Other destinations are not affected.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Encoding a file failed.
+    #[error("{0}")]
+    Encode(#[from] EncodeError),
+    /// The sink failed (after the retry layer gave up, or at once for permanent errors).
+    #[error("{0}")]
+    Sink(#[from] SinkError),
+    /// A key could not be formed (bad prefix or namespace).
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// The destination holds different bytes at a batch's key, or a pending batch no
+    /// longer encodes as recorded. Nothing is overwritten; an operator must look.
+    #[error("conflict at `{key}`: {message}")]
+    Conflict {
+        /// The key.
+        key: String,
+        /// What differs.
+        message: String,
+    },
+}
+
+/// What one destination's export did.
+#[derive(Debug)]
+pub struct DestinationReport {
+    /// The destination.
+    pub destination: String,
+    /// Files written (or found already written, identical, after a crash).
+    pub files: u64,
+    /// Events in those files.
+    pub events: u64,
+    /// Bytes in those files.
+    pub bytes: u64,
+    /// Why the export stopped early, if it did.
+    pub error: Option<ExportError>,
+}
+
+/// Runs exports of all destinations from one store.
+#[derive(Debug)]
+pub struct Exporter {
+    store: Arc<dyn Store>,
+    namespace: String,
+    destinations: Vec<Destination>,
+}
+
+/// `<prefix>/<namespace>/audit/<yyyy>/<mm>/<dd>/<HH>/<first_seq>-<last_seq>.<ext>`, the date
+/// being the UTC time of the file's first event and the sequence numbers zero-padded to 20
+/// digits, so keys sort in export order.
+pub fn batch_key(
+    prefix: &str,
+    namespace: &str,
+    first_time_ms: i64,
+    first_seq: u64,
+    last_seq: u64,
+    extension: &str,
+) -> Result<ObjectKey, KeyError> {
+    let t = DateTime::from_timestamp_millis(first_time_ms).unwrap_or_default();
+    ObjectKey::join(
+        prefix,
+        &format!(
+            "{namespace}/audit/{:04}/{:02}/{:02}/{:02}/{first_seq:020}-{last_seq:020}.{extension}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour()
+        ),
+    )
+}
+
+impl Exporter {
+    /// An exporter for `destinations`, whose names must be unique.
+    pub fn new(store: Arc<dyn Store>, namespace: String, destinations: Vec<Destination>) -> Self {
+        Self {
+            store,
+            namespace,
+            destinations,
+        }
+    }
+
+    /// The destinations.
+    pub fn destinations(&self) -> &[Destination] {
+        &self.destinations
+    }
+
+    /// Names of the destinations (for GC).
+    pub fn destination_names(&self) -> Vec<String> {
+        self.destinations.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// Exports every destination concurrently up to the events stored now. A failing
+    /// destination stops at its failure; the others go on.
+    pub async fn export_once(self: &Arc<Self>) -> Vec<DestinationReport> {
+        let up_to = match self.store.stats().await {
+            Ok(stats) => stats.last_seq,
+            Err(e) => {
+                return self
+                    .destinations
+                    .iter()
+                    .map(|d| DestinationReport {
+                        destination: d.name.clone(),
+                        files: 0,
+                        events: 0,
+                        bytes: 0,
+                        error: Some(ExportError::Store(StoreError::Backend {
+                            operation: "stats",
+                            source: e.to_string().into(),
+                            retryable: e.is_retryable(),
+                        })),
+                    })
+                    .collect()
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..self.destinations.len() {
+            let this = Arc::clone(self);
+            tasks.spawn(async move { (index, this.export_destination(index, up_to).await) });
+        }
+        let mut reports: Vec<Option<DestinationReport>> =
+            (0..self.destinations.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, report)) => reports[index] = Some(report),
+                Err(e) => tracing::error!(error = %e, "export task failed"),
+            }
+        }
+        reports.into_iter().flatten().collect()
+    }
+
+    /// Exports one destination (by index) up to sequence `up_to`.
+    pub async fn export_destination(&self, index: usize, up_to: u64) -> DestinationReport {
+        let dest = &self.destinations[index];
+        let mut report = DestinationReport {
+            destination: dest.name.clone(),
+            files: 0,
+            events: 0,
+            bytes: 0,
+            error: None,
+        };
+        if let Err(e) = self.run(dest, up_to, &mut report).await {
+            tracing::error!(destination = %dest.name, error = %e, "export stopped");
+            report.error = Some(e);
+        }
+        report
+    }
+
+    async fn run(
+        &self,
+        dest: &Destination,
+        up_to: u64,
+        report: &mut DestinationReport,
+    ) -> Result<(), ExportError> {
+        let store = self.store.as_ref();
+        if let Some(batch) = store.pending_batch(&dest.name).await? {
+            self.resume(dest, batch, report).await?;
+        }
+        loop {
+            let cursor = store.cursor(&dest.name).await?;
+            if cursor >= up_to {
+                return Ok(());
+            }
+            let started = Instant::now();
+            let Some(file) = encode_file(store, &dest.format, cursor, up_to, dest.limits).await?
+            else {
+                return Ok(());
+            };
+            let key = batch_key(
+                &dest.prefix,
+                &self.namespace,
+                file.first_time,
+                file.first_seq,
+                file.last_seq,
+                &dest.format.extension(),
+            )?;
+            let batch = Batch {
+                destination: dest.name.clone(),
+                first_seq: file.first_seq,
+                last_seq: file.last_seq,
+                key: key.to_string(),
+                events: file.events,
+                bytes: file.body.len() as u64,
+                sha256: file.sha256.clone(),
+                created_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            store.begin_batch(&batch).await?;
+            self.deliver(dest, &key, file, started, report).await?;
+        }
+    }
+
+    /// Finishes a batch recorded before a crash: same events, same bytes, same key.
+    async fn resume(
+        &self,
+        dest: &Destination,
+        batch: Batch,
+        report: &mut DestinationReport,
+    ) -> Result<(), ExportError> {
+        let started = Instant::now();
+        let whole = BatchLimits {
+            max_events: u64::MAX,
+            max_bytes: u64::MAX,
+        };
+        let conflict = |message: String| ExportError::Conflict {
+            key: batch.key.clone(),
+            message,
+        };
+        let file = encode_file(
+            self.store.as_ref(),
+            &dest.format,
+            batch.first_seq - 1,
+            batch.last_seq,
+            whole,
+        )
+        .await?
+        .ok_or_else(|| conflict("the events of this pending batch are no longer in the store".into()))?;
+        if file.sha256 != batch.sha256 || file.first_seq != batch.first_seq {
+            return Err(conflict(format!(
+                "the pending batch {}..={} no longer encodes to the recorded bytes (sha256 {} vs {}); \
+                 was the destination's schema, format or compression changed while it was in flight?",
+                batch.first_seq, batch.last_seq, file.sha256, batch.sha256
+            )));
+        }
+        let key = ObjectKey::new(batch.key.clone())?;
+        tracing::info!(destination = %dest.name, key = %key, "resuming a batch recorded before a restart");
+        self.deliver(dest, &key, file, started, report).await
+    }
+
+    /// Puts the file and, once it is in the sink, moves the cursor.
+    async fn deliver(
+        &self,
+        dest: &Destination,
+        key: &ObjectKey,
+        file: EncodedFile,
+        started: Instant,
+        report: &mut DestinationReport,
+    ) -> Result<(), ExportError> {
+        let bytes = file.body.len() as u64;
+        let outcome = dest.sink.put(key, Bytes::from(file.body)).await?;
+        if outcome == PutOutcome::AlreadyExists {
+            // Only a byte-identical object may stand for this batch: anything else means
+            // the key was written by something other than this batch.
+            let existing = dest.sink.get(key).await?;
+            let existing_sha = hex::encode(Sha256::digest(&existing));
+            if existing_sha != file.sha256 {
+                return Err(ExportError::Conflict {
+                    key: key.to_string(),
+                    message: format!(
+                        "an object of {} bytes (sha256 {existing_sha}) is already there; this batch is {bytes} bytes (sha256 {}). Nothing was overwritten",
+                        existing.len(),
+                        file.sha256
+                    ),
+                });
+            }
+        }
+        self.store
+            .complete_batch(&dest.name, file.first_seq)
+            .await?;
+        report.files += 1;
+        report.events += file.events;
+        report.bytes += bytes;
+        tracing::info!(
+            destination = %dest.name,
+            key = %key,
+            events = file.events,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            already_present = outcome == PutOutcome::AlreadyExists,
+            "exported batch"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_deterministic_and_sortable() {
+        // 2023-07-29T06:02:37.857Z
+        let key = batch_key("", "acme", 1_690_610_557_857, 1, 250, "ndjson.gz").unwrap();
+        assert_eq!(
+            key.as_str(),
+            "acme/audit/2023/07/29/06/00000000000000000001-00000000000000000250.ndjson.gz"
+        );
+        let key = batch_key("tenant-a/", "acme", 0, 9, 10, "csv").unwrap();
+        assert!(key.as_str().starts_with("tenant-a/acme/audit/1970/01/01/00/"));
+        assert!(batch_key("", "../x", 0, 1, 1, "csv").is_err());
+        let a = batch_key("", "n", 0, 9, 10, "csv").unwrap();
+        let b = batch_key("", "n", 0, 10, 11, "csv").unwrap();
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,159 @@
+//! Parses and validates producer records, then appends them to the store all or nothing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use auditsync_core::{Event, Schema, ValidationError};
+use auditsync_store::{Appended, Store, StoreError};
+use serde_json::Value;
+
+/// Where in the input a record was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// 1-based line of NDJSON input.
+    Line(usize),
+    /// 0-based index in a JSON array.
+    Index(usize),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Index(n) => write!(f, "index {n}"),
+        }
+    }
+}
+
+/// Why an ingest was refused. Nothing of a refused input is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// `enableUserEvents` is false.
+    #[error("user events are disabled (enableUserEvents is false): nothing was recorded")]
+    Disabled,
+    /// A record is not JSON, or not UTF-8.
+    #[error("{at}: malformed JSON: {message}")]
+    Malformed {
+        /// Where.
+        at: Location,
+        /// The parser's message.
+        message: String,
+    },
+    /// A record is larger than allowed.
+    #[error("{at}: event is {size} bytes, over the limit of {max} bytes")]
+    TooLarge {
+        /// Where.
+        at: Location,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A record does not fit the schema.
+    #[error("{at}: {error}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// The field and the problem.
+        error: ValidationError,
+    },
+    /// The input held no record.
+    #[error("the input holds no event")]
+    Empty,
+    /// The store failed; nothing was committed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Default per-event size limit: 1 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Validates records against one schema and appends them to the store.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    store: Arc<dyn Store>,
+    schema: Arc<dyn Schema>,
+    enabled: bool,
+    max_event_bytes: usize,
+}
+
+impl Ingestor {
+    /// An ingestor for `schema`; when `enabled` is false every ingest is refused.
+    pub fn new(store: Arc<dyn Store>, schema: Arc<dyn Schema>, enabled: bool) -> Self {
+        Self {
+            store,
+            schema,
+            enabled,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+
+    /// Sets the per-event size limit in bytes.
+    pub fn with_max_event_bytes(mut self, max: usize) -> Self {
+        self.max_event_bytes = max;
+        self
+    }
+
+    /// The schema records are validated against.
+    pub fn schema(&self) -> &Arc<dyn Schema> {
+        &self.schema
+    }
+
+    /// Parses NDJSON (blank lines are skipped) into validated events with ids.
+    pub fn parse_ndjson(&self, input: &[u8]) -> Result<Vec<Event>, IngestError> {
+        if !self.enabled {
+            return Err(IngestError::Disabled);
+        }
+        let mut events = Vec::new();
+        for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+            let at = Location::Line(i + 1);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if line.len() > self.max_event_bytes {
+                return Err(IngestError::TooLarge {
+                    at,
+                    size: line.len(),
+                    max: self.max_event_bytes,
+                });
+            }
+            let text = std::str::from_utf8(line).map_err(|e| IngestError::Malformed {
+                at,
+                message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            })?;
+            let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
+                at,
+                message: e.to_string(),
+            })?;
+            events.push(self.prepare(at, value)?);
+        }
+        if events.is_empty() {
+            return Err(IngestError::Empty);
+        }
+        Ok(events)
+    }
+
+    /// Validates one record and gives it an id (UUIDv7) if the producer gave none.
+    pub fn prepare(&self, at: Location, record: Value) -> Result<Event, IngestError> {
+        if !self.enabled {
+            return Err(IngestError::Disabled);
+        }
+        let mut event = self
+            .schema
+            .parse(record)
+            .map_err(|error| IngestError::Invalid { at, error })?;
+        if event.id.is_empty() {
+            event.id = uuid::Uuid::now_v7().to_string();
+        }
+        Ok(event)
+    }
+
+    /// Appends validated events in one transaction; returns once they are durable.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, IngestError> {
+        if !self.enabled {
+            return Err(IngestError::Disabled);
+        }
+        Ok(self.store.append(events).await?)
+    }
+}

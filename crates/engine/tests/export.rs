@@ -1,0 +1,225 @@
+//! The exporter against a real SQLite file and a real directory.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use auditsync_core::registry::{build_formatter, build_schema};
+use auditsync_core::{ObjectKey, Sink};
+use auditsync_engine::encode::{encode_file, FileLimits};
+use auditsync_engine::export::batch_key;
+use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
+use auditsync_pv::{PvConfig, PvSink};
+use auditsync_store::{Batch, SqliteStore, Store};
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+fn link() {
+    auditsync_catalog::link();
+    auditsync_ndjson::link();
+    auditsync_pv::link();
+}
+
+fn uevent(i: u64) -> auditsync_core::Event {
+    let schema = build_schema("uevents").unwrap();
+    let mut event = schema
+        .parse(json!({
+            "opType": if i % 2 == 0 { "Query" } else { "Mutation" },
+            "createdAt": 1_690_610_557_857u64 + i * 1_000,
+            "nameHints": ["User"],
+            "userEmail": format!("user{i}@example.com"),
+            "customerName": "example.com",
+            "responseCode": 200,
+            "requestParams": {"email": format!("\"u{i}@example.com\""), "n": i},
+            "requestPayload": "[\"_id\",\"name\"]",
+            "latencyInMillis": i % 97,
+        }))
+        .unwrap();
+    event.id = format!("event-{i}");
+    event
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+    sink: Arc<PvSink>,
+}
+
+fn fixture() -> Fixture {
+    link();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("db/audit.db")).unwrap());
+    let root = dir.path().join("export");
+    let sink = Arc::new(PvSink::new(PvConfig {
+        root: root.clone(),
+        stale_temp_secs: 600,
+    }));
+    Fixture {
+        _dir: dir,
+        root,
+        store,
+        sink,
+    }
+}
+
+fn format(compression: Compression) -> FileFormat {
+    FileFormat {
+        schema: build_schema("uevents").unwrap(),
+        formatter: build_formatter("ndjson", &Map::new()).unwrap(),
+        compression,
+    }
+}
+
+fn destination(f: &Fixture, compression: Compression, max_events: u64) -> Destination {
+    Destination {
+        name: "local".into(),
+        sink: f.sink.clone(),
+        format: format(compression),
+        prefix: "pre".into(),
+        limits: BatchLimits {
+            max_events,
+            max_bytes: u64::MAX,
+        },
+    }
+}
+
+fn decompress(key: &str, body: &[u8]) -> String {
+    let mut text = String::new();
+    if key.ends_with(".gz") {
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .unwrap();
+    } else if key.ends_with(".zst") {
+        zstd::stream::read::Decoder::new(body)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+    } else {
+        text = String::from_utf8(body.to_vec()).unwrap();
+    }
+    text
+}
+
+/// Every exported line, parsed, keyed by the `n` request parameter.
+async fn exported(sink: &PvSink) -> (usize, HashMap<u64, Value>) {
+    let mut by_n = HashMap::new();
+    let objects = sink.list("").await.unwrap();
+    for meta in &objects {
+        let body = sink.get(&meta.key).await.unwrap();
+        for line in decompress(meta.key.as_str(), &body).lines() {
+            let value: Value = serde_json::from_str(line).unwrap();
+            let n = value["requestParams"]["n"].as_u64().unwrap();
+            assert!(by_n.insert(n, value).is_none(), "event {n} exported twice");
+        }
+    }
+    (objects.len(), by_n)
+}
+
+#[tokio::test]
+async fn exports_every_event_once_in_bounded_files_for_each_compression() {
+    for compression in [Compression::None, Compression::Gzip(6), Compression::Zstd(3)] {
+        let f = fixture();
+        f.store
+            .append((0..2_500).map(uevent).collect())
+            .await
+            .unwrap();
+        let exporter = Arc::new(Exporter::new(
+            f.store.clone(),
+            "acme".into(),
+            vec![destination(&f, compression, 1_000)],
+        ));
+        let reports = exporter.export_once().await;
+        assert!(reports[0].error.is_none(), "{:?}", reports[0].error);
+        assert_eq!((reports[0].files, reports[0].events), (3, 2_500));
+        let (files, by_n) = exported(&f.sink).await;
+        assert_eq!((files, by_n.len()), (3, 2_500), "{compression:?}");
+        let expected = uevent(1234);
+        assert_eq!(by_n[&1234]["userEmail"], json!(expected.actor.user_email));
+        assert_eq!(by_n[&1234]["opType"], json!("Query"));
+        let keys: Vec<String> = f.sink.list("").await.unwrap().into_iter().map(|m| m.key.to_string()).collect();
+        assert_eq!(
+            keys[0],
+            format!(
+                "pre/acme/audit/2023/07/29/06/00000000000000000001-00000000000000001000.ndjson{}",
+                compression.suffix()
+            )
+        );
+        // a second run finds nothing new
+        let again = exporter.export_once().await;
+        assert_eq!(again[0].files, 0);
+        assert_eq!(f.store.cursor("local").await.unwrap(), 2_500);
+    }
+}
+
+#[tokio::test]
+async fn byte_limit_cuts_files() {
+    let f = fixture();
+    f.store.append((0..300).map(uevent).collect()).await.unwrap();
+    let mut dest = destination(&f, Compression::None, u64::MAX);
+    dest.limits.max_bytes = 20_000;
+    let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
+    let report = exporter.export_once().await.remove(0);
+    assert!(report.error.is_none());
+    let objects = f.sink.list("").await.unwrap();
+    assert!(objects.len() > 3, "{} files", objects.len());
+    for meta in &objects {
+        // the cut comes after the record that crossed the limit: at most one line over
+        assert!(meta.size < 20_000 + 1_000, "{meta:?}");
+    }
+    assert_eq!(exported(&f.sink).await.1.len(), 300);
+}
+
+#[tokio::test]
+async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
+    for uploaded_before_crash in [false, true] {
+        let f = fixture();
+        f.store.append((0..50).map(uevent).collect()).await.unwrap();
+        let dest = destination(&f, Compression::Gzip(6), 20);
+        // what the exporter does before it crashes: encode, record, maybe put
+        let file = encode_file(f.store.as_ref(), &dest.format, 0, u64::MAX, FileLimits { max_events: 20, max_bytes: u64::MAX })
+            .await
+            .unwrap()
+            .unwrap();
+        let key = batch_key("pre", "acme", file.first_time, file.first_seq, file.last_seq, "ndjson.gz").unwrap();
+        f.store
+            .begin_batch(&Batch {
+                destination: "local".into(),
+                first_seq: file.first_seq,
+                last_seq: file.last_seq,
+                key: key.to_string(),
+                events: file.events,
+                bytes: file.body.len() as u64,
+                sha256: file.sha256.clone(),
+                created_ms: 0,
+            })
+            .await
+            .unwrap();
+        if uploaded_before_crash {
+            f.sink.put(&key, Bytes::from(file.body.clone())).await.unwrap();
+        }
+        let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
+        let report = exporter.export_once().await.remove(0);
+        assert!(report.error.is_none(), "{:?}", report.error);
+        let (files, by_n) = exported(&f.sink).await;
+        assert_eq!((files, by_n.len()), (3, 50));
+        assert_eq!(f.sink.get(&key).await.unwrap(), Bytes::from(file.body));
+    }
+}
+
+#[tokio::test]
+async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
+    let f = fixture();
+    f.store.append((0..10).map(uevent).collect()).await.unwrap();
+    let dest = destination(&f, Compression::None, 100);
+    let key = batch_key("pre", "acme", uevent(0).time, 1, 10, "ndjson").unwrap();
+    f.sink.put(&key, Bytes::from("someone else's file\n")).await.unwrap();
+    let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
+    let report = exporter.export_once().await.remove(0);
+    let err = report.error.expect("conflict").to_string();
+    assert!(err.contains("conflict at `pre/acme/audit/") && err.contains("Nothing was overwritten"), "{err}");
+    assert_eq!(f.store.cursor("local").await.unwrap(), 0);
+    assert_eq!(f.sink.get(&key).await.unwrap(), Bytes::from("someone else's file\n"));
+    let _ = ObjectKey::new("x").unwrap();
+    assert!(f.root.exists());
+}
