@@ -1,0 +1,88 @@
+//! Builds the store, destinations and ingestor a config describes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use auditsync_core::registry;
+use auditsync_engine::ingest::Ingestor;
+use auditsync_engine::retry::{RetryPolicy, RetryingSink};
+use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
+use auditsync_store::SqliteStore;
+
+use crate::config::{Config, DestinationConfig};
+
+/// Everything a command needs, built from one config.
+pub struct App {
+    /// The validated config.
+    pub config: Config,
+    /// The outbox.
+    pub store: Arc<SqliteStore>,
+    /// Exports to every destination.
+    pub exporter: Arc<Exporter>,
+    /// Validates and stores incoming records.
+    pub ingestor: Ingestor,
+}
+
+impl App {
+    /// Opens the store and builds every destination; errors name the config key.
+    pub fn build(config: Config) -> anyhow::Result<Self> {
+        let retry = RetryPolicy {
+            max_attempts: config.retry.max_attempts,
+            initial_delay: Duration::from_millis(config.retry.initial_delay_ms),
+            max_delay: Duration::from_millis(config.retry.max_delay_ms),
+        };
+        let destinations = config
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| build_destination(d, retry).map_err(|e| e.under(&format!("destinations[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = Arc::new(
+            SqliteStore::open(&config.store.path)
+                .with_context(|| format!("config key `store.path` ({})", config.store.path.display()))?,
+        );
+        let schema = registry::build_schema(&config.schema)?;
+        let ingestor = Ingestor::new(store.clone(), schema, config.enable_user_events)
+            .with_max_event_bytes(config.ingest.max_event_bytes);
+        let exporter = Arc::new(Exporter::new(
+            store.clone(),
+            config.namespace.clone(),
+            destinations,
+        ));
+        Ok(Self {
+            config,
+            store,
+            exporter,
+            ingestor,
+        })
+    }
+}
+
+fn build_destination(
+    d: &DestinationConfig,
+    retry: RetryPolicy,
+) -> Result<Destination, auditsync_core::ConfigError> {
+    let sink = registry::build_sink(&d.kind, &d.options)?;
+    let formatter =
+        registry::build_formatter(&d.format, &d.format_options).map_err(|e| match e {
+            e @ auditsync_core::ConfigError::UnknownName { .. } => e,
+            e => e.under("format_options"),
+        })?;
+    let schema = registry::build_schema(&d.schema)?;
+    let compression = Compression::parse(&d.compression, d.compression_level)?;
+    Ok(Destination {
+        name: d.name.clone(),
+        sink: Arc::new(RetryingSink::new(sink, retry)),
+        format: FileFormat {
+            schema,
+            formatter,
+            compression,
+        },
+        prefix: d.prefix.trim_end_matches('/').to_string(),
+        limits: BatchLimits {
+            max_events: d.max_events,
+            max_bytes: d.max_bytes,
+        },
+    })
+}

@@ -1,0 +1,46 @@
+//! The sink and formatter crates this binary was built with (Cargo features).
+//!
+//! Plugins register themselves with `inventory`, but the linker drops a crate nothing
+//! references; [`link`] references each enabled one so its registrations are kept.
+
+/// Sinks enabled by Cargo features (checked against the registry by a test).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const SINKS: &[&str] = &[
+    #[cfg(feature = "pv")]
+    "pv",
+];
+
+/// Formatters enabled by Cargo features (checked against the registry by a test).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const FORMATTERS: &[&str] = &[
+    #[cfg(feature = "ndjson")]
+    "ndjson",
+    #[cfg(feature = "csv")]
+    "csv",
+];
+
+/// References every enabled plugin crate.
+pub fn link() {
+    auditsync_catalog::link();
+    #[cfg(feature = "pv")]
+    auditsync_pv::link();
+    #[cfg(feature = "ndjson")]
+    auditsync_ndjson::link();
+    #[cfg(feature = "csv")]
+    auditsync_csv::link();
+}
+
+#[cfg(test)]
+mod tests {
+    use auditsync_core::registry;
+
+    #[test]
+    fn every_enabled_feature_is_in_the_registry_and_nothing_else() {
+        super::link();
+        assert_eq!(registry::sink_names(), super::SINKS);
+        let mut formatters = super::FORMATTERS.to_vec();
+        formatters.sort_unstable();
+        assert_eq!(registry::formatter_names(), formatters);
+        assert!(registry::schema_names().contains(&"uevents"));
+    }
+}
