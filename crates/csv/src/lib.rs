@@ -1,14 +1,15 @@
 //! CSV formatter (RFC 4180): a header row of column names, then one row per record in the
 //! schema's column order, `\r\n` line ends, fields quoted when they need it.
 //!
-//! Cells: strings as they are, numbers and booleans as JSON text, null as an empty cell, and
-//! arrays and objects as compact JSON (always quoted, since JSON contains `"` and `,`).
+//! Cells: null is an empty cell. In a `json` or `string_array` column every other value is
+//! compact JSON, so a string stays distinguishable from the array its text may look like.
+//! In other columns strings are written as they are, and numbers and booleans as JSON text.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use auditsync_core::registry::{parse_options, FormatterFactory};
-use auditsync_core::{Column, ConfigError, Formatter, RecordWriter};
+use auditsync_core::{Column, ColumnType, ConfigError, Formatter, RecordWriter};
 use serde_json::{Map, Value};
 
 /// Keeps this crate linked into binaries that only register it through `inventory`.
@@ -53,7 +54,10 @@ impl Formatter for CsvFormatter {
             .map_err(io::Error::other)?;
         Ok(Box::new(CsvWriter {
             writer,
-            width: columns.len(),
+            json_columns: columns
+                .iter()
+                .map(|c| matches!(c.ty, ColumnType::Json | ColumnType::StringArray))
+                .collect(),
             cell: String::new(),
         }))
     }
@@ -61,26 +65,31 @@ impl Formatter for CsvFormatter {
 
 struct CsvWriter<'w> {
     writer: csv::Writer<&'w mut dyn Write>,
-    width: usize,
+    /// Per column: whether its cells are JSON text.
+    json_columns: Vec<bool>,
     cell: String,
 }
 
 impl RecordWriter for CsvWriter<'_> {
     fn append(&mut self, record: &[Value]) -> io::Result<()> {
-        if record.len() != self.width {
+        if record.len() != self.json_columns.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "record has {} values for {} columns",
                     record.len(),
-                    self.width
+                    self.json_columns.len()
                 ),
             ));
         }
-        for value in record {
+        for (value, json) in record.iter().zip(&self.json_columns) {
             self.cell.clear();
             let cell: &str = match value {
                 Value::Null => "",
+                _ if *json => {
+                    self.cell = serde_json::to_string(value).map_err(io::Error::other)?;
+                    &self.cell
+                }
                 Value::String(s) => s,
                 Value::Bool(b) => {
                     if *b {
@@ -143,7 +152,6 @@ auditsync_core::inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auditsync_core::ColumnType;
     use serde_json::json;
 
     fn columns() -> Vec<Column> {
@@ -152,6 +160,7 @@ mod tests {
             Column::new("n", ColumnType::Integer),
             Column::new("params", ColumnType::Json),
             Column::new("ok", ColumnType::Boolean),
+            Column::new("payload", ColumnType::Json),
         ]
     }
 
@@ -161,16 +170,16 @@ mod tests {
         let cols = columns();
         let mut writer = CsvFormatter::default().begin(&cols, &mut out).unwrap();
         writer
-            .append(&[json!("a, \"b\"\nc"), json!(42), json!({"k": "v,w"}), json!(true)])
+            .append(&[json!("a, \"b\"\nc"), json!(42), json!({"k": "v,w"}), json!(true), json!("[1]")])
             .unwrap();
         writer
-            .append(&[Value::Null, json!(-1.5), json!(["x"]), Value::Null])
+            .append(&[Value::Null, json!(-1.5), json!(["x"]), Value::Null, json!([1])])
             .unwrap();
         writer.finish().unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "name,n,params,ok\r\n\"a, \"\"b\"\"\nc\",42,\"{\"\"k\"\":\"\"v,w\"\"}\",true\r\n,-1.5,\"[\"\"x\"\"]\",\r\n"
+            "name,n,params,ok,payload\r\n\"a, \"\"b\"\"\nc\",42,\"{\"\"k\"\":\"\"v,w\"\"}\",true,\"\"\"[1]\"\"\"\r\n,-1.5,\"[\"\"x\"\"]\",,[1]\r\n"
         );
         // and a standard reader gets the values back
         let mut reader = csv::Reader::from_reader(text.as_bytes());
@@ -181,6 +190,9 @@ mod tests {
             json!({"k": "v,w"})
         );
         assert_eq!(&rows[1][3], "");
+        // a JSON column keeps a string apart from the array its text looks like
+        assert_eq!(serde_json::from_str::<Value>(&rows[0][4]).unwrap(), json!("[1]"));
+        assert_eq!(serde_json::from_str::<Value>(&rows[1][4]).unwrap(), json!([1]));
     }
 
     #[test]
@@ -194,6 +206,6 @@ mod tests {
         let mut out = Vec::new();
         let cols = columns();
         fmt.begin(&cols, &mut out).unwrap().finish().unwrap();
-        assert_eq!(out, b"name;n;params;ok\r\n");
+        assert_eq!(out, b"name;n;params;ok;payload\r\n");
     }
 }

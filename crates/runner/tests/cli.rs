@@ -1,0 +1,434 @@
+//! The real `auditsync` binary against a real SQLite file and real directories.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new(config: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env {
+            config: dir.path().join("auditsync.json"),
+            dir,
+        };
+        env.write_config(config);
+        env
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes the config with relative paths made absolute under the temp dir.
+    fn write_config(&self, mut config: Value) {
+        let base = self.dir.path();
+        config["store"] = json!({"type": "sqlite", "path": base.join("db/audit.db")});
+        if let Some(dests) = config.get_mut("destinations").and_then(Value::as_array_mut) {
+            for d in dests {
+                if let Some(root) = d["root"].as_str() {
+                    d["root"] = json!(base.join(root));
+                }
+            }
+        }
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditsync"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.env("AUDITSYNC_LOG", "warn");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AUDITSYNC_") && k != "AUDITSYNC_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "auditsync {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn ingest(&self, lines: &[Value]) -> String {
+        let file = self.path("input.ndjson");
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+        self.ok(&["ingest", file.to_str().unwrap()])
+    }
+
+    fn events_held(&self) -> u64 {
+        let out = self.ok(&["status"]);
+        let first = out.lines().next().unwrap();
+        first
+            .strip_prefix("store: ")
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected status: {out}"))
+    }
+}
+
+fn config(destinations: Value) -> Value {
+    json!({
+        "enableUserEvents": true,
+        "namespace": "acme",
+        "destinations": destinations,
+    })
+}
+
+/// A uevents line with awkward content; `requestParams.n` identifies it.
+fn line(i: u64) -> Value {
+    json!({
+        "opType": if i % 3 == 0 { "Mutation" } else { "Query" },
+        "createdAt": 1_690_610_557_857u64 + i * 1_000,
+        "nameHints": if i % 7 == 0 { json!(["Project", "ProjectRelease"]) } else { json!(["User"]) },
+        "userEmail": format!("user{i}@example.com"),
+        "customerName": if i % 2 == 0 { "acme, inc." } else { "Ünïcode \"quoted\"\nnewline" },
+        "responseCode": if i % 11 == 0 { 500 } else { 200 },
+        "requestParams": {"n": i, "email": format!("\"u{i}@example.com\""), "tags": ["a", "b,c"]},
+        "requestPayload": format!("[\"_id\",\"name\",\"{i}\"]"),
+        "latencyInMillis": i % 97,
+    })
+}
+
+fn decompress(path: &Path) -> String {
+    let body = std::fs::read(path).unwrap();
+    let name = path.to_string_lossy();
+    let mut text = String::new();
+    if name.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    } else if name.ends_with(".zst") {
+        zstd::stream::read::Decoder::new(&body[..])
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    } else {
+        text = String::from_utf8(body).unwrap();
+    }
+    text
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Reads every exported record (NDJSON or CSV) back as a JSON object; panics on a duplicate.
+fn read_back(root: &Path) -> HashMap<u64, Value> {
+    let mut records = HashMap::new();
+    for path in files_under(root) {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!name.starts_with(".auditsync-tmp"), "temporary file left behind: {path:?}");
+        let text = decompress(&path);
+        let rows: Vec<Value> = if name.contains(".csv") {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+            reader
+                .records()
+                .map(|r| {
+                    let r = r.unwrap();
+                    let cells = header.iter().zip(r.iter()).map(|(h, c)| (h.clone(), csv_cell(h, c)));
+                    Value::Object(cells.collect())
+                })
+                .collect()
+        } else {
+            assert!(text.ends_with('\n'), "{path:?} does not end with a newline");
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        };
+        for row in rows {
+            let n = row["requestParams"]["n"].as_u64().unwrap();
+            assert!(records.insert(n, row).is_none(), "event {n} exported twice");
+        }
+    }
+    records
+}
+
+/// A CSV cell of the uevents schema back to JSON, by its column's type.
+fn csv_cell(column: &str, cell: &str) -> Value {
+    match column {
+        _ if cell.is_empty() => Value::Null,
+        // json and string_array columns hold JSON text
+        "nameHints" | "requestParams" | "requestPayload" => serde_json::from_str(cell).unwrap(),
+        "createdAt" | "responseCode" | "latencyInMillis" => serde_json::from_str(cell).unwrap(),
+        _ => Value::String(cell.to_string()),
+    }
+}
+
+#[test]
+fn ten_thousand_events_round_trip_through_ndjson_and_csv_then_gc() {
+    let env = Env::new(config(json!([
+        {"name": "nd", "type": "pv", "root": "nd", "format": "ndjson", "compression": "gzip", "max_events": 1500},
+        {"name": "cs", "type": "pv", "root": "cs", "prefix": "exports/", "format": "csv", "compression": "zstd", "max_events": 4000},
+    ])));
+    let lines: Vec<Value> = (0..10_000).map(line).collect();
+    assert_eq!(env.ingest(&lines), "ingested 10000 events (0 already stored, ignored)\n");
+    // replaying the same ids changes nothing
+    let with_ids: Vec<Value> = (50_000..50_003).map(|i| {
+        let mut l = line(i);
+        l["id"] = json!(format!("fixed-{i}"));
+        l
+    }).collect();
+    env.ingest(&with_ids);
+    assert_eq!(env.ingest(&with_ids), "ingested 0 events (3 already stored, ignored)\n");
+
+    let out = env.ok(&["export", "--once"]);
+    assert!(out.contains("nd: 7 files, 10003 events"), "{out}");
+    assert!(out.contains("cs: 3 files, 10003 events"), "{out}");
+
+    let nd = read_back(&env.path("nd"));
+    let cs = read_back(&env.path("cs"));
+    assert_eq!(nd.len(), 10_003);
+    assert_eq!(cs.len(), 10_003);
+    for (i, input) in lines.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(&nd[&i], input, "ndjson record {i}");
+        // same keys in the same order
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&nd[&i]), keys(input));
+        for (column, value) in input.as_object().unwrap() {
+            assert_eq!(&cs[&i][column], value, "csv record {i} column {column}");
+        }
+    }
+    let first_csv = files_under(&env.path("cs"))[0].clone();
+    assert!(
+        first_csv.to_string_lossy().contains("cs/exports/acme/audit/2023/07/29/"),
+        "{first_csv:?}"
+    );
+
+    assert_eq!(env.events_held(), 10_003);
+    assert_eq!(env.ok(&["gc", "--once"]), "gc: deleted 10003 exported events\n");
+    assert_eq!(env.events_held(), 0);
+
+    // With disableUeventsGC the store keeps what was exported.
+    let mut keep = config(json!([{"name": "nd", "type": "pv", "root": "nd"}]));
+    keep["disableUeventsGC"] = json!(true);
+    env.write_config(keep);
+    env.ingest(&(20_000..20_100).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    assert_eq!(read_back(&env.path("nd")).len(), 10_103);
+    assert!(env.ok(&["gc", "--once"]).contains("disabled"));
+    assert_eq!(env.events_held(), 100);
+}
+
+#[test]
+fn a_stuck_destination_holds_back_only_itself_and_catches_up() {
+    let env = Env::new(config(json!([
+        {"name": "good", "type": "pv", "root": "good", "max_events": 500},
+        {"name": "stuck", "type": "pv", "root": "stuck", "max_events": 500},
+    ])));
+    // A regular file where the directory should be: unwritable, even for root.
+    std::fs::write(env.path("stuck"), "in the way").unwrap();
+    env.ingest(&(0..3_000).map(line).collect::<Vec<_>>());
+
+    let out = env.run(&["export", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("good: 6 files, 3000 events"), "{stdout}");
+    assert!(stdout.contains("stuck: FAILED after 0 files") && stdout.contains("put `"), "{stdout}");
+    assert_eq!(read_back(&env.path("good")).len(), 3_000);
+
+    env.ok(&["gc", "--once"]);
+    assert_eq!(env.events_held(), 3_000, "GC keeps what `stuck` lacks");
+    let status = env.ok(&["status"]);
+    assert!(status.contains("stuck: cursor 0, backlog 3000 events"), "{status}");
+
+    std::fs::remove_file(env.path("stuck")).unwrap();
+    env.ingest(&(3_000..3_200).map(line).collect::<Vec<_>>());
+    let out = env.ok(&["export", "--once"]);
+    assert!(out.contains("good: 1 files, 200 events"), "{out}");
+    assert!(out.contains("stuck: 7 files, 3200 events"), "{out}");
+    assert_eq!(read_back(&env.path("good")).len(), 3_200);
+    assert_eq!(read_back(&env.path("stuck")).len(), 3_200);
+    env.ok(&["gc", "--once"]);
+    assert_eq!(env.events_held(), 0);
+}
+
+#[test]
+fn sigkill_during_export_leaves_no_partial_file_and_no_duplicate() {
+    let env = Env::new(config(json!([
+        {"name": "local", "type": "pv", "root": "out", "max_events": 100,
+         "compression": "gzip", "compression_level": 9, "stale_temp_secs": 0},
+    ])));
+    let total = 20_000;
+    env.ingest(&(0..total).map(line).collect::<Vec<_>>());
+    let mut kills = 0;
+    // Deterministic spread of kill moments between 20 ms and 400 ms.
+    for delay_ms in [20u64, 60, 110, 170, 240, 310, 400, 35, 90, 150] {
+        let mut child = env
+            .command(&["export", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // whatever was written so far is whole
+        for path in files_under(&env.path("out")) {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with(".auditsync-tmp") {
+                decompress(&path);
+            }
+        }
+    }
+    assert!(kills >= 5, "only {kills} exports were killed mid-way; the test lost its point");
+    env.ok(&["export", "--once"]);
+    let records = read_back(&env.path("out"));
+    assert_eq!(records.len() as u64, total);
+    let status = env.ok(&["status"]);
+    assert!(status.contains(&format!("local: cursor {total}, backlog 0 events")), "{status}");
+}
+
+#[test]
+fn the_seed_sample_lines_come_out_as_they_went_in() {
+    let env = Env::new(config(json!([{"name": "local", "type": "pv", "root": "out"}])));
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-002-sample.ndjson");
+    let out = env.ok(&["ingest", sample.to_str().unwrap()]);
+    assert_eq!(out, "ingested 3 events (0 already stored, ignored)\n");
+    env.ok(&["export", "--once"]);
+    let input = std::fs::read_to_string(&sample).unwrap();
+    let files = files_under(&env.path("out"));
+    assert_eq!(files.len(), 1);
+    let output = std::fs::read_to_string(&files[0]).unwrap();
+    let parse = |text: &str| -> Vec<serde_json::Map<String, Value>> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap().as_object().unwrap().clone())
+            .collect()
+    };
+    let (input, output) = (parse(&input), parse(&output));
+    assert_eq!(input.len(), 3);
+    for (a, b) in input.iter().zip(&output) {
+        assert_eq!(a, b);
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_bad_line_rejects_the_whole_input_naming_line_and_field() {
+    let env = Env::new(config(json!([{"name": "local", "type": "pv", "root": "out"}])));
+    let good = line(1).to_string();
+    let mut missing = line(2);
+    missing.as_object_mut().unwrap().remove("createdAt");
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (format!("{good}\n{good}\n{missing}\n").into_bytes(), "line 3: field `createdAt`: missing required field"),
+        (format!("{good}\n{{\"opType\": \n").into_bytes(), "line 2: malformed JSON"),
+        ([good.as_bytes(), b"\n\xff\xfe\n"].concat(), "line 2: malformed JSON: invalid UTF-8"),
+        (format!("{good}\n[1,2]\n").into_bytes(), "line 2: field ``: expected a JSON object"),
+        (b"\n\n".to_vec(), "holds no event"),
+        (format!("{}\n", line(3).to_string().replace("\"opType\"", "\"optype\"")).into_bytes(), "line 1: field `optype`: unknown field"),
+    ];
+    for (input, expected) in cases {
+        let path = env.path("bad.ndjson");
+        std::fs::write(&path, &input).unwrap();
+        let out = env.run(&["ingest", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected) && stderr.contains("nothing was stored"), "{expected}: {stderr}");
+    }
+    assert_eq!(env.events_held(), 0);
+}
+
+#[test]
+fn disabled_user_events_record_nothing_and_say_so() {
+    let mut cfg = config(json!([{"name": "local", "type": "pv", "root": "out"}]));
+    cfg["enableUserEvents"] = json!(false);
+    let env = Env::new(cfg);
+    let file = env.path("in.ndjson");
+    std::fs::write(&file, format!("{}\n", line(1))).unwrap();
+    let out = env.run(&["ingest", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enableUserEvents is false"));
+    assert_eq!(env.events_held(), 0);
+    assert!(env.ok(&["config", "check"]).contains("enableUserEvents is false"));
+    // the environment can turn it on
+    let out = env
+        .command(&["ingest", file.to_str().unwrap()])
+        .env("AUDITSYNC_ENABLE_USER_EVENTS", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.events_held(), 1);
+}
+
+#[test]
+fn verify_names_the_destination_the_step_and_the_reason() {
+    let env = Env::new(config(json!([
+        {"name": "fine", "type": "pv", "root": "fine"},
+        {"name": "broken", "type": "pv", "root": "broken", "prefix": "p"},
+    ])));
+    std::fs::write(env.path("broken"), "not a directory").unwrap();
+    let out = env.run(&["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("fine (pv:") && stdout.contains("): ok"), "{stdout}");
+    assert!(stdout.contains("broken (pv:"), "{stdout}");
+    assert!(stdout.contains("FAILED: put `p/verify-test-"), "{stdout}");
+    assert!(files_under(&env.path("fine")).is_empty(), "verify cleans up");
+}
+
+#[test]
+fn invalid_config_is_refused_naming_the_key() {
+    let cases = [
+        (json!({"ueventsSchedule": "0 */5 * * *"}), "config key `ueventsSchedule`"),
+        (json!({"destinations": [{"name": "x", "type": "ftp"}]}), "`destinations[0].type`: unknown sink `ftp`; known: pv"),
+        (json!({"destinations": [{"name": "x", "type": "pv", "root": "r", "format": "xml"}]}), "unknown formatter `xml`; known: csv, ndjson"),
+        (json!({"destinations": [{"name": "x", "type": "pv", "root": "r", "compression": "lz4"}]}), "`destinations[0].compression`: unknown compression `lz4`"),
+        (json!({"destinations": [{"name": "x", "type": "pv", "rooot": "r"}]}), "`destinations[0].rooot`: unknown field"),
+    ];
+    for (cfg, expected) in cases {
+        let env = Env::new(cfg);
+        let out = env.run(&["status"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    let env = Env::new(json!({}));
+    std::fs::write(&env.config, "{ not json").unwrap();
+    let stderr = String::from_utf8(env.run(&["status"]).stderr).unwrap();
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn sinks_lists_what_the_binary_was_built_with() {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditsync")).arg("sinks").output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("sinks: pv\n"), "{stdout}");
+    assert!(stdout.contains("formatters: csv, ndjson\n"), "{stdout}");
+}
