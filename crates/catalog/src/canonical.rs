@@ -68,23 +68,20 @@ impl Schema for CanonicalSchema {
         Ok(event)
     }
 
-    fn render(&self, event: &Event, out: &mut Vec<Value>) {
+    fn render(&self, event: Event, out: &mut Vec<Value>) {
         out.extend([
-            Value::String(event.id.clone()),
+            Value::String(event.id),
             Value::from(event.time),
             json(&event.actor),
-            Value::String(event.action.clone()),
+            Value::String(event.action),
             json(&event.entity),
-            event
-                .organization
-                .clone()
-                .map_or(Value::Null, Value::String),
+            event.organization.map_or(Value::Null, Value::String),
             json(&event.outcome),
-            Value::Object(event.params.clone()),
-            event.payload.clone().unwrap_or(Value::Null),
-            event.previous.clone().unwrap_or(Value::Null),
-            event.next.clone().unwrap_or(Value::Null),
-            Value::Object(event.extra.clone()),
+            Value::Object(event.params),
+            event.payload.unwrap_or(Value::Null),
+            event.previous.unwrap_or(Value::Null),
+            event.next.unwrap_or(Value::Null),
+            Value::Object(event.extra),
         ]);
     }
 }
@@ -106,7 +103,7 @@ mod tests {
             .parse(json!({"time": 7, "action": "graph.created", "actor": {"token_name": "ci"}}))
             .unwrap();
         let mut values = Vec::new();
-        schema.render(&event, &mut values);
+        schema.render(event, &mut values);
         assert_eq!(values.len(), schema.columns().len());
         assert_eq!(values[2], json!({"token_name": "ci"}));
         let err = schema.parse(json!({"time": 7})).unwrap_err();

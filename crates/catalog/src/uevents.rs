@@ -65,7 +65,9 @@ impl Schema for UeventsSchema {
         let mut allowed: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         allowed.push("id");
         let mut f = Fields::new(record, &allowed)?;
-        let id = f.optional("id", fields::non_empty_string)?.unwrap_or_default();
+        let id = f
+            .optional("id", fields::non_empty_string)?
+            .unwrap_or_default();
         let op_type = f.required(OP_TYPE, fields::non_empty_string)?;
         let time = f.required("createdAt", fields::epoch_millis)?;
         let mut hints = f.required(NAME_HINTS, fields::string_array)?;
@@ -90,28 +92,29 @@ impl Schema for UeventsSchema {
         event.outcome.latency_ms = f.optional("latencyInMillis", fields::unsigned)?;
         event.extra.insert(OP_TYPE.into(), Value::String(op_type));
         if hints.len() > 1 {
-            event.extra.insert(NAME_HINTS.into(), Value::from(hints.clone()));
+            event
+                .extra
+                .insert(NAME_HINTS.into(), Value::from(hints.clone()));
         }
         event.action = hints.swap_remove(0);
         Ok(event)
     }
 
-    fn render(&self, event: &Event, out: &mut Vec<Value>) {
-        let opt_str = |s: &Option<String>| s.clone().map_or(Value::Null, Value::String);
+    fn render(&self, mut event: Event, out: &mut Vec<Value>) {
+        let opt_str = |s: Option<String>| s.map_or(Value::Null, Value::String);
         let name_hints = event
             .extra
-            .get(NAME_HINTS)
-            .cloned()
-            .unwrap_or_else(|| Value::from(vec![event.action.clone()]));
+            .remove(NAME_HINTS)
+            .unwrap_or_else(|| Value::from(vec![event.action]));
         out.extend([
-            event.extra.get(OP_TYPE).cloned().unwrap_or(Value::Null),
+            event.extra.remove(OP_TYPE).unwrap_or(Value::Null),
             Value::from(event.time),
             name_hints,
-            opt_str(&event.actor.user_email),
-            opt_str(&event.organization),
+            opt_str(event.actor.user_email),
+            opt_str(event.organization),
             event.outcome.code.map_or(Value::Null, Value::from),
-            Value::Object(event.params.clone()),
-            event.payload.clone().unwrap_or(Value::Null),
+            Value::Object(event.params),
+            event.payload.unwrap_or(Value::Null),
             event.outcome.latency_ms.map_or(Value::Null, Value::from),
         ]);
     }
@@ -126,7 +129,7 @@ mod tests {
 
     fn render(schema: &UeventsSchema, event: &Event) -> Value {
         let mut values = Vec::new();
-        schema.render(event, &mut values);
+        schema.render(event.clone(), &mut values);
         let map = schema
             .columns()
             .iter()
@@ -160,20 +163,63 @@ mod tests {
         let schema = UeventsSchema::new();
         let cases = [
             (json!([1]), "``", "expected a JSON object"),
-            (json!({"createdAt": 1, "nameHints": ["a"]}), "`opType`", "missing"),
-            (json!({"opType": "Q", "nameHints": ["a"]}), "`createdAt`", "missing"),
-            (json!({"opType": "Q", "createdAt": "yesterday", "nameHints": ["a"]}), "`createdAt`", "milliseconds"),
-            (json!({"opType": "Q", "createdAt": -5, "nameHints": ["a"]}), "`createdAt`", "outside"),
-            (json!({"opType": "Q", "createdAt": 1, "nameHints": []}), "`nameHints`", "at least one"),
-            (json!({"opType": "Q", "createdAt": 1, "nameHints": ["a", 3]}), "`nameHints[1]`", "expected a string"),
-            (json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "responseCode": "200"}), "`responseCode`", "integer"),
-            (json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "requestParams": "x"}), "`requestParams`", "object"),
-            (json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "latencyInMillis": -1}), "`latencyInMillis`", "non-negative"),
-            (json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "usrEmail": "x"}), "`usrEmail`", "unknown field"),
+            (
+                json!({"createdAt": 1, "nameHints": ["a"]}),
+                "`opType`",
+                "missing",
+            ),
+            (
+                json!({"opType": "Q", "nameHints": ["a"]}),
+                "`createdAt`",
+                "missing",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": "yesterday", "nameHints": ["a"]}),
+                "`createdAt`",
+                "milliseconds",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": -5, "nameHints": ["a"]}),
+                "`createdAt`",
+                "outside",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": 1, "nameHints": []}),
+                "`nameHints`",
+                "at least one",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": 1, "nameHints": ["a", 3]}),
+                "`nameHints[1]`",
+                "expected a string",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "responseCode": "200"}),
+                "`responseCode`",
+                "integer",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "requestParams": "x"}),
+                "`requestParams`",
+                "object",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "latencyInMillis": -1}),
+                "`latencyInMillis`",
+                "non-negative",
+            ),
+            (
+                json!({"opType": "Q", "createdAt": 1, "nameHints": ["a"], "usrEmail": "x"}),
+                "`usrEmail`",
+                "unknown field",
+            ),
         ];
         for (input, field, problem) in cases {
             let err = schema.parse(input.clone()).unwrap_err().to_string();
-            assert!(err.contains(field) && err.contains(problem), "{input}: {err}");
+            assert!(
+                err.contains(field) && err.contains(problem),
+                "{input}: {err}"
+            );
         }
     }
 }

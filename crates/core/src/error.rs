@@ -247,7 +247,9 @@ mod tests {
         let err = SinkError::io(SinkOp::Put, Some("a/b"), denied);
         assert_eq!(err.kind, ErrorKind::PermissionDenied);
         assert!(!err.is_retryable());
-        assert!(err.to_string().starts_with("put `a/b` failed (PermissionDenied"));
+        assert!(err
+            .to_string()
+            .starts_with("put `a/b` failed (PermissionDenied"));
         let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
         assert!(SinkError::io(SinkOp::Get, None, timeout).is_retryable());
     }

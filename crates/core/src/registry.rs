@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::{ConfigError, Formatter, Schema, Sink};
 
+/// Options of a factory: the JSON object from the config, minus the keys the runner owns.
+pub type Options = Map<String, Value>;
+
 /// Builds a sink from its JSON options (the destination object minus the common keys).
 pub struct SinkFactory {
     /// The destination `type` that selects this sink, e.g. `pv`.
@@ -17,7 +20,7 @@ pub struct SinkFactory {
     /// One line for `auditsync sinks`.
     pub summary: &'static str,
     /// Builds the sink; errors name the option at fault, relative to the destination.
-    pub build: fn(&Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError>,
+    pub build: fn(&Options) -> Result<Arc<dyn Sink>, ConfigError>,
 }
 
 /// Builds a formatter from its JSON options.
@@ -25,7 +28,7 @@ pub struct FormatterFactory {
     /// The `format` name, e.g. `csv`.
     pub name: &'static str,
     /// Builds the formatter.
-    pub build: fn(&Map<String, Value>) -> Result<Arc<dyn Formatter>, ConfigError>,
+    pub build: fn(&Options) -> Result<Arc<dyn Formatter>, ConfigError>,
 }
 
 /// Builds a built-in schema.
@@ -68,8 +71,7 @@ pub fn sink_factory(name: &str) -> Option<&'static SinkFactory> {
 
 /// Builds the sink called `name`; an unknown name is an error listing the known ones.
 pub fn build_sink(name: &str, options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
-    let factory =
-        sink_factory(name).ok_or_else(|| unknown("type", "sink", name, sink_names()))?;
+    let factory = sink_factory(name).ok_or_else(|| unknown("type", "sink", name, sink_names()))?;
     (factory.build)(options)
 }
 
@@ -145,9 +147,12 @@ mod tests {
     fn parse_options_names_the_field() {
         let mut options = Map::new();
         options.insert("rot".into(), Value::from("/x"));
-        let err = parse_options::<Opts>(&options).unwrap_err().under("destinations[0]");
+        let err = parse_options::<Opts>(&options)
+            .unwrap_err()
+            .under("destinations[0]");
         assert!(
-            err.to_string().starts_with("config key `destinations[0].rot`: unknown field"),
+            err.to_string()
+                .starts_with("config key `destinations[0].rot`: unknown field"),
             "{err}"
         );
     }

@@ -52,6 +52,7 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// Builds an event from a record of this schema, as a producer sends it.
     fn parse(&self, record: Value) -> Result<Event, ValidationError>;
     /// Writes the event's values, one per column in [`Schema::columns`] order, into `out`
-    /// (which the caller has cleared).
-    fn render(&self, event: &Event, out: &mut Vec<Value>);
+    /// (which the caller has cleared). Takes the event by value so that its strings and
+    /// maps move into the record instead of being copied.
+    fn render(&self, event: Event, out: &mut Vec<Value>);
 }

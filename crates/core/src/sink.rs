@@ -65,9 +65,8 @@ pub async fn verify_sink<S: Sink + ?Sized>(sink: &S, prefix: &str) -> Result<(),
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let key = ObjectKey::join(prefix, &format!("{VERIFY_PREFIX}{millis}")).map_err(|e| {
-        SinkError::new(SinkOp::Setup, ErrorKind::InvalidInput, e.to_string())
-    })?;
+    let key = ObjectKey::join(prefix, &format!("{VERIFY_PREFIX}{millis}"))
+        .map_err(|e| SinkError::new(SinkOp::Setup, ErrorKind::InvalidInput, e.to_string()))?;
     let body = Bytes::from(format!("auditsync verify {millis}\n"));
     match sink.put(&key, body.clone()).await? {
         PutOutcome::Created => {}

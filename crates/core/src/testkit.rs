@@ -54,7 +54,8 @@ pub async fn run_conformance(sink: Arc<dyn Sink>, prefix: &str) {
         .unwrap_or_else(|e| panic!("verify() failed: {e}"));
     let left = sink.list(prefix).await.expect("list after verify");
     assert!(
-        left.iter().all(|m| !m.key.as_str().contains(crate::VERIFY_PREFIX)),
+        left.iter()
+            .all(|m| !m.key.as_str().contains(crate::VERIFY_PREFIX)),
         "verify() left its test object behind: {left:?}"
     );
 }
@@ -69,10 +70,7 @@ pub async fn put_get_list_delete(sink: &dyn Sink, prefix: &str) {
         assert_eq!(outcome, PutOutcome::Created, "first put of {k}");
     }
     assert_eq!(sink.get(&a).await.expect("get"), Bytes::from("aaa"));
-    let listed = sink
-        .list(&under(prefix, "basic/"))
-        .await
-        .expect("list");
+    let listed = sink.list(&under(prefix, "basic/")).await.expect("list");
     let keys: Vec<(&str, u64)> = listed.iter().map(|m| (m.key.as_str(), m.size)).collect();
     assert_eq!(
         keys,
@@ -84,7 +82,9 @@ pub async fn put_get_list_delete(sink: &dyn Sink, prefix: &str) {
     }
     let err = sink.get(&a).await.expect_err("get after delete must fail");
     assert_eq!(err.kind, ErrorKind::NotFound, "get of a deleted key: {err}");
-    sink.delete(&a).await.expect("deleting a missing key is not an error");
+    sink.delete(&a)
+        .await
+        .expect("deleting a missing key is not an error");
     assert!(sink
         .list(&under(prefix, "basic/"))
         .await
@@ -100,7 +100,9 @@ pub async fn create_if_absent(sink: &dyn Sink, prefix: &str) {
         PutOutcome::Created
     );
     assert_eq!(
-        sink.put(&k, Bytes::from("second")).await.expect("second put"),
+        sink.put(&k, Bytes::from("second"))
+            .await
+            .expect("second put"),
         PutOutcome::AlreadyExists,
         "a put over an existing key must report AlreadyExists"
     );
@@ -134,7 +136,10 @@ pub async fn awkward_keys(sink: &dyn Sink, prefix: &str) {
     let mut expected: Vec<String> = names.iter().map(|n| key(prefix, n).to_string()).collect();
     expected.sort();
     let got: Vec<String> = listed.iter().map(|m| m.key.to_string()).collect();
-    assert_eq!(got, expected, "list must return awkward keys as they were put");
+    assert_eq!(
+        got, expected,
+        "list must return awkward keys as they were put"
+    );
     for name in names {
         sink.delete(&key(prefix, name)).await.expect("delete");
     }
@@ -142,7 +147,10 @@ pub async fn awkward_keys(sink: &dyn Sink, prefix: &str) {
 
 /// An empty body and a [`LARGE_BODY`] one come back byte for byte.
 pub async fn body_sizes(sink: &dyn Sink, prefix: &str) {
-    for (name, body) in [("sizes/empty", Bytes::new()), ("sizes/large", pattern(LARGE_BODY))] {
+    for (name, body) in [
+        ("sizes/empty", Bytes::new()),
+        ("sizes/large", pattern(LARGE_BODY)),
+    ] {
         let k = key(prefix, name);
         sink.put(&k, body.clone())
             .await
@@ -179,8 +187,16 @@ pub async fn concurrent_puts_of_one_key(sink: Arc<dyn Sink>, prefix: &str) {
             created.push(i);
         }
     }
-    assert_eq!(created.len(), 1, "exactly one concurrent put may create the key: {created:?}");
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one concurrent put may create the key: {created:?}"
+    );
     let read = sink.get(&k).await.expect("get");
-    assert_eq!(read, Bytes::from(vec![created[0]; 64 * 1024]), "the winner's body, whole");
+    assert_eq!(
+        read,
+        Bytes::from(vec![created[0]; 64 * 1024]),
+        "the winner's body, whole"
+    );
     sink.delete(&k).await.expect("delete");
 }

@@ -170,10 +170,22 @@ mod tests {
         let cols = columns();
         let mut writer = CsvFormatter::default().begin(&cols, &mut out).unwrap();
         writer
-            .append(&[json!("a, \"b\"\nc"), json!(42), json!({"k": "v,w"}), json!(true), json!("[1]")])
+            .append(&[
+                json!("a, \"b\"\nc"),
+                json!(42),
+                json!({"k": "v,w"}),
+                json!(true),
+                json!("[1]"),
+            ])
             .unwrap();
         writer
-            .append(&[Value::Null, json!(-1.5), json!(["x"]), Value::Null, json!([1])])
+            .append(&[
+                Value::Null,
+                json!(-1.5),
+                json!(["x"]),
+                Value::Null,
+                json!([1]),
+            ])
             .unwrap();
         writer.finish().unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -191,8 +203,14 @@ mod tests {
         );
         assert_eq!(&rows[1][3], "");
         // a JSON column keeps a string apart from the array its text looks like
-        assert_eq!(serde_json::from_str::<Value>(&rows[0][4]).unwrap(), json!("[1]"));
-        assert_eq!(serde_json::from_str::<Value>(&rows[1][4]).unwrap(), json!([1]));
+        assert_eq!(
+            serde_json::from_str::<Value>(&rows[0][4]).unwrap(),
+            json!("[1]")
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&rows[1][4]).unwrap(),
+            json!([1])
+        );
     }
 
     #[test]

@@ -57,15 +57,37 @@ struct Bounds {
     names: &'static [&'static str],
 }
 
-const SECOND: Bounds = Bounds { name: "seconds", min: 0, max: 59, names: &[] };
-const MINUTE: Bounds = Bounds { name: "minutes", min: 0, max: 59, names: &[] };
-const HOUR: Bounds = Bounds { name: "hours", min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { name: "day of month", min: 1, max: 31, names: &[] };
+const SECOND: Bounds = Bounds {
+    name: "seconds",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const MINUTE: Bounds = Bounds {
+    name: "minutes",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: Bounds = Bounds {
+    name: "hours",
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    name: "day of month",
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTH: Bounds = Bounds {
     name: "month",
     min: 1,
     max: 12,
-    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
 };
 const DOW: Bounds = Bounds {
     name: "day of week",
@@ -239,7 +261,10 @@ fn parse_field(field: &str, b: &Bounds) -> Result<(u64, bool), String> {
                     format!("{} field `{field}`: step `{s}` is not a number", b.name)
                 })?;
                 if step == 0 {
-                    return Err(format!("{} field `{field}`: step must be at least 1", b.name));
+                    return Err(format!(
+                        "{} field `{field}`: step must be at least 1",
+                        b.name
+                    ));
                 }
                 (r, Some(step))
             }
@@ -279,7 +304,10 @@ fn value(text: &str, field: &str, b: &Bounds) -> Result<u32, String> {
     let v = match b.names.iter().position(|n| *n == lower) {
         Some(i) => i as u32 + if b.min == 0 { 0 } else { 1 },
         None => text.parse::<u32>().map_err(|_| {
-            format!("{} field `{field}`: `{text}` is not a number or a name", b.name)
+            format!(
+                "{} field `{field}`: `{text}` is not a number or a name",
+                b.name
+            )
         })?,
     };
     if v < b.min || v > b.max {
@@ -323,7 +351,11 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("duration `{text}`: missing unit (ns, us, ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "duration `{text}`: missing unit (ns, us, ms, s, m, h)"
+                ))
+            }
             other => return Err(format!("duration `{text}`: unknown unit `{other}`")),
         };
         total += number * scale;
@@ -348,36 +380,128 @@ mod tests {
         // (expression, after, expected next)
         let table = [
             // the seed's defaults: hourly on the hour, and daily at 01:00
-            ("0 0 */1 * * *", "2024-03-10T10:15:30Z", "2024-03-10T11:00:00Z"),
-            ("0 0 */1 * * *", "2024-12-31T23:00:00Z", "2025-01-01T00:00:00Z"),
-            ("0 0 1 * * *", "2024-03-10T00:59:59Z", "2024-03-10T01:00:00Z"),
-            ("0 0 1 * * *", "2024-03-10T01:00:00Z", "2024-03-11T01:00:00Z"),
-            ("0 */5 * * * *", "2024-03-10T10:07:00Z", "2024-03-10T10:10:00Z"),
-            ("*/15 * * * * *", "2024-03-10T10:07:44Z", "2024-03-10T10:07:45Z"),
-            ("* * * * * *", "2024-03-10T10:07:44.900Z", "2024-03-10T10:07:45Z"),
-            ("30 15 10 * * mon-fri", "2024-03-08T11:00:00Z", "2024-03-11T10:15:30Z"),
-            ("0 0 0 * * 0", "2024-03-10T00:00:00Z", "2024-03-17T00:00:00Z"),
-            ("0 0 0 1,15 * *", "2024-03-02T00:00:00Z", "2024-03-15T00:00:00Z"),
+            (
+                "0 0 */1 * * *",
+                "2024-03-10T10:15:30Z",
+                "2024-03-10T11:00:00Z",
+            ),
+            (
+                "0 0 */1 * * *",
+                "2024-12-31T23:00:00Z",
+                "2025-01-01T00:00:00Z",
+            ),
+            (
+                "0 0 1 * * *",
+                "2024-03-10T00:59:59Z",
+                "2024-03-10T01:00:00Z",
+            ),
+            (
+                "0 0 1 * * *",
+                "2024-03-10T01:00:00Z",
+                "2024-03-11T01:00:00Z",
+            ),
+            (
+                "0 */5 * * * *",
+                "2024-03-10T10:07:00Z",
+                "2024-03-10T10:10:00Z",
+            ),
+            (
+                "*/15 * * * * *",
+                "2024-03-10T10:07:44Z",
+                "2024-03-10T10:07:45Z",
+            ),
+            (
+                "* * * * * *",
+                "2024-03-10T10:07:44.900Z",
+                "2024-03-10T10:07:45Z",
+            ),
+            (
+                "30 15 10 * * mon-fri",
+                "2024-03-08T11:00:00Z",
+                "2024-03-11T10:15:30Z",
+            ),
+            (
+                "0 0 0 * * 0",
+                "2024-03-10T00:00:00Z",
+                "2024-03-17T00:00:00Z",
+            ),
+            (
+                "0 0 0 1,15 * *",
+                "2024-03-02T00:00:00Z",
+                "2024-03-15T00:00:00Z",
+            ),
             // day of month and day of week both restricted: either matches (13th or a Friday)
-            ("0 0 0 13 * 5", "2024-03-01T00:00:00Z", "2024-03-08T00:00:00Z"),
-            ("0 0 0 13 * fri", "2024-03-09T00:00:00Z", "2024-03-13T00:00:00Z"),
+            (
+                "0 0 0 13 * 5",
+                "2024-03-01T00:00:00Z",
+                "2024-03-08T00:00:00Z",
+            ),
+            (
+                "0 0 0 13 * fri",
+                "2024-03-09T00:00:00Z",
+                "2024-03-13T00:00:00Z",
+            ),
             // `*/1` keeps the star meaning; `*/2` does not
-            ("0 0 0 */1 * 1", "2024-03-01T00:00:00Z", "2024-03-04T00:00:00Z"),
-            ("0 0 0 29 2 *", "2023-03-01T00:00:00Z", "2024-02-29T00:00:00Z"),
-            ("0 0 12 31 * *", "2024-04-01T00:00:00Z", "2024-05-31T12:00:00Z"),
-            ("0 0 9-17/4 * * *", "2024-03-10T13:00:00Z", "2024-03-10T17:00:00Z"),
-            ("0 0 9-17/4 * * *", "2024-03-10T17:00:00Z", "2024-03-11T09:00:00Z"),
-            ("15/20 * * * * *", "2024-03-10T10:00:36Z", "2024-03-10T10:00:55Z"),
-            ("0 0 0 1 JAN-MAR,dec ?", "2024-04-01T00:00:00Z", "2024-12-01T00:00:00Z"),
+            (
+                "0 0 0 */1 * 1",
+                "2024-03-01T00:00:00Z",
+                "2024-03-04T00:00:00Z",
+            ),
+            (
+                "0 0 0 29 2 *",
+                "2023-03-01T00:00:00Z",
+                "2024-02-29T00:00:00Z",
+            ),
+            (
+                "0 0 12 31 * *",
+                "2024-04-01T00:00:00Z",
+                "2024-05-31T12:00:00Z",
+            ),
+            (
+                "0 0 9-17/4 * * *",
+                "2024-03-10T13:00:00Z",
+                "2024-03-10T17:00:00Z",
+            ),
+            (
+                "0 0 9-17/4 * * *",
+                "2024-03-10T17:00:00Z",
+                "2024-03-11T09:00:00Z",
+            ),
+            (
+                "15/20 * * * * *",
+                "2024-03-10T10:00:36Z",
+                "2024-03-10T10:00:55Z",
+            ),
+            (
+                "0 0 0 1 JAN-MAR,dec ?",
+                "2024-04-01T00:00:00Z",
+                "2024-12-01T00:00:00Z",
+            ),
             ("@hourly", "2024-03-10T10:59:59Z", "2024-03-10T11:00:00Z"),
             ("@daily", "2024-03-10T10:00:00Z", "2024-03-11T00:00:00Z"),
             ("@weekly", "2024-03-10T10:00:00Z", "2024-03-17T00:00:00Z"),
             ("@monthly", "2024-03-10T10:00:00Z", "2024-04-01T00:00:00Z"),
             ("@yearly", "2024-03-10T10:00:00Z", "2025-01-01T00:00:00Z"),
-            ("@every 5m", "2024-03-10T10:00:07.250Z", "2024-03-10T10:05:07Z"),
-            ("@every 1h30m", "2024-03-10T10:00:00Z", "2024-03-10T11:30:00Z"),
-            ("@every 1.5s", "2024-03-10T10:00:00Z", "2024-03-10T10:00:01Z"),
-            ("@every 100ms", "2024-03-10T10:00:00Z", "2024-03-10T10:00:01Z"),
+            (
+                "@every 5m",
+                "2024-03-10T10:00:07.250Z",
+                "2024-03-10T10:05:07Z",
+            ),
+            (
+                "@every 1h30m",
+                "2024-03-10T10:00:00Z",
+                "2024-03-10T11:30:00Z",
+            ),
+            (
+                "@every 1.5s",
+                "2024-03-10T10:00:00Z",
+                "2024-03-10T10:00:01Z",
+            ),
+            (
+                "@every 100ms",
+                "2024-03-10T10:00:00Z",
+                "2024-03-10T10:00:01Z",
+            ),
         ];
         for (expr, after, expected) in table {
             let schedule = Schedule::parse(expr).unwrap_or_else(|e| panic!("{e}"));

@@ -105,16 +105,6 @@ impl Compressor {
             Compressor::Zstd(e) => e.finish(),
         }
     }
-}
-
-impl Write for Compressor {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::Plain(v) => v.write(buf),
-            Compressor::Gzip(e) => e.write(buf),
-            Compressor::Zstd(e) => e.write(buf),
-        }
-    }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
@@ -123,13 +113,80 @@ impl Write for Compressor {
             Compressor::Zstd(e) => e.write_all(buf),
         }
     }
+}
+
+/// Size of the chunks handed to the compression thread.
+const CHUNK: usize = 256 * 1024;
+
+/// The output of a file: plain bytes are appended in place; compression runs on its own
+/// thread, fed in chunks, so that rendering and compressing use two cores.
+enum Output {
+    Plain(Vec<u8>),
+    Threaded {
+        chunk: Vec<u8>,
+        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::JoinHandle<io::Result<Vec<u8>>>,
+    },
+}
+
+impl Output {
+    fn new(compression: Compression, capacity: usize) -> io::Result<Self> {
+        let compressor = compression.writer(capacity)?;
+        if let Compressor::Plain(buf) = compressor {
+            return Ok(Output::Plain(buf));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let worker = std::thread::Builder::new()
+            .name("auditsync-compress".into())
+            .spawn(move || {
+                let mut compressor = compressor;
+                while let Ok(chunk) = rx.recv() {
+                    compressor.write_all(&chunk)?;
+                }
+                compressor.finish()
+            })?;
+        Ok(Output::Threaded {
+            chunk: Vec::with_capacity(CHUNK),
+            tx,
+            worker,
+        })
+    }
+
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Output::Plain(v) => Ok(v),
+            Output::Threaded { chunk, tx, worker } => {
+                // A send fails only if the worker stopped on an error, which join reports.
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
+                }
+                drop(tx);
+                worker
+                    .join()
+                    .map_err(|_| io::Error::other("compression thread panicked"))?
+            }
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Plain(v) => v.write(buf),
+            Output::Threaded { chunk, tx, .. } => {
+                chunk.extend_from_slice(buf);
+                if chunk.len() >= CHUNK {
+                    let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+                    tx.send(full)
+                        .map_err(|_| io::Error::other("compression thread stopped"))?;
+                }
+                Ok(buf.len())
+            }
+        }
+    }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressor::Plain(v) => v.flush(),
-            Compressor::Gzip(e) => e.flush(),
-            Compressor::Zstd(e) => e.flush(),
-        }
+        Ok(())
     }
 }
 
@@ -256,14 +313,14 @@ fn encode_pages(
     limits: FileLimits,
 ) -> io::Result<Option<EncodedFile>> {
     let capacity = limits.max_bytes.min(8 << 20) as usize;
-    let mut compressor = format.compression.writer(capacity)?;
+    let mut output = Output::new(format.compression, capacity)?;
     let mut first: Option<(u64, i64)> = None;
     let mut last_seq = 0;
     let mut events = 0u64;
     let raw_bytes = Cell::new(0u64);
     {
         let mut counted = Counting {
-            inner: BufWriter::with_capacity(64 * 1024, &mut compressor),
+            inner: BufWriter::with_capacity(64 * 1024, &mut output),
             count: &raw_bytes,
         };
         let columns = format.schema.columns().to_vec();
@@ -276,9 +333,9 @@ fn encode_pages(
                         break 'pages;
                     }
                     record.clear();
-                    format.schema.render(&stored.event, &mut record);
-                    writer.append(&record)?;
                     first.get_or_insert((stored.seq, stored.event.time));
+                    format.schema.render(stored.event, &mut record);
+                    writer.append(&record)?;
                     last_seq = stored.seq;
                     events += 1;
                     if raw_bytes.get() >= limits.max_bytes {
@@ -292,10 +349,10 @@ fn encode_pages(
         }
         counted.flush()?;
     }
+    let body = output.finish()?;
     let Some((first_seq, first_time)) = first else {
         return Ok(None);
     };
-    let body = compressor.finish()?;
     let sha256 = hex::encode(Sha256::digest(&body));
     Ok(Some(EncodedFile {
         body,

@@ -263,7 +263,9 @@ impl Exporter {
             whole,
         )
         .await?
-        .ok_or_else(|| conflict("the events of this pending batch are no longer in the store".into()))?;
+        .ok_or_else(|| {
+            conflict("the events of this pending batch are no longer in the store".into())
+        })?;
         if file.sha256 != batch.sha256 || file.first_seq != batch.first_seq {
             return Err(conflict(format!(
                 "the pending batch {}..={} no longer encodes to the recorded bytes (sha256 {} vs {}); \
@@ -335,7 +337,9 @@ mod tests {
             "acme/audit/2023/07/29/06/00000000000000000001-00000000000000000250.ndjson.gz"
         );
         let key = batch_key("tenant-a/", "acme", 0, 9, 10, "csv").unwrap();
-        assert!(key.as_str().starts_with("tenant-a/acme/audit/1970/01/01/00/"));
+        assert!(key
+            .as_str()
+            .starts_with("tenant-a/acme/audit/1970/01/01/00/"));
         assert!(batch_key("", "../x", 0, 1, 1, "csv").is_err());
         let a = batch_key("", "n", 0, 9, 10, "csv").unwrap();
         let b = batch_key("", "n", 0, 10, 11, "csv").unwrap();

@@ -40,7 +40,10 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: u32, random: f64) -> Duration {
         let cap = self
             .initial_delay
-            .saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX))
+            .saturating_mul(
+                1u32.checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX),
+            )
             .min(self.max_delay);
         cap.mul_f64(random.clamp(0.0, 1.0))
     }

@@ -118,7 +118,11 @@ async fn exported(sink: &PvSink) -> (usize, HashMap<u64, Value>) {
 
 #[tokio::test]
 async fn exports_every_event_once_in_bounded_files_for_each_compression() {
-    for compression in [Compression::None, Compression::Gzip(6), Compression::Zstd(3)] {
+    for compression in [
+        Compression::None,
+        Compression::Gzip(6),
+        Compression::Zstd(3),
+    ] {
         let f = fixture();
         f.store
             .append((0..2_500).map(uevent).collect())
@@ -137,7 +141,14 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
         let expected = uevent(1234);
         assert_eq!(by_n[&1234]["userEmail"], json!(expected.actor.user_email));
         assert_eq!(by_n[&1234]["opType"], json!("Query"));
-        let keys: Vec<String> = f.sink.list("").await.unwrap().into_iter().map(|m| m.key.to_string()).collect();
+        let keys: Vec<String> = f
+            .sink
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key.to_string())
+            .collect();
         assert_eq!(
             keys[0],
             format!(
@@ -155,7 +166,10 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
 #[tokio::test]
 async fn byte_limit_cuts_files() {
     let f = fixture();
-    f.store.append((0..300).map(uevent).collect()).await.unwrap();
+    f.store
+        .append((0..300).map(uevent).collect())
+        .await
+        .unwrap();
     let mut dest = destination(&f, Compression::None, u64::MAX);
     dest.limits.max_bytes = 20_000;
     let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
@@ -177,11 +191,28 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
         f.store.append((0..50).map(uevent).collect()).await.unwrap();
         let dest = destination(&f, Compression::Gzip(6), 20);
         // what the exporter does before it crashes: encode, record, maybe put
-        let file = encode_file(f.store.as_ref(), &dest.format, 0, u64::MAX, FileLimits { max_events: 20, max_bytes: u64::MAX })
-            .await
-            .unwrap()
-            .unwrap();
-        let key = batch_key("pre", "acme", file.first_time, file.first_seq, file.last_seq, "ndjson.gz").unwrap();
+        let file = encode_file(
+            f.store.as_ref(),
+            &dest.format,
+            0,
+            u64::MAX,
+            FileLimits {
+                max_events: 20,
+                max_bytes: u64::MAX,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let key = batch_key(
+            "pre",
+            "acme",
+            file.first_time,
+            file.first_seq,
+            file.last_seq,
+            "ndjson.gz",
+        )
+        .unwrap();
         f.store
             .begin_batch(&Batch {
                 destination: "local".into(),
@@ -196,7 +227,10 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
             .await
             .unwrap();
         if uploaded_before_crash {
-            f.sink.put(&key, Bytes::from(file.body.clone())).await.unwrap();
+            f.sink
+                .put(&key, Bytes::from(file.body.clone()))
+                .await
+                .unwrap();
         }
         let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
         let report = exporter.export_once().await.remove(0);
@@ -213,13 +247,22 @@ async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
     f.store.append((0..10).map(uevent).collect()).await.unwrap();
     let dest = destination(&f, Compression::None, 100);
     let key = batch_key("pre", "acme", uevent(0).time, 1, 10, "ndjson").unwrap();
-    f.sink.put(&key, Bytes::from("someone else's file\n")).await.unwrap();
+    f.sink
+        .put(&key, Bytes::from("someone else's file\n"))
+        .await
+        .unwrap();
     let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
     let report = exporter.export_once().await.remove(0);
     let err = report.error.expect("conflict").to_string();
-    assert!(err.contains("conflict at `pre/acme/audit/") && err.contains("Nothing was overwritten"), "{err}");
+    assert!(
+        err.contains("conflict at `pre/acme/audit/") && err.contains("Nothing was overwritten"),
+        "{err}"
+    );
     assert_eq!(f.store.cursor("local").await.unwrap(), 0);
-    assert_eq!(f.sink.get(&key).await.unwrap(), Bytes::from("someone else's file\n"));
+    assert_eq!(
+        f.sink.get(&key).await.unwrap(),
+        Bytes::from("someone else's file\n")
+    );
     let _ = ObjectKey::new("x").unwrap();
     assert!(f.root.exists());
 }

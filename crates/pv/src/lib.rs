@@ -303,7 +303,8 @@ impl Sink for PvSink {
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {
         let key = key.clone();
-        self.blocking(SinkOp::Get, move |inner| inner.get(&key)).await
+        self.blocking(SinkOp::Get, move |inner| inner.get(&key))
+            .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError> {

@@ -70,7 +70,10 @@ async fn stale_temp_files_are_hidden_and_swept() {
         .await
         .unwrap();
     assert_eq!(outcome, PutOutcome::Created);
-    assert!(!stale.exists(), "a put into the directory sweeps stale temp files");
+    assert!(
+        !stale.exists(),
+        "a put into the directory sweeps stale temp files"
+    );
     let keys: Vec<String> = sink
         .list("")
         .await
@@ -110,7 +113,6 @@ fn registered_with_typed_options() {
     let names = auditsync_core::registry::sink_names();
     assert!(names.contains(&"pv"), "{names:?}");
     let options = json!({"rooot": "/x"});
-    let err = auditsync_core::registry::build_sink("pv", options.as_object().unwrap())
-        .unwrap_err();
+    let err = auditsync_core::registry::build_sink("pv", options.as_object().unwrap()).unwrap_err();
     assert!(err.to_string().contains("`rooot`"), "{err}");
 }

@@ -36,12 +36,13 @@ impl App {
             .destinations
             .iter()
             .enumerate()
-            .map(|(i, d)| build_destination(d, retry).map_err(|e| e.under(&format!("destinations[{i}]"))))
+            .map(|(i, d)| {
+                build_destination(d, retry).map_err(|e| e.under(&format!("destinations[{i}]")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Arc::new(
-            SqliteStore::open(&config.store.path)
-                .with_context(|| format!("config key `store.path` ({})", config.store.path.display()))?,
-        );
+        let store = Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
+            format!("config key `store.path` ({})", config.store.path.display())
+        })?);
         let schema = registry::build_schema(&config.schema)?;
         let ingestor = Ingestor::new(store.clone(), schema, config.enable_user_events)
             .with_max_event_bytes(config.ingest.max_event_bytes);

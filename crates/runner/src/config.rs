@@ -198,7 +198,10 @@ const RESERVED_ENV: &[&str] = &["AUDITSYNC_CONFIG", "AUDITSYNC_LOG"];
 
 impl Config {
     /// Reads `path`, applies the environment's `AUDITSYNC_...` overrides, and validates.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::from_json(&text, env).with_context(|| format!("config file {}", path.display()))
@@ -231,7 +234,10 @@ impl Config {
         Schedule::parse(&self.uevents_schedule).context("config key `ueventsSchedule`")?;
         Schedule::parse(&self.uevents_gc_schedule).context("config key `ueventsGCSchedule`")?;
         if self.namespace.is_empty() || self.namespace.contains('/') {
-            bail!("config key `namespace`: must be one non-empty path segment, got {:?}", self.namespace);
+            bail!(
+                "config key `namespace`: must be one non-empty path segment, got {:?}",
+                self.namespace
+            );
         }
         ObjectKey::new(self.namespace.as_str()).context("config key `namespace`")?;
         auditsync_core::registry::build_schema(&self.schema)?;
@@ -258,10 +264,16 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !valid_name {
-                bail!("config key `{at}.name`: {:?} must be non-empty letters, digits, `-` or `_`", d.name);
+                bail!(
+                    "config key `{at}.name`: {:?} must be non-empty letters, digits, `-` or `_`",
+                    d.name
+                );
             }
             if !names.insert(d.name.as_str()) {
-                bail!("config key `{at}.name`: `{}` is used by an earlier destination", d.name);
+                bail!(
+                    "config key `{at}.name`: `{}` is used by an earlier destination",
+                    d.name
+                );
             }
             if !d.prefix.trim_end_matches('/').is_empty() {
                 ObjectKey::new(d.prefix.trim_end_matches('/'))
@@ -380,8 +392,16 @@ fn typed(current: &Value, text: &str) -> anyhow::Result<Value> {
 
 /// Key fragments whose values are secrets.
 const SECRET_KEYS: &[&str] = &[
-    "secret", "password", "passwd", "sas", "token", "private_key", "api_key", "apikey",
-    "authorization", "credential",
+    "secret",
+    "password",
+    "passwd",
+    "sas",
+    "token",
+    "private_key",
+    "api_key",
+    "apikey",
+    "authorization",
+    "credential",
 ];
 /// Keys that look secret but hold none (hashes, file paths).
 const NOT_SECRET: &[&str] = &["token_hashes", "credentials_file"];
@@ -441,18 +461,42 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             (r#"{"ueventsSchedule": "0 */5 * * *"}"#, "`ueventsSchedule`"),
-            (r#"{"ueventsGCSchedule": "@sometimes"}"#, "`ueventsGCSchedule`"),
+            (
+                r#"{"ueventsGCSchedule": "@sometimes"}"#,
+                "`ueventsGCSchedule`",
+            ),
             (r#"{"enableUserEvents": "yes"}"#, "`enableUserEvents`"),
-            (r#"{"enableUserEvent": true}"#, "unknown field `enableUserEvent`"),
+            (
+                r#"{"enableUserEvent": true}"#,
+                "unknown field `enableUserEvent`",
+            ),
             (r#"{"namespace": "a/b"}"#, "`namespace`"),
-            (r#"{"store": {"type": "mysql"}}"#, "`store.type`: unknown store `mysql`; known: sqlite"),
+            (
+                r#"{"store": {"type": "mysql"}}"#,
+                "`store.type`: unknown store `mysql`; known: sqlite",
+            ),
             (r#"{"store": {"path": 5}}"#, "`store.path`"),
             (r#"{"schema": "nope"}"#, "unknown schema `nope`"),
-            (r#"{"destinations": [{"type": "pv", "root": "/x"}]}"#, "`destinations[0]`: missing field `name`"),
-            (r#"{"destinations": [{"name": "a b", "type": "pv"}]}"#, "`destinations[0].name`"),
-            (r#"{"destinations": [{"name": "a", "type": "pv", "max_events": -1}]}"#, "`destinations[0].max_events`"),
-            (r#"{"destinations": [{"name": "a", "type": "pv", "max_events": 0}]}"#, "`destinations[0].max_events`"),
-            (r#"{"destinations": [{"name": "a", "type": "pv", "prefix": "../up"}]}"#, "`destinations[0].prefix`"),
+            (
+                r#"{"destinations": [{"type": "pv", "root": "/x"}]}"#,
+                "`destinations[0]`: missing field `name`",
+            ),
+            (
+                r#"{"destinations": [{"name": "a b", "type": "pv"}]}"#,
+                "`destinations[0].name`",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "type": "pv", "max_events": -1}]}"#,
+                "`destinations[0].max_events`",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "type": "pv", "max_events": 0}]}"#,
+                "`destinations[0].max_events`",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "type": "pv", "prefix": "../up"}]}"#,
+                "`destinations[0].prefix`",
+            ),
         ];
         for (json, expected) in cases {
             let message = err(json, &[]);
@@ -494,9 +538,21 @@ mod tests {
     fn bad_overrides_name_the_variable() {
         let json = format!(r#"{{"destinations": [{DEST}]}}"#);
         let cases = [
-            ("AUDITSYNC_ENABLE_USER_EVENT", "true", "AUDITSYNC_ENABLE_USER_EVENT: no such config key"),
-            ("AUDITSYNC_DISABLE_UEVENTS_GC", "maybe", "AUDITSYNC_DISABLE_UEVENTS_GC"),
-            ("AUDITSYNC_DESTINATIONS__NOPE__ROOT", "/x", "no destination named or numbered `NOPE`"),
+            (
+                "AUDITSYNC_ENABLE_USER_EVENT",
+                "true",
+                "AUDITSYNC_ENABLE_USER_EVENT: no such config key",
+            ),
+            (
+                "AUDITSYNC_DISABLE_UEVENTS_GC",
+                "maybe",
+                "AUDITSYNC_DISABLE_UEVENTS_GC",
+            ),
+            (
+                "AUDITSYNC_DESTINATIONS__NOPE__ROOT",
+                "/x",
+                "no destination named or numbered `NOPE`",
+            ),
             ("AUDITSYNC_UEVENTS_SCHEDULE", "bad", "`ueventsSchedule`"),
         ];
         for (name, value, expected) in cases {
@@ -512,7 +568,10 @@ mod tests {
         let value: Value = serde_json::from_str(json).unwrap();
         let config: Config = serde_json::from_value(value).unwrap();
         let shown = config.masked().to_string();
-        assert!(!shown.contains("AKIAVERYSECRET") && !shown.contains("sig=abc"), "{shown}");
+        assert!(
+            !shown.contains("AKIAVERYSECRET") && !shown.contains("sig=abc"),
+            "{shown}"
+        );
         assert!(shown.contains("/k.json"), "{shown}");
     }
 }

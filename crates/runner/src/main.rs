@@ -23,7 +23,13 @@ use crate::config::Config;
 #[command(name = "auditsync", version, about, long_about = None)]
 struct Cli {
     /// The JSON config file.
-    #[arg(long, short, global = true, env = "AUDITSYNC_CONFIG", default_value = "auditsync.json")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "AUDITSYNC_CONFIG",
+        default_value = "auditsync.json"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -93,7 +99,7 @@ fn init_logging() {
         .init();
 }
 
-fn load_config(path: &PathBuf) -> anyhow::Result<Config> {
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path, std::env::vars())
 }
 
@@ -153,7 +159,10 @@ fn print_plugins() {
         "formatters: {}",
         list(auditsync_core::registry::formatter_names())
     );
-    println!("schemas: {}", list(auditsync_core::registry::schema_names()));
+    println!(
+        "schemas: {}",
+        list(auditsync_core::registry::schema_names())
+    );
     println!("compression: none, gzip, zstd");
 }
 
@@ -274,7 +283,9 @@ async fn run_schedules(app: &App) -> anyhow::Result<ExitCode> {
     let export_schedule = Schedule::parse(&app.config.uevents_schedule)?;
     let gc_schedule = Schedule::parse(&app.config.uevents_gc_schedule)?;
     if !app.config.enable_user_events {
-        tracing::warn!("enableUserEvents is false: nothing will be recorded; stored events are still exported");
+        tracing::warn!(
+            "enableUserEvents is false: nothing will be recorded; stored events are still exported"
+        );
     }
     // Created once, so a signal that arrives during an export is not missed.
     let mut term = signal(SignalKind::terminate())?;

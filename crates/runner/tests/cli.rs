@@ -133,7 +133,9 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let entry = entry.unwrap();
             if entry.file_type().unwrap().is_dir() {
@@ -152,7 +154,10 @@ fn read_back(root: &Path) -> HashMap<u64, Value> {
     let mut records = HashMap::new();
     for path in files_under(root) {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(!name.starts_with(".auditsync-tmp"), "temporary file left behind: {path:?}");
+        assert!(
+            !name.starts_with(".auditsync-tmp"),
+            "temporary file left behind: {path:?}"
+        );
         let text = decompress(&path);
         let rows: Vec<Value> = if name.contains(".csv") {
             let mut reader = csv::Reader::from_reader(text.as_bytes());
@@ -161,13 +166,18 @@ fn read_back(root: &Path) -> HashMap<u64, Value> {
                 .records()
                 .map(|r| {
                     let r = r.unwrap();
-                    let cells = header.iter().zip(r.iter()).map(|(h, c)| (h.clone(), csv_cell(h, c)));
+                    let cells = header
+                        .iter()
+                        .zip(r.iter())
+                        .map(|(h, c)| (h.clone(), csv_cell(h, c)));
                     Value::Object(cells.collect())
                 })
                 .collect()
         } else {
             assert!(text.ends_with('\n'), "{path:?} does not end with a newline");
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
         };
         for row in rows {
             let n = row["requestParams"]["n"].as_u64().unwrap();
@@ -195,15 +205,23 @@ fn ten_thousand_events_round_trip_through_ndjson_and_csv_then_gc() {
         {"name": "cs", "type": "pv", "root": "cs", "prefix": "exports/", "format": "csv", "compression": "zstd", "max_events": 4000},
     ])));
     let lines: Vec<Value> = (0..10_000).map(line).collect();
-    assert_eq!(env.ingest(&lines), "ingested 10000 events (0 already stored, ignored)\n");
+    assert_eq!(
+        env.ingest(&lines),
+        "ingested 10000 events (0 already stored, ignored)\n"
+    );
     // replaying the same ids changes nothing
-    let with_ids: Vec<Value> = (50_000..50_003).map(|i| {
-        let mut l = line(i);
-        l["id"] = json!(format!("fixed-{i}"));
-        l
-    }).collect();
+    let with_ids: Vec<Value> = (50_000..50_003)
+        .map(|i| {
+            let mut l = line(i);
+            l["id"] = json!(format!("fixed-{i}"));
+            l
+        })
+        .collect();
     env.ingest(&with_ids);
-    assert_eq!(env.ingest(&with_ids), "ingested 0 events (3 already stored, ignored)\n");
+    assert_eq!(
+        env.ingest(&with_ids),
+        "ingested 0 events (3 already stored, ignored)\n"
+    );
 
     let out = env.ok(&["export", "--once"]);
     assert!(out.contains("nd: 7 files, 10003 events"), "{out}");
@@ -225,12 +243,17 @@ fn ten_thousand_events_round_trip_through_ndjson_and_csv_then_gc() {
     }
     let first_csv = files_under(&env.path("cs"))[0].clone();
     assert!(
-        first_csv.to_string_lossy().contains("cs/exports/acme/audit/2023/07/29/"),
+        first_csv
+            .to_string_lossy()
+            .contains("cs/exports/acme/audit/2023/07/29/"),
         "{first_csv:?}"
     );
 
     assert_eq!(env.events_held(), 10_003);
-    assert_eq!(env.ok(&["gc", "--once"]), "gc: deleted 10003 exported events\n");
+    assert_eq!(
+        env.ok(&["gc", "--once"]),
+        "gc: deleted 10003 exported events\n"
+    );
     assert_eq!(env.events_held(), 0);
 
     // With disableUeventsGC the store keeps what was exported.
@@ -258,13 +281,19 @@ fn a_stuck_destination_holds_back_only_itself_and_catches_up() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("good: 6 files, 3000 events"), "{stdout}");
-    assert!(stdout.contains("stuck: FAILED after 0 files") && stdout.contains("put `"), "{stdout}");
+    assert!(
+        stdout.contains("stuck: FAILED after 0 files") && stdout.contains("put `"),
+        "{stdout}"
+    );
     assert_eq!(read_back(&env.path("good")).len(), 3_000);
 
     env.ok(&["gc", "--once"]);
     assert_eq!(env.events_held(), 3_000, "GC keeps what `stuck` lacks");
     let status = env.ok(&["status"]);
-    assert!(status.contains("stuck: cursor 0, backlog 3000 events"), "{status}");
+    assert!(
+        status.contains("stuck: cursor 0, backlog 3000 events"),
+        "{status}"
+    );
 
     std::fs::remove_file(env.path("stuck")).unwrap();
     env.ingest(&(3_000..3_200).map(line).collect::<Vec<_>>());
@@ -308,18 +337,27 @@ fn sigkill_during_export_leaves_no_partial_file_and_no_duplicate() {
             }
         }
     }
-    assert!(kills >= 5, "only {kills} exports were killed mid-way; the test lost its point");
+    assert!(
+        kills >= 5,
+        "only {kills} exports were killed mid-way; the test lost its point"
+    );
     env.ok(&["export", "--once"]);
     let records = read_back(&env.path("out"));
     assert_eq!(records.len() as u64, total);
     let status = env.ok(&["status"]);
-    assert!(status.contains(&format!("local: cursor {total}, backlog 0 events")), "{status}");
+    assert!(
+        status.contains(&format!("local: cursor {total}, backlog 0 events")),
+        "{status}"
+    );
 }
 
 #[test]
 fn the_seed_sample_lines_come_out_as_they_went_in() {
-    let env = Env::new(config(json!([{"name": "local", "type": "pv", "root": "out"}])));
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-002-sample.ndjson");
+    let env = Env::new(config(
+        json!([{"name": "local", "type": "pv", "root": "out"}]),
+    ));
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-002-sample.ndjson");
     let out = env.ok(&["ingest", sample.to_str().unwrap()]);
     assert_eq!(out, "ingested 3 events (0 already stored, ignored)\n");
     env.ok(&["export", "--once"]);
@@ -329,7 +367,13 @@ fn the_seed_sample_lines_come_out_as_they_went_in() {
     let output = std::fs::read_to_string(&files[0]).unwrap();
     let parse = |text: &str| -> Vec<serde_json::Map<String, Value>> {
         text.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap().as_object().unwrap().clone())
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap()
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
             .collect()
     };
     let (input, output) = (parse(&input), parse(&output));
@@ -342,17 +386,38 @@ fn the_seed_sample_lines_come_out_as_they_went_in() {
 
 #[test]
 fn a_bad_line_rejects_the_whole_input_naming_line_and_field() {
-    let env = Env::new(config(json!([{"name": "local", "type": "pv", "root": "out"}])));
+    let env = Env::new(config(
+        json!([{"name": "local", "type": "pv", "root": "out"}]),
+    ));
     let good = line(1).to_string();
     let mut missing = line(2);
     missing.as_object_mut().unwrap().remove("createdAt");
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (format!("{good}\n{good}\n{missing}\n").into_bytes(), "line 3: field `createdAt`: missing required field"),
-        (format!("{good}\n{{\"opType\": \n").into_bytes(), "line 2: malformed JSON"),
-        ([good.as_bytes(), b"\n\xff\xfe\n"].concat(), "line 2: malformed JSON: invalid UTF-8"),
-        (format!("{good}\n[1,2]\n").into_bytes(), "line 2: field ``: expected a JSON object"),
+        (
+            format!("{good}\n{good}\n{missing}\n").into_bytes(),
+            "line 3: field `createdAt`: missing required field",
+        ),
+        (
+            format!("{good}\n{{\"opType\": \n").into_bytes(),
+            "line 2: malformed JSON",
+        ),
+        (
+            [good.as_bytes(), b"\n\xff\xfe\n"].concat(),
+            "line 2: malformed JSON: invalid UTF-8",
+        ),
+        (
+            format!("{good}\n[1,2]\n").into_bytes(),
+            "line 2: field ``: expected a JSON object",
+        ),
         (b"\n\n".to_vec(), "holds no event"),
-        (format!("{}\n", line(3).to_string().replace("\"opType\"", "\"optype\"")).into_bytes(), "line 1: field `optype`: unknown field"),
+        (
+            format!(
+                "{}\n",
+                line(3).to_string().replace("\"opType\"", "\"optype\"")
+            )
+            .into_bytes(),
+            "line 1: field `optype`: unknown field",
+        ),
     ];
     for (input, expected) in cases {
         let path = env.path("bad.ndjson");
@@ -360,7 +425,10 @@ fn a_bad_line_rejects_the_whole_input_naming_line_and_field() {
         let out = env.run(&["ingest", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
-        assert!(stderr.contains(expected) && stderr.contains("nothing was stored"), "{expected}: {stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.contains("nothing was stored"),
+            "{expected}: {stderr}"
+        );
     }
     assert_eq!(env.events_held(), 0);
 }
@@ -376,14 +444,20 @@ fn disabled_user_events_record_nothing_and_say_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("enableUserEvents is false"));
     assert_eq!(env.events_held(), 0);
-    assert!(env.ok(&["config", "check"]).contains("enableUserEvents is false"));
+    assert!(env
+        .ok(&["config", "check"])
+        .contains("enableUserEvents is false"));
     // the environment can turn it on
     let out = env
         .command(&["ingest", file.to_str().unwrap()])
         .env("AUDITSYNC_ENABLE_USER_EVENTS", "true")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(env.events_held(), 1);
 }
 
@@ -397,20 +471,41 @@ fn verify_names_the_destination_the_step_and_the_reason() {
     let out = env.run(&["verify"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stdout.contains("fine (pv:") && stdout.contains("): ok"), "{stdout}");
+    assert!(
+        stdout.contains("fine (pv:") && stdout.contains("): ok"),
+        "{stdout}"
+    );
     assert!(stdout.contains("broken (pv:"), "{stdout}");
     assert!(stdout.contains("FAILED: put `p/verify-test-"), "{stdout}");
-    assert!(files_under(&env.path("fine")).is_empty(), "verify cleans up");
+    assert!(
+        files_under(&env.path("fine")).is_empty(),
+        "verify cleans up"
+    );
 }
 
 #[test]
 fn invalid_config_is_refused_naming_the_key() {
     let cases = [
-        (json!({"ueventsSchedule": "0 */5 * * *"}), "config key `ueventsSchedule`"),
-        (json!({"destinations": [{"name": "x", "type": "ftp"}]}), "`destinations[0].type`: unknown sink `ftp`; known: pv"),
-        (json!({"destinations": [{"name": "x", "type": "pv", "root": "r", "format": "xml"}]}), "unknown formatter `xml`; known: csv, ndjson"),
-        (json!({"destinations": [{"name": "x", "type": "pv", "root": "r", "compression": "lz4"}]}), "`destinations[0].compression`: unknown compression `lz4`"),
-        (json!({"destinations": [{"name": "x", "type": "pv", "rooot": "r"}]}), "`destinations[0].rooot`: unknown field"),
+        (
+            json!({"ueventsSchedule": "0 */5 * * *"}),
+            "config key `ueventsSchedule`",
+        ),
+        (
+            json!({"destinations": [{"name": "x", "type": "ftp"}]}),
+            "`destinations[0].type`: unknown sink `ftp`; known: pv",
+        ),
+        (
+            json!({"destinations": [{"name": "x", "type": "pv", "root": "r", "format": "xml"}]}),
+            "unknown formatter `xml`; known: csv, ndjson",
+        ),
+        (
+            json!({"destinations": [{"name": "x", "type": "pv", "root": "r", "compression": "lz4"}]}),
+            "`destinations[0].compression`: unknown compression `lz4`",
+        ),
+        (
+            json!({"destinations": [{"name": "x", "type": "pv", "rooot": "r"}]}),
+            "`destinations[0].rooot`: unknown field",
+        ),
     ];
     for (cfg, expected) in cases {
         let env = Env::new(cfg);
@@ -427,7 +522,10 @@ fn invalid_config_is_refused_naming_the_key() {
 
 #[test]
 fn sinks_lists_what_the_binary_was_built_with() {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditsync")).arg("sinks").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_auditsync"))
+        .arg("sinks")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("sinks: pv\n"), "{stdout}");
     assert!(stdout.contains("formatters: csv, ndjson\n"), "{stdout}");

@@ -98,7 +98,13 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Backend { retryable: true, .. })
+        matches!(
+            self,
+            StoreError::Backend {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 

@@ -187,7 +187,9 @@ impl Store for SqliteStore {
                     let (seq, duplicate) = match found {
                         Some(seq) => (seq, true),
                         None => {
-                            insert.execute(params![id, time, tenant, body]).map_err(&err)?;
+                            insert
+                                .execute(params![id, time, tenant, body])
+                                .map_err(&err)?;
                             (tx.last_insert_rowid() as u64, false)
                         }
                     };
@@ -292,7 +294,9 @@ impl Store for SqliteStore {
                 });
             }
             tx.execute(
-                &format!("INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                &format!(
+                    "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
                 params![
                     batch.destination,
                     batch.first_seq,
@@ -448,11 +452,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            first.iter().map(|a| (a.seq, a.duplicate)).collect::<Vec<_>>(),
+            first
+                .iter()
+                .map(|a| (a.seq, a.duplicate))
+                .collect::<Vec<_>>(),
             vec![(1, false), (2, false), (1, true)]
         );
-        let again = store.append(vec![event("b", 9), event("c", 4)]).await.unwrap();
-        assert_eq!(again[0], Appended { id: "b".into(), seq: 2, duplicate: true });
+        let again = store
+            .append(vec![event("b", 9), event("c", 4)])
+            .await
+            .unwrap();
+        assert_eq!(
+            again[0],
+            Appended {
+                id: "b".into(),
+                seq: 2,
+                duplicate: true
+            }
+        );
         assert_eq!(again[1].seq, 3);
         let read = store.read_after(0, u64::MAX, 10).await.unwrap();
         assert_eq!(read.len(), 3);
@@ -483,7 +500,10 @@ mod tests {
         assert_eq!(store.gc(&both).await.unwrap(), 0);
         assert_eq!(store.gc(&both[..1]).await.unwrap(), 3);
         let stats = store.stats().await.unwrap();
-        assert_eq!((stats.events, stats.first_seq, stats.last_seq), (2, Some(4), 5));
+        assert_eq!(
+            (stats.events, stats.first_seq, stats.last_seq),
+            (2, Some(4), 5)
+        );
     }
 
     #[tokio::test]
@@ -492,7 +512,10 @@ mod tests {
         let path = dir.path().join("a.db");
         {
             let store = SqliteStore::open(&path).unwrap();
-            store.append(vec![event("a", 1), event("b", 2)]).await.unwrap();
+            store
+                .append(vec![event("a", 1), event("b", 2)])
+                .await
+                .unwrap();
             store.begin_batch(&batch(1, 2)).await.unwrap();
             store.complete_batch("d", 1).await.unwrap();
             assert_eq!(store.gc(&["d".into()]).await.unwrap(), 2);
@@ -500,6 +523,13 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let appended = store.append(vec![event("c", 3)]).await.unwrap();
         assert_eq!(appended[0].seq, 3);
-        assert_eq!(store.read_after(store.cursor("d").await.unwrap(), u64::MAX, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .read_after(store.cursor("d").await.unwrap(), u64::MAX, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
