@@ -1,6 +1,6 @@
 //! A conformance suite any [`Sink`] can run against its real backend.
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn conforms() {
 //!     let sink: Arc<dyn Sink> = Arc::new(MySink::new(/* a real, empty bucket */));
