@@ -89,7 +89,7 @@ fn main() {
         while i < n {
             let chunk: Vec<Event> = (i..(i + 10_000).min(n)).map(uevent).collect();
             i += chunk.len() as u64;
-            store.append(chunk).await.unwrap();
+            store.append_events(chunk).await.unwrap();
         }
     });
     let secs = start.elapsed().as_secs_f64();

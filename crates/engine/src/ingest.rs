@@ -60,6 +60,14 @@ pub enum IngestError {
     /// The input held no record.
     #[error("the input holds no event")]
     Empty,
+    /// The input holds more records than one request may.
+    #[error("{count} events in one request, over the limit of {max}")]
+    TooMany {
+        /// How many it held (or at least).
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The store failed; nothing was committed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -68,6 +76,24 @@ pub enum IngestError {
 /// Default per-event size limit: 1 MiB.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
+/// Default limit of events in one request (unlimited for the CLI's `ingest`).
+pub const DEFAULT_MAX_EVENTS: usize = usize::MAX;
+
+impl IngestError {
+    /// A short, stable name of the kind of rejection (for metrics and API error codes).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::Disabled => "disabled",
+            IngestError::Malformed { .. } => "malformed",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::Invalid { .. } => "invalid",
+            IngestError::Empty => "empty",
+            IngestError::TooMany { .. } => "too_many_events",
+            IngestError::Store(_) => "store_error",
+        }
+    }
+}
+
 /// Validates records against one schema and appends them to the store.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -75,6 +101,7 @@ pub struct Ingestor {
     schema: Arc<dyn Schema>,
     enabled: bool,
     max_event_bytes: usize,
+    max_events: usize,
 }
 
 impl Ingestor {
@@ -85,7 +112,81 @@ impl Ingestor {
             schema,
             enabled,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_events: DEFAULT_MAX_EVENTS,
         }
+    }
+
+    /// Sets the most events one input may hold.
+    pub fn with_max_events(mut self, max: usize) -> Self {
+        self.max_events = max;
+        self
+    }
+
+    /// Whether ingest is enabled (`enableUserEvents`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Parses a JSON body: one object, or an array of objects (an empty array is refused).
+    pub fn parse_json(&self, input: &[u8]) -> Result<Vec<Event>, IngestError> {
+        use serde_json::value::RawValue;
+        if !self.enabled {
+            return Err(IngestError::Disabled);
+        }
+        let malformed = |e: serde_json::Error| IngestError::Malformed {
+            at: Location::Line(e.line()),
+            message: e.to_string(),
+        };
+        let text = std::str::from_utf8(input).map_err(|e| IngestError::Malformed {
+            at: Location::Line(
+                1 + input[..e.valid_up_to()]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count(),
+            ),
+            message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        })?;
+        let first = text.trim_start().as_bytes().first().copied();
+        let raws: Vec<&RawValue> = match first {
+            Some(b'[') => serde_json::from_str(text).map_err(malformed)?,
+            Some(b'{') => vec![serde_json::from_str(text).map_err(malformed)?],
+            None => return Err(IngestError::Empty),
+            Some(_) => {
+                return Err(IngestError::Malformed {
+                    at: Location::Line(1),
+                    message: "expected a JSON object or an array of objects".into(),
+                })
+            }
+        };
+        if raws.is_empty() {
+            return Err(IngestError::Empty);
+        }
+        if raws.len() > self.max_events {
+            return Err(IngestError::TooMany {
+                count: raws.len(),
+                max: self.max_events,
+            });
+        }
+        raws.into_iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let at = Location::Index(i);
+                let size = raw.get().len();
+                if size > self.max_event_bytes {
+                    return Err(IngestError::TooLarge {
+                        at,
+                        size,
+                        max: self.max_event_bytes,
+                    });
+                }
+                let value: Value =
+                    serde_json::from_str(raw.get()).map_err(|e| IngestError::Malformed {
+                        at,
+                        message: e.to_string(),
+                    })?;
+                self.prepare(at, value)
+            })
+            .collect()
     }
 
     /// Sets the per-event size limit in bytes.
@@ -126,6 +227,12 @@ impl Ingestor {
                 at,
                 message: e.to_string(),
             })?;
+            if events.len() == self.max_events {
+                return Err(IngestError::TooMany {
+                    count: events.len() + 1,
+                    max: self.max_events,
+                });
+            }
             events.push(self.prepare(at, value)?);
         }
         if events.is_empty() {
@@ -154,6 +261,6 @@ impl Ingestor {
         if !self.enabled {
             return Err(IngestError::Disabled);
         }
-        Ok(self.store.append(events).await?)
+        Ok(self.store.append_events(events).await?)
     }
 }

@@ -6,6 +6,7 @@
 //! - [`encode`]: schema → formatter → compression, streamed, with the file's SHA-256.
 //! - [`export`]: per-destination batches after its cursor, deterministic keys, put, cursor.
 //! - [`gc`]: deletes what every destination has.
+//! - [`recorder`]: group commit, and the `Recorder` integrators embed.
 //! - [`retry`]: a [`auditsync_core::Sink`] layer that retries what a retry can fix.
 
 pub mod cron;
@@ -13,6 +14,7 @@ pub mod encode;
 pub mod export;
 pub mod gc;
 pub mod ingest;
+pub mod recorder;
 pub mod retry;
 
 pub use encode::{Compression, FileFormat};

@@ -125,7 +125,7 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
     ] {
         let f = fixture();
         f.store
-            .append((0..2_500).map(uevent).collect())
+            .append_events((0..2_500).map(uevent).collect())
             .await
             .unwrap();
         let exporter = Arc::new(Exporter::new(
@@ -167,7 +167,7 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
 async fn byte_limit_cuts_files() {
     let f = fixture();
     f.store
-        .append((0..300).map(uevent).collect())
+        .append_events((0..300).map(uevent).collect())
         .await
         .unwrap();
     let mut dest = destination(&f, Compression::None, u64::MAX);
@@ -188,7 +188,10 @@ async fn byte_limit_cuts_files() {
 async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
     for uploaded_before_crash in [false, true] {
         let f = fixture();
-        f.store.append((0..50).map(uevent).collect()).await.unwrap();
+        f.store
+            .append_events((0..50).map(uevent).collect())
+            .await
+            .unwrap();
         let dest = destination(&f, Compression::Gzip(6), 20);
         // what the exporter does before it crashes: encode, record, maybe put
         let file = encode_file(
@@ -244,7 +247,10 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
 #[tokio::test]
 async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
     let f = fixture();
-    f.store.append((0..10).map(uevent).collect()).await.unwrap();
+    f.store
+        .append_events((0..10).map(uevent).collect())
+        .await
+        .unwrap();
     let dest = destination(&f, Compression::None, 100);
     let key = batch_key("pre", "acme", uevent(0).time, 1, 10, "ndjson").unwrap();
     f.sink

@@ -91,9 +91,32 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
+    /// Address `auditsync run` serves HTTP ingest on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `sha256:<hex>` hashes of the bearer tokens producers must present. Without any, the
+    /// service only listens on a loopback address.
+    #[serde(default)]
+    pub token_hashes: Vec<String>,
     /// Largest accepted event, in bytes.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Most events in one request.
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8780".into()
+}
+fn default_max_body_bytes() -> usize {
+    16 << 20
+}
+fn default_max_events_per_request() -> usize {
+    10_000
 }
 
 fn default_max_event_bytes() -> usize {
@@ -103,8 +126,40 @@ fn default_max_event_bytes() -> usize {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
+            listen: default_listen(),
+            token_hashes: Vec::new(),
             max_event_bytes: default_max_event_bytes(),
+            max_body_bytes: default_max_body_bytes(),
+            max_events_per_request: default_max_events_per_request(),
         }
+    }
+}
+
+impl IngestConfig {
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        self.listen.parse().map_err(|_| {
+            anyhow!(
+                "config key `ingest.listen`: {:?} is not an address:port such as 127.0.0.1:8780",
+                self.listen
+            )
+        })
+    }
+
+    /// The token hashes as 32-byte digests.
+    pub fn token_digests(&self) -> anyhow::Result<Vec<[u8; 32]>> {
+        self.token_hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                h.strip_prefix("sha256:")
+                    .and_then(|hex| hex::decode(hex).ok())
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .ok_or_else(|| {
+                        anyhow!("config key `ingest.token_hashes[{i}]`: expected `sha256:` and 64 hex digits (see `auditsync token new`)")
+                    })
+            })
+            .collect()
     }
 }
 
@@ -253,6 +308,14 @@ impl Config {
         if self.ingest.max_event_bytes < 256 {
             bail!("config key `ingest.max_event_bytes`: must be at least 256");
         }
+        if self.ingest.max_body_bytes < self.ingest.max_event_bytes {
+            bail!("config key `ingest.max_body_bytes`: must be at least `ingest.max_event_bytes`");
+        }
+        if self.ingest.max_events_per_request == 0 {
+            bail!("config key `ingest.max_events_per_request`: must be at least 1");
+        }
+        self.ingest.listen_addr()?;
+        self.ingest.token_digests()?;
         if self.retry.max_attempts == 0 {
             bail!("config key `retry.max_attempts`: must be at least 1");
         }

@@ -3,14 +3,15 @@
 
 mod app;
 mod config;
+mod metrics;
 mod plugins;
+mod service;
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use auditsync_engine::cron::Schedule;
 use auditsync_engine::gc::{gc_once, GcOutcome};
 use auditsync_store::Store;
 use clap::{Parser, Subcommand};
@@ -65,8 +66,19 @@ enum Command {
     Sinks,
     /// Show the store's counts and each destination's cursor and backlog.
     Status,
-    /// Run the export and GC schedules until SIGTERM or SIGINT.
+    /// Serve HTTP ingest and run the export and GC schedules until SIGTERM or SIGINT.
     Run,
+    /// Manage ingest bearer tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Print a new random token and the hash line for `ingest.token_hashes`.
+    New,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +120,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         print_plugins();
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Token {
+        action: TokenAction::New,
+    } = cli.command
+    {
+        return new_token();
+    }
     let config = load_config(&cli.config)?;
     if let Command::Config {
         action: ConfigAction::Check,
@@ -146,8 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Verify => verify(&app).await,
             Command::Status => status(&app).await,
-            Command::Run => run_schedules(&app).await,
-            Command::Sinks | Command::Config { .. } => unreachable!("handled above"),
+            Command::Run => service::serve(app).await.map(|()| ExitCode::SUCCESS),
+            Command::Sinks | Command::Config { .. } | Command::Token { .. } => {
+                unreachable!("handled above")
+            }
         }
     })
 }
@@ -278,42 +298,20 @@ async fn status(app: &App) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_schedules(app: &App) -> anyhow::Result<ExitCode> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let export_schedule = Schedule::parse(&app.config.uevents_schedule)?;
-    let gc_schedule = Schedule::parse(&app.config.uevents_gc_schedule)?;
-    if !app.config.enable_user_events {
-        tracing::warn!(
-            "enableUserEvents is false: nothing will be recorded; stored events are still exported"
-        );
-    }
-    // Created once, so a signal that arrives during an export is not missed.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let now = chrono::Utc::now();
-    let mut next_export = export_schedule.next_after(now);
-    let mut next_gc = gc_schedule.next_after(now);
-    tracing::info!(?next_export, ?next_gc, "schedules started");
-    loop {
-        let Some(next) = [next_export, next_gc].into_iter().flatten().min() else {
-            bail!("neither schedule will ever fire");
-        };
-        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-        let now = chrono::Utc::now();
-        if next_export.is_some_and(|t| t <= now) {
-            export(app).await?;
-            next_export = export_schedule.next_after(chrono::Utc::now());
-        }
-        if next_gc.is_some_and(|t| t <= now) {
-            gc(app).await?;
-            next_gc = gc_schedule.next_after(chrono::Utc::now());
-        }
-    }
-    tracing::info!("stopping");
+fn new_token() -> anyhow::Result<ExitCode> {
+    use sha2::{Digest, Sha256};
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom")?;
+    let token = format!("ast_{}", hex::encode(random));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    println!("token: {token}");
+    println!("hash:  \"sha256:{hash}\"");
+    println!();
+    println!("Give the token to the producer (header `Authorization: Bearer <token>`) and add the");
+    println!(
+        "hash to \"ingest\": {{\"token_hashes\": [...]}}. The token itself is not stored anywhere."
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,40 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use auditsync_core::Event;
 
+/// An event serialized for the store, ready to append.
+///
+/// Encoding happens wherever the event is accepted (e.g. in each HTTP request's task), so
+/// that the single writer that commits a group of requests does no per-event work but the
+/// insert itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// The event's id.
+    pub id: String,
+    /// Its time, epoch ms.
+    pub time: i64,
+    /// Its organization (tenant), if any.
+    pub tenant: Option<String>,
+    /// The canonical event as JSON.
+    pub body: String,
+}
+
+impl EncodedEvent {
+    /// Serializes `event` (whose id must be set).
+    pub fn new(event: &Event) -> Result<Self, StoreError> {
+        let body = serde_json::to_string(event).map_err(|err| StoreError::Backend {
+            operation: "encode",
+            source: Box::new(err),
+            retryable: false,
+        })?;
+        Ok(Self {
+            id: event.id.clone(),
+            time: event.time,
+            tenant: event.organization.clone(),
+            body,
+        })
+    }
+}
+
 /// An event as stored, with its store-assigned sequence number.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -115,7 +149,16 @@ impl StoreError {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores events in one transaction and returns once they are durable. An event whose
     /// id is already stored (or repeated within `events`) is not stored again.
-    async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, StoreError>;
+    async fn append(&self, events: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError>;
+
+    /// Encodes and appends events (a convenience over [`Store::append`]).
+    async fn append_events(&self, events: Vec<Event>) -> Result<Vec<Appended>, StoreError> {
+        let encoded = events
+            .iter()
+            .map(EncodedEvent::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append(encoded).await
+    }
 
     /// Up to `limit` events with `after < seq <= up_to`, in sequence order.
     async fn read_after(

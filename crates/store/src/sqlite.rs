@@ -3,10 +3,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auditsync_core::Event;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
-use crate::{Appended, Batch, Store, StoreError, StoreStats, StoredEvent};
+use crate::{Appended, Batch, EncodedEvent, Store, StoreError, StoreStats, StoredEvent};
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is
 /// on disk before [`Store::append`] returns.
@@ -27,7 +26,6 @@ CREATE TABLE IF NOT EXISTS events (
     tenant  TEXT,
     body    TEXT    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_tenant_seq ON events (tenant, seq);
 CREATE TABLE IF NOT EXISTS cursors (
     destination TEXT    PRIMARY KEY,
     seq         INTEGER NOT NULL
@@ -149,19 +147,7 @@ fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, StoreError> {
-        // Serialize before taking the lock: it is the expensive part.
-        let rows = events
-            .into_iter()
-            .map(|e| {
-                let body = serde_json::to_string(&e).map_err(|err| StoreError::Backend {
-                    operation: "append",
-                    source: Box::new(err),
-                    retryable: false,
-                })?;
-                Ok((e.id, e.time, e.organization, body))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+    async fn append(&self, rows: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError> {
         self.with_conn(move |conn| {
             let err = backend("append");
             let tx = conn
@@ -179,7 +165,13 @@ impl Store for SqliteStore {
                         "INSERT INTO events (id, time_ms, tenant, body) VALUES (?1, ?2, ?3, ?4)",
                     )
                     .map_err(&err)?;
-                for (id, time, tenant, body) in rows {
+                for EncodedEvent {
+                    id,
+                    time,
+                    tenant,
+                    body,
+                } in rows
+                {
                     let found: Option<u64> = existing
                         .query_row([&id], |r| r.get(0))
                         .optional()
@@ -420,6 +412,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use auditsync_core::Event;
 
     fn event(id: &str, time: i64) -> Event {
         Event {
@@ -448,7 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("sub/a.db")).unwrap();
         let first = store
-            .append(vec![event("a", 1), event("b", 2), event("a", 3)])
+            .append_events(vec![event("a", 1), event("b", 2), event("a", 3)])
             .await
             .unwrap();
         assert_eq!(
@@ -459,7 +452,7 @@ mod tests {
             vec![(1, false), (2, false), (1, true)]
         );
         let again = store
-            .append(vec![event("b", 9), event("c", 4)])
+            .append_events(vec![event("b", 9), event("c", 4)])
             .await
             .unwrap();
         assert_eq!(
@@ -483,7 +476,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("a.db")).unwrap();
         let events = (0..5).map(|i| event(&format!("e{i}"), i)).collect();
-        store.append(events).await.unwrap();
+        store.append_events(events).await.unwrap();
 
         store.begin_batch(&batch(1, 3)).await.unwrap();
         // a second pending batch, or one that skips events, is refused
@@ -513,7 +506,7 @@ mod tests {
         {
             let store = SqliteStore::open(&path).unwrap();
             store
-                .append(vec![event("a", 1), event("b", 2)])
+                .append_events(vec![event("a", 1), event("b", 2)])
                 .await
                 .unwrap();
             store.begin_batch(&batch(1, 2)).await.unwrap();
@@ -521,7 +514,7 @@ mod tests {
             assert_eq!(store.gc(&["d".into()]).await.unwrap(), 2);
         }
         let store = SqliteStore::open(&path).unwrap();
-        let appended = store.append(vec![event("c", 3)]).await.unwrap();
+        let appended = store.append_events(vec![event("c", 3)]).await.unwrap();
         assert_eq!(appended[0].seq, 3);
         assert_eq!(
             store

@@ -1,0 +1,197 @@
+//! Counters for `GET /metrics`, in the Prometheus text format.
+//!
+//! Labels are only destination names (validated to `[A-Za-z0-9_-]`) and fixed reason
+//! words, so no event content or secret can reach a label.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use auditsync_engine::DestinationReport;
+
+/// Per-destination export counters.
+#[derive(Debug, Default, Clone)]
+struct DestinationCounters {
+    events: u64,
+    files: u64,
+    bytes: u64,
+    failures: u64,
+    failing: bool,
+    last_success_ms: Option<i64>,
+}
+
+/// Backlog of one destination, computed at scrape time.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    /// The destination.
+    pub destination: String,
+    /// Events stored but not yet in its files.
+    pub events: u64,
+    /// Age of the oldest of them, in seconds (0 if none).
+    pub oldest_age_secs: f64,
+}
+
+/// All counters of a running service.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ingested: AtomicU64,
+    duplicates: AtomicU64,
+    gc_deleted: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    destinations: Mutex<BTreeMap<String, DestinationCounters>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    /// Counts events stored by ingest, and those ignored as already stored.
+    pub fn ingested(&self, stored: u64, duplicates: u64) {
+        self.ingested.fetch_add(stored, Ordering::Relaxed);
+        self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected ingest request.
+    pub fn rejected(&self, reason: &'static str) {
+        *lock(&self.rejected).entry(reason).or_default() += 1;
+    }
+
+    /// Counts events deleted by GC.
+    pub fn gc_deleted(&self, n: u64) {
+        self.gc_deleted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one export run of one destination.
+    pub fn exported(&self, report: &DestinationReport, now_ms: i64) {
+        let mut all = lock(&self.destinations);
+        let d = all.entry(report.destination.clone()).or_default();
+        d.events += report.events;
+        d.files += report.files;
+        d.bytes += report.bytes;
+        if report.error.is_some() {
+            d.failures += 1;
+            d.failing = true;
+        } else {
+            d.failing = false;
+            d.last_success_ms = Some(now_ms);
+        }
+    }
+
+    /// Renders everything, with the store's event count and each destination's backlog.
+    pub fn render(&self, store_events: u64, backlogs: &[Backlog]) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            name.to_string()
+        };
+        let mut lines = Vec::new();
+        let n = family(
+            "auditsync_events_ingested_total",
+            "counter",
+            "Events stored by ingest.",
+        );
+        lines.push(format!("{n} {}", self.ingested.load(Ordering::Relaxed)));
+        let n = family(
+            "auditsync_events_duplicate_total",
+            "counter",
+            "Events ignored at ingest because their id was already stored.",
+        );
+        lines.push(format!("{n} {}", self.duplicates.load(Ordering::Relaxed)));
+        let n = family(
+            "auditsync_ingest_rejected_total",
+            "counter",
+            "Ingest requests rejected, by reason; nothing of them was stored.",
+        );
+        for (reason, count) in lock(&self.rejected).iter() {
+            lines.push(format!("{n}{{reason=\"{reason}\"}} {count}"));
+        }
+        let n = family(
+            "auditsync_store_events",
+            "gauge",
+            "Events held in the store.",
+        );
+        lines.push(format!("{n} {store_events}"));
+        let n = family(
+            "auditsync_gc_deleted_total",
+            "counter",
+            "Events deleted by garbage collection.",
+        );
+        lines.push(format!("{n} {}", self.gc_deleted.load(Ordering::Relaxed)));
+        out.push_str(&lines.join("\n"));
+        out.push('\n');
+
+        let all = lock(&self.destinations).clone();
+        let per_destination: [(&str, &str, &str, fn(&DestinationCounters) -> String); 6] = [
+            (
+                "auditsync_exported_events_total",
+                "counter",
+                "Events written to the destination.",
+                |d| d.events.to_string(),
+            ),
+            (
+                "auditsync_exported_files_total",
+                "counter",
+                "Files written to the destination.",
+                |d| d.files.to_string(),
+            ),
+            (
+                "auditsync_exported_bytes_total",
+                "counter",
+                "Bytes written to the destination.",
+                |d| d.bytes.to_string(),
+            ),
+            (
+                "auditsync_export_failures_total",
+                "counter",
+                "Export runs that stopped on an error.",
+                |d| d.failures.to_string(),
+            ),
+            (
+                "auditsync_destination_failing",
+                "gauge",
+                "1 while the destination's last export failed.",
+                |d| u8::from(d.failing).to_string(),
+            ),
+            (
+                "auditsync_last_export_success_timestamp_seconds",
+                "gauge",
+                "Unix time of the last export run without error.",
+                |d| {
+                    d.last_success_ms
+                        .map_or("0".into(), |ms| format!("{:.3}", ms as f64 / 1000.0))
+                },
+            ),
+        ];
+        for (name, kind, help, value) in per_destination {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for b in backlogs {
+                let counters = all.get(&b.destination).cloned().unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{name}{{destination=\"{}\"}} {}",
+                    b.destination,
+                    value(&counters)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP auditsync_backlog_events Events stored but not yet exported to the destination.\n# TYPE auditsync_backlog_events gauge");
+        for b in backlogs {
+            let _ = writeln!(
+                out,
+                "auditsync_backlog_events{{destination=\"{}\"}} {}",
+                b.destination, b.events
+            );
+        }
+        let _ = writeln!(out, "# HELP auditsync_backlog_oldest_age_seconds Age of the oldest event not yet exported to the destination.\n# TYPE auditsync_backlog_oldest_age_seconds gauge");
+        for b in backlogs {
+            let _ = writeln!(
+                out,
+                "auditsync_backlog_oldest_age_seconds{{destination=\"{}\"}} {:.3}",
+                b.destination, b.oldest_age_secs
+            );
+        }
+        out
+    }
+}
