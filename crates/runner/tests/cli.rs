@@ -1,12 +1,13 @@
 //! The real `auditsync` binary against a real SQLite file and real directories.
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+mod support;
+use support::{decompress, files_under, line, read_back};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -93,109 +94,6 @@ fn config(destinations: Value) -> Value {
         "namespace": "acme",
         "destinations": destinations,
     })
-}
-
-/// A uevents line with awkward content; `requestParams.n` identifies it.
-fn line(i: u64) -> Value {
-    json!({
-        "opType": if i % 3 == 0 { "Mutation" } else { "Query" },
-        "createdAt": 1_690_610_557_857u64 + i * 1_000,
-        "nameHints": if i % 7 == 0 { json!(["Project", "ProjectRelease"]) } else { json!(["User"]) },
-        "userEmail": format!("user{i}@example.com"),
-        "customerName": if i % 2 == 0 { "acme, inc." } else { "Ünïcode \"quoted\"\nnewline" },
-        "responseCode": if i % 11 == 0 { 500 } else { 200 },
-        "requestParams": {"n": i, "email": format!("\"u{i}@example.com\""), "tags": ["a", "b,c"]},
-        "requestPayload": format!("[\"_id\",\"name\",\"{i}\"]"),
-        "latencyInMillis": i % 97,
-    })
-}
-
-fn decompress(path: &Path) -> String {
-    let body = std::fs::read(path).unwrap();
-    let name = path.to_string_lossy();
-    let mut text = String::new();
-    if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_string(&mut text)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    } else if name.ends_with(".zst") {
-        zstd::stream::read::Decoder::new(&body[..])
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    } else {
-        text = String::from_utf8(body).unwrap();
-    }
-    text
-}
-
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// Reads every exported record (NDJSON or CSV) back as a JSON object; panics on a duplicate.
-fn read_back(root: &Path) -> HashMap<u64, Value> {
-    let mut records = HashMap::new();
-    for path in files_under(root) {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            !name.starts_with(".auditsync-tmp"),
-            "temporary file left behind: {path:?}"
-        );
-        let text = decompress(&path);
-        let rows: Vec<Value> = if name.contains(".csv") {
-            let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-            reader
-                .records()
-                .map(|r| {
-                    let r = r.unwrap();
-                    let cells = header
-                        .iter()
-                        .zip(r.iter())
-                        .map(|(h, c)| (h.clone(), csv_cell(h, c)));
-                    Value::Object(cells.collect())
-                })
-                .collect()
-        } else {
-            assert!(text.ends_with('\n'), "{path:?} does not end with a newline");
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        };
-        for row in rows {
-            let n = row["requestParams"]["n"].as_u64().unwrap();
-            assert!(records.insert(n, row).is_none(), "event {n} exported twice");
-        }
-    }
-    records
-}
-
-/// A CSV cell of the uevents schema back to JSON, by its column's type.
-fn csv_cell(column: &str, cell: &str) -> Value {
-    match column {
-        _ if cell.is_empty() => Value::Null,
-        // json and string_array columns hold JSON text
-        "nameHints" | "requestParams" | "requestPayload" => serde_json::from_str(cell).unwrap(),
-        "createdAt" | "responseCode" | "latencyInMillis" => serde_json::from_str(cell).unwrap(),
-        _ => Value::String(cell.to_string()),
-    }
 }
 
 #[test]

@@ -1,0 +1,761 @@
+//! `auditsync run` on a loopback port: HTTP ingest, scheduled export, bad input, crashes and
+//! a clean shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod support;
+use support::{files_under, line, read_back, start_server, Client, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_auditsync");
+
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new(mut config: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        config["store"] = json!({"type": "sqlite", "path": base.join("db/audit.db")});
+        if let Some(dests) = config.get_mut("destinations").and_then(Value::as_array_mut) {
+            for d in dests {
+                if let Some(root) = d["root"].as_str() {
+                    d["root"] = json!(base.join(root));
+                }
+            }
+        }
+        let path = base.join("auditsync.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Env { dir, config: path }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn start(&self) -> Server {
+        start_server(Path::new(BIN), &self.config, &self.path("server.log"))
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("AUDITSYNC_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn service_config(extra: Value) -> Value {
+    let mut config = json!({
+        "enableUserEvents": true,
+        "ueventsSchedule": "@every 1s",
+        "namespace": "acme",
+        "ingest": {"listen": "127.0.0.1:0"},
+        "destinations": [{"name": "local", "type": "pv", "root": "out", "max_events": 500, "stale_temp_secs": 0}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "ingest" {
+            for (ik, iv) in v.as_object().unwrap() {
+                config["ingest"][ik] = iv.clone();
+            }
+        } else {
+            config[k] = v.clone();
+        }
+    }
+    config
+}
+
+fn ndjson(lines: impl IntoIterator<Item = Value>) -> Vec<u8> {
+    lines
+        .into_iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn metric(client: &mut Client, name: &str) -> f64 {
+    let text = client.request("GET", "/metrics", &[], b"").unwrap().text();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn new_token() -> (String, String) {
+    let out = Command::new(BIN).args(["token", "new"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hash:  "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        token.starts_with("ast_") && hash.starts_with("sha256:"),
+        "{text}"
+    );
+    (token, hash)
+}
+
+#[test]
+fn http_ingest_then_scheduled_export_round_trips() {
+    let (token, hash) = new_token();
+    let env = Env::new(service_config(json!({"ingest": {"token_hashes": [hash]}})));
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+
+    // NDJSON batches, single JSON objects, and one JSON array
+    let mut sent = HashMap::new();
+    for chunk in 0..4u64 {
+        let lines: Vec<Value> = (chunk * 500..(chunk + 1) * 500).map(line).collect();
+        let r = client
+            .post("application/x-ndjson", Some(&token), &ndjson(lines.clone()))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["stored"], json!(500));
+        assert_eq!(r.json()["ids"].as_array().unwrap().len(), 500);
+        sent.extend(
+            lines
+                .into_iter()
+                .map(|l| (l["requestParams"]["n"].as_u64().unwrap(), l)),
+        );
+    }
+    for i in 2_000..2_100 {
+        let r = client
+            .post(
+                "application/json; charset=utf-8",
+                Some(&token),
+                line(i).to_string().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        sent.insert(i, line(i));
+    }
+    let array: Vec<Value> = (2_100..2_150).map(line).collect();
+    let r = client
+        .post(
+            "application/json",
+            Some(&token),
+            Value::from(array.clone()).to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    sent.extend(
+        array
+            .into_iter()
+            .map(|l| (l["requestParams"]["n"].as_u64().unwrap(), l)),
+    );
+    // a replay of an event with an id is acknowledged but not stored twice
+    let mut with_id = line(9_999);
+    with_id["id"] = json!("client-id-1");
+    for expected in [
+        json!({"stored": 1, "duplicates": 0}),
+        json!({"stored": 0, "duplicates": 1}),
+    ] {
+        let r = client
+            .post(
+                "application/json",
+                Some(&token),
+                with_id.to_string().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.json()["stored"], expected["stored"]);
+        assert_eq!(r.json()["ids"], json!(["client-id-1"]));
+    }
+    sent.insert(9_999, with_id.clone());
+
+    // the wrong token stores nothing
+    let r = client
+        .post(
+            "application/json",
+            Some("ast_wrong"),
+            line(77_777).to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 401);
+
+    wait_for("the scheduled export", Duration::from_secs(30), || {
+        metric(
+            &mut client,
+            "auditsync_backlog_events{destination=\"local\"}",
+        ) == 0.0
+    });
+    let exported = read_back(&env.path("out"));
+    assert_eq!(exported.len(), sent.len());
+    for (n, input) in &sent {
+        let mut expected = input.clone();
+        expected.as_object_mut().unwrap().remove("id");
+        assert_eq!(&exported[n], &expected, "event {n}");
+    }
+    assert!(!exported.contains_key(&77_777));
+    assert_eq!(
+        metric(&mut client, "auditsync_events_ingested_total"),
+        sent.len() as f64
+    );
+    assert_eq!(
+        metric(
+            &mut client,
+            "auditsync_ingest_rejected_total{reason=\"unauthorized\"}"
+        ),
+        1.0
+    );
+    let health = client.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(
+        (health.status, health.json()["status"].clone()),
+        (200, json!("ok"))
+    );
+    assert!(server.terminate().success());
+    // the token never reaches the log
+    let log = std::fs::read_to_string(env.path("server.log")).unwrap();
+    assert!(
+        !log.contains(&token) && !log.contains("user1@example.com"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_requests_get_a_4xx_naming_the_problem_and_store_nothing() {
+    let (token, hash) = new_token();
+    let env = Env::new(service_config(json!({
+        "ueventsSchedule": "@yearly",
+        "ingest": {"token_hashes": [hash], "max_body_bytes": 12_582_912, "max_events_per_request": 100},
+    })));
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let good = line(1).to_string();
+    let json_ct = "application/json";
+    let nd_ct = "application/x-ndjson";
+    let with = |field: &str, value: Value| {
+        let mut l = line(2);
+        l[field] = value;
+        l.to_string().into_bytes()
+    };
+    let without = |field: &str| {
+        let mut l = line(3);
+        l.as_object_mut().unwrap().remove(field);
+        l.to_string().into_bytes()
+    };
+    let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let deep =
+        format!(r#"{{"opType":"Q","createdAt":1,"nameHints":["a"],"requestPayload":{nested}}}"#);
+    let ten_mib_line = format!(
+        r#"{{"opType":"Q","createdAt":1,"nameHints":["a"],"requestPayload":"{}"}}"#,
+        "x".repeat(10 << 20)
+    );
+    let two_mib_element = format!(
+        r#"[{{"opType":"Q","createdAt":1,"nameHints":["a"],"requestPayload":"{}"}}]"#,
+        "y".repeat(2 << 20)
+    );
+    let thirteen_mib = vec![b' '; 13 << 20];
+    let mut batch_bad_at_99: Vec<Value> = (0..100).map(line).collect();
+    batch_bad_at_99[98]["latencyInMillis"] = json!("slow");
+    let too_many: Vec<Value> = (0..101).map(line).collect();
+
+    // (content type, token, body, expected status, expected words in the message)
+    let t = Some(token.as_str());
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (
+            json_ct,
+            None,
+            good.clone().into_bytes(),
+            401,
+            "missing `Authorization: Bearer",
+        ),
+        (
+            json_ct,
+            Some("ast_nope"),
+            good.clone().into_bytes(),
+            401,
+            "not accepted",
+        ),
+        (
+            json_ct,
+            Some(""),
+            good.clone().into_bytes(),
+            401,
+            "not `Bearer <token>`",
+        ),
+        ("", t, good.clone().into_bytes(), 415, "Content-Type (none)"),
+        (
+            "text/plain",
+            t,
+            good.clone().into_bytes(),
+            415,
+            "`text/plain` is not accepted",
+        ),
+        (
+            "application/xml",
+            t,
+            good.clone().into_bytes(),
+            415,
+            "not accepted",
+        ),
+        (json_ct, t, b"".to_vec(), 400, "holds no event"),
+        (nd_ct, t, b"\n\n".to_vec(), 400, "holds no event"),
+        (json_ct, t, b"[]".to_vec(), 400, "holds no event"),
+        (
+            json_ct,
+            t,
+            br#"{"opType": "#.to_vec(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            json_ct,
+            t,
+            b"42".to_vec(),
+            400,
+            "expected a JSON object or an array",
+        ),
+        (
+            json_ct,
+            t,
+            br#""a string""#.to_vec(),
+            400,
+            "expected a JSON object or an array",
+        ),
+        (
+            json_ct,
+            t,
+            b"[1]".to_vec(),
+            422,
+            "index 0: field ``: expected a JSON object",
+        ),
+        (
+            json_ct,
+            t,
+            format!(
+                "[{good}, {}]",
+                String::from_utf8(without("createdAt")).unwrap()
+            )
+            .into_bytes(),
+            422,
+            "index 1: field `createdAt`: missing required field",
+        ),
+        (
+            nd_ct,
+            t,
+            [
+                good.as_bytes(),
+                b"\n",
+                good.as_bytes(),
+                b"\n",
+                &without("opType"),
+            ]
+            .concat(),
+            422,
+            "line 3: field `opType`: missing required field",
+        ),
+        (
+            json_ct,
+            t,
+            with("createdAt", json!("2024-01-01")),
+            422,
+            "field `createdAt`: expected milliseconds",
+        ),
+        (
+            json_ct,
+            t,
+            with("createdAt", json!(-1)),
+            422,
+            "field `createdAt`: -1 is outside",
+        ),
+        (
+            json_ct,
+            t,
+            with("responseCode", json!("200")),
+            422,
+            "field `responseCode`: expected an integer, got a string",
+        ),
+        (
+            json_ct,
+            t,
+            with("nameHints", json!([])),
+            422,
+            "field `nameHints`: must hold at least one",
+        ),
+        (
+            json_ct,
+            t,
+            with("nameHints", json!([7])),
+            422,
+            "field `nameHints[0]`: expected a string",
+        ),
+        (
+            json_ct,
+            t,
+            with("nameHints", json!("User")),
+            422,
+            "field `nameHints`: expected an array of strings",
+        ),
+        (
+            json_ct,
+            t,
+            with("requestParams", json!([1])),
+            422,
+            "field `requestParams`: expected an object",
+        ),
+        (
+            json_ct,
+            t,
+            with("latencyInMillis", json!(-5)),
+            422,
+            "field `latencyInMillis`: expected a non-negative integer",
+        ),
+        (
+            json_ct,
+            t,
+            with("userEmail", json!({"a": 1})),
+            422,
+            "field `userEmail`: expected a string",
+        ),
+        (
+            json_ct,
+            t,
+            with("opType", json!("")),
+            422,
+            "field `opType`: must not be empty",
+        ),
+        (
+            json_ct,
+            t,
+            with("passwrd", json!("x")),
+            422,
+            "field `passwrd`: unknown field",
+        ),
+        (
+            nd_ct,
+            t,
+            [good.as_bytes(), b"\n\xc3\x28\n"].concat(),
+            400,
+            "line 2: malformed JSON: invalid UTF-8",
+        ),
+        (
+            json_ct,
+            t,
+            [b"{\"opType\": \"\xff\"}".as_slice()].concat(),
+            400,
+            "invalid UTF-8",
+        ),
+        (
+            nd_ct,
+            t,
+            format!("{good}\n{}\n", &good[..good.len() / 2]).into_bytes(),
+            400,
+            "line 2: malformed JSON",
+        ),
+        (
+            json_ct,
+            t,
+            format!("{good}\n{good}").into_bytes(),
+            400,
+            "trailing characters",
+        ),
+        (
+            json_ct,
+            t,
+            b"{\"opType\": \"Q\"\0}".to_vec(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            json_ct,
+            t,
+            b"{\"opType\": \"Q\0\"}".to_vec(),
+            400,
+            "control character",
+        ),
+        (
+            json_ct,
+            t,
+            deep.into_bytes(),
+            400,
+            "recursion limit exceeded",
+        ),
+        (
+            nd_ct,
+            t,
+            ten_mib_line.into_bytes(),
+            413,
+            "line 1: event is 10485",
+        ),
+        (
+            json_ct,
+            t,
+            two_mib_element.into_bytes(),
+            413,
+            "index 0: event is 2097",
+        ),
+        (
+            json_ct,
+            t,
+            thirteen_mib,
+            413,
+            "cannot read the request body",
+        ),
+        (
+            nd_ct,
+            t,
+            ndjson(too_many),
+            413,
+            "101 events in one request, over the limit of 100",
+        ),
+        (
+            nd_ct,
+            t,
+            ndjson(batch_bad_at_99),
+            422,
+            "line 99: field `latencyInMillis`",
+        ),
+    ];
+    assert!(cases.len() >= 30);
+    let before = metric(&mut client, "auditsync_store_events");
+    for (i, (content_type, token, body, status, words)) in cases.into_iter().enumerate() {
+        let mut headers = Vec::new();
+        if !content_type.is_empty() {
+            headers.push(("Content-Type", content_type));
+        }
+        let auth = token.map(|t| format!("Bearer {t}"));
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        // a fresh connection each time: the server may close one after a refused body
+        let mut c = Client::connect(server.addr).unwrap();
+        let r = c.request("POST", "/v1/events", &headers, &body).unwrap();
+        let message = r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(r.status, status, "case {i} ({words}): {}", r.text());
+        assert!(
+            message.contains(words),
+            "case {i}: expected {words:?} in {message:?}"
+        );
+    }
+    // the wire-level ones
+    let mut c = Client::connect(server.addr).unwrap();
+    let r = c
+        .truncated("/v1/events", nd_ct, t, good.as_bytes(), good.len() + 100)
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("cannot read the request body"),
+        "{}",
+        r.text()
+    );
+    let r = client.request("GET", "/v1/events", &[], b"").unwrap();
+    assert_eq!(r.status, 405);
+    assert!(r.text().contains("method not allowed"));
+    let r = client
+        .request(
+            "POST",
+            "/v1/event",
+            &[("Content-Type", json_ct)],
+            good.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("no such endpoint"));
+
+    assert_eq!(metric(&mut client, "auditsync_store_events"), before);
+    assert_eq!(metric(&mut client, "auditsync_events_ingested_total"), 0.0);
+    assert!(server.terminate().success());
+}
+
+/// A client that posts batches of events with ids, remembering which were acknowledged.
+struct Producer {
+    acked: Arc<Mutex<HashSet<u64>>>,
+    next: u64,
+    pending: Option<Vec<u64>>,
+}
+
+impl Producer {
+    /// Posts until the server goes away or `stop` is set; a batch that got no reply is kept
+    /// and sent again (same ids) on the next call.
+    fn run(&mut self, addr: std::net::SocketAddr, stop: &AtomicBool) {
+        let Ok(mut client) = Client::connect(addr) else {
+            return;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let batch = self.pending.take().unwrap_or_else(|| {
+                let batch: Vec<u64> = (self.next..self.next + 5).collect();
+                self.next += 5;
+                batch
+            });
+            let body = ndjson(batch.iter().map(|&n| {
+                let mut l = line(n);
+                l["id"] = json!(format!("crash-{n}"));
+                l
+            }));
+            match client.post("application/x-ndjson", None, &body) {
+                Ok(r) if r.status == 200 => {
+                    self.acked.lock().unwrap().extend(batch);
+                }
+                Ok(r) => panic!("unexpected {}: {}", r.status, r.text()),
+                Err(_) => {
+                    self.pending = Some(batch);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
+    let env = Env::new(service_config(json!({})));
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let mut producer = Producer {
+        acked: acked.clone(),
+        next: 0,
+        pending: None,
+    };
+    let started = Instant::now();
+    // Kill moments spread over 50-650 ms after start, so some land during an export.
+    let delays: Vec<u64> = (0..22u64).map(|k| 50 + (k * 337) % 600).collect();
+    for delay in &delays {
+        let server = env.start();
+        let addr = server.addr;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let producer = &mut producer;
+            let stop = &stop;
+            scope.spawn(move || producer.run(addr, stop));
+            std::thread::sleep(Duration::from_millis(*delay));
+            server.kill();
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "crash loop took too long"
+        );
+    }
+    // A last start: the producer resends what was in flight, then a clean stop.
+    let server = env.start();
+    let addr = server.addr;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| producer.run(addr, &stop));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(
+        producer.pending.is_none(),
+        "the last batch was acknowledged"
+    );
+    assert!(server.terminate().success());
+    env.cli(&["export", "--once"]);
+
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "only {} events acknowledged",
+        acked.len()
+    );
+    let exported = read_back(&env.path("out")); // panics on a duplicate
+    for n in &acked {
+        assert!(
+            exported.contains_key(n),
+            "acknowledged event {n} is missing"
+        );
+    }
+    assert_eq!(
+        exported.len() as u64,
+        producer.next,
+        "every event sent was finally stored once"
+    );
+    for path in files_under(&env.path("out")) {
+        assert!(
+            !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".auditsync-tmp"),
+            "{path:?}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_under_load_exits_zero_and_loses_nothing_acknowledged() {
+    let env = Env::new(service_config(json!({})));
+    let server = env.start();
+    let addr = server.addr;
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let stop = AtomicBool::new(false);
+    let mut producers: Vec<Producer> = (0..8u64)
+        .map(|k| Producer {
+            acked: acked.clone(),
+            next: k * 1_000_000,
+            pending: None,
+        })
+        .collect();
+    let status = std::thread::scope(|scope| {
+        for p in producers.iter_mut() {
+            let stop = &stop;
+            scope.spawn(move || p.run(addr, stop));
+        }
+        std::thread::sleep(Duration::from_millis(1_500));
+        server.terminate()
+    });
+    stop.store(true, Ordering::Relaxed);
+    assert!(status.success(), "exit status {status:?}");
+    env.cli(&["export", "--once"]);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "only {} acknowledged", acked.len());
+    let exported = read_back(&env.path("out"));
+    for n in &acked {
+        assert!(
+            exported.contains_key(n),
+            "acknowledged event {n} is missing"
+        );
+    }
+}
+
+#[test]
+fn refuses_unauthenticated_ingest_off_loopback() {
+    let env = Env::new(service_config(json!({"ingest": {"listen": "0.0.0.0:0"}})));
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`ingest.listen`") && stderr.contains("token_hashes"),
+        "{stderr}"
+    );
+}
