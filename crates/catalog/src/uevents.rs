@@ -65,39 +65,29 @@ impl Schema for UeventsSchema {
         let mut allowed: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         allowed.push("id");
         let mut f = Fields::new(record, &allowed)?;
-        let id = f
-            .optional("id", fields::non_empty_string)?
-            .unwrap_or_default();
+        let id = f.optional("id", fields::non_empty_string)?;
         let op_type = f.required(OP_TYPE, fields::non_empty_string)?;
-        let time = f.required("createdAt", fields::epoch_millis)?;
-        let mut hints = f.required(NAME_HINTS, fields::string_array)?;
-        if hints.is_empty() || hints.iter().any(|h| h.trim().is_empty()) {
-            return Err(ValidationError::new(
-                NAME_HINTS,
-                "must hold at least one non-empty operation name",
-            ));
-        }
-        let mut event = Event {
+        let created_at = f.required("createdAt", fields::epoch_millis)?;
+        let name_hints = f.required(NAME_HINTS, fields::string_array)?;
+        build(Record {
             id,
-            time,
-            ..Event::default()
-        };
-        event.actor.user_email = f.optional("userEmail", fields::string)?;
-        event.organization = f.optional("customerName", fields::string)?;
-        event.outcome.code = f.optional("responseCode", fields::integer)?;
-        event.params = f
-            .optional("requestParams", fields::object)?
-            .unwrap_or_default();
-        event.payload = f.any("requestPayload");
-        event.outcome.latency_ms = f.optional("latencyInMillis", fields::unsigned)?;
-        event.extra.insert(OP_TYPE.into(), Value::String(op_type));
-        if hints.len() > 1 {
-            event
-                .extra
-                .insert(NAME_HINTS.into(), Value::from(hints.clone()));
-        }
-        event.action = hints.swap_remove(0);
-        Ok(event)
+            op_type,
+            created_at,
+            name_hints,
+            user_email: f.optional("userEmail", fields::string)?,
+            customer_name: f.optional("customerName", fields::string)?,
+            response_code: f.optional("responseCode", fields::integer)?,
+            request_params: f.optional("requestParams", fields::object)?,
+            request_payload: f.any("requestPayload"),
+            latency_in_millis: f.optional("latencyInMillis", fields::unsigned)?,
+        })
+    }
+
+    fn parse_text(&self, text: &str) -> Option<Event> {
+        // Typed deserialization accepts a subset of what `parse` accepts (it refuses
+        // duplicate keys, for one); `build` applies the same checks to both.
+        let record: Record = serde_json::from_str(text).ok()?;
+        build(record).ok()
     }
 
     fn render(&self, mut event: Event, out: &mut Vec<Value>) {
@@ -118,6 +108,75 @@ impl Schema for UeventsSchema {
             event.outcome.latency_ms.map_or(Value::Null, Value::from),
         ]);
     }
+}
+
+/// A uevents record with its types checked; what `build` checks besides.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "opType")]
+    op_type: String,
+    #[serde(rename = "createdAt")]
+    created_at: i64,
+    #[serde(rename = "nameHints")]
+    name_hints: Vec<String>,
+    #[serde(rename = "userEmail", default)]
+    user_email: Option<String>,
+    #[serde(rename = "customerName", default)]
+    customer_name: Option<String>,
+    #[serde(rename = "responseCode", default)]
+    response_code: Option<i64>,
+    #[serde(rename = "requestParams", default)]
+    request_params: Option<serde_json::Map<String, Value>>,
+    #[serde(rename = "requestPayload", default, deserialize_with = "null_as_none")]
+    request_payload: Option<Value>,
+    #[serde(rename = "latencyInMillis", default)]
+    latency_in_millis: Option<u64>,
+}
+
+/// `Option<Value>` would read JSON null as `Some(Null)`; the general path treats null as
+/// absent, and so must this one.
+fn null_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    use serde::Deserialize;
+    Ok(Some(Value::deserialize(d)?).filter(|v| !v.is_null()))
+}
+
+fn build(r: Record) -> Result<Event, ValidationError> {
+    if r.id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        return Err(ValidationError::new("id", "must not be empty"));
+    }
+    if r.op_type.trim().is_empty() {
+        return Err(ValidationError::new(OP_TYPE, "must not be empty"));
+    }
+    let time = fields::epoch_millis("createdAt", Value::from(r.created_at))?;
+    let mut hints = r.name_hints;
+    if hints.is_empty() || hints.iter().any(|h| h.trim().is_empty()) {
+        return Err(ValidationError::new(
+            NAME_HINTS,
+            "must hold at least one non-empty operation name",
+        ));
+    }
+    let mut event = Event {
+        id: r.id.unwrap_or_default(),
+        time,
+        ..Event::default()
+    };
+    event.actor.user_email = r.user_email;
+    event.organization = r.customer_name;
+    event.outcome.code = r.response_code;
+    event.outcome.latency_ms = r.latency_in_millis;
+    event.params = r.request_params.unwrap_or_default();
+    event.payload = r.request_payload;
+    event.extra.insert(OP_TYPE.into(), Value::String(r.op_type));
+    if hints.len() > 1 {
+        event
+            .extra
+            .insert(NAME_HINTS.into(), Value::from(hints.clone()));
+    }
+    event.action = hints.swap_remove(0);
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -148,6 +207,32 @@ mod tests {
         assert_eq!(event.time, 1_690_610_557_857);
         assert_eq!(event.organization.as_deref(), Some("prophecy.io"));
         assert_eq!(render(&schema, &event), input);
+    }
+
+    #[test]
+    fn the_fast_path_builds_the_same_events_and_refuses_what_parse_refuses() {
+        let schema = UeventsSchema::new();
+        let accepted = [
+            SAMPLE.to_string(),
+            json!({"opType": "M", "createdAt": 5, "nameHints": ["a", "b"], "requestPayload": null, "userEmail": null}).to_string(),
+            json!({"opType": "M", "createdAt": 5, "nameHints": ["a"], "requestPayload": {"k": [1]}, "id": "x"}).to_string(),
+        ];
+        for text in accepted {
+            let slow = schema.parse(serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(schema.parse_text(&text), Some(slow), "{text}");
+        }
+        let refused = [
+            json!({"opType": "", "createdAt": 5, "nameHints": ["a"]}),
+            json!({"opType": "Q", "createdAt": -5, "nameHints": ["a"]}),
+            json!({"opType": "Q", "createdAt": 5, "nameHints": [""]}),
+            json!({"opType": "Q", "createdAt": 5, "nameHints": ["a"], "id": " "}),
+            json!({"opType": "Q", "createdAt": 5, "nameHints": ["a"], "extra": 1}),
+            json!({"opType": "Q", "createdAt": 5.5, "nameHints": ["a"]}),
+        ];
+        for value in refused {
+            assert!(schema.parse(value.clone()).is_err(), "{value}");
+            assert_eq!(schema.parse_text(&value.to_string()), None, "{value}");
+        }
     }
 
     #[test]

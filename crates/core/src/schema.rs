@@ -51,6 +51,13 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     fn columns(&self) -> &[Column];
     /// Builds an event from a record of this schema, as a producer sends it.
     fn parse(&self, record: Value) -> Result<Event, ValidationError>;
+
+    /// An optional fast path from JSON text straight to an event, skipping the [`Value`]
+    /// tree. It must accept only what [`Schema::parse`] accepts and build the same event;
+    /// `None` means "use `parse`" (which then also produces the error message).
+    fn parse_text(&self, _text: &str) -> Option<Event> {
+        None
+    }
     /// Writes the event's values, one per column in [`Schema::columns`] order, into `out`
     /// (which the caller has cleared). Takes the event by value so that its strings and
     /// maps move into the record instead of being copied.

@@ -94,6 +94,14 @@ impl IngestError {
     }
 }
 
+/// Gives an event without an id a UUIDv7.
+fn with_id(mut event: Event) -> Event {
+    if event.id.is_empty() {
+        event.id = uuid::Uuid::now_v7().to_string();
+    }
+    event
+}
+
 /// Validates records against one schema and appends them to the store.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -223,16 +231,20 @@ impl Ingestor {
                 at,
                 message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
             })?;
-            let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
-                at,
-                message: e.to_string(),
-            })?;
             if events.len() == self.max_events {
                 return Err(IngestError::TooMany {
                     count: events.len() + 1,
                     max: self.max_events,
                 });
             }
+            if let Some(event) = self.schema.parse_text(text) {
+                events.push(with_id(event));
+                continue;
+            }
+            let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
+                at,
+                message: e.to_string(),
+            })?;
             events.push(self.prepare(at, value)?);
         }
         if events.is_empty() {
@@ -246,14 +258,11 @@ impl Ingestor {
         if !self.enabled {
             return Err(IngestError::Disabled);
         }
-        let mut event = self
+        let event = self
             .schema
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
-        if event.id.is_empty() {
-            event.id = uuid::Uuid::now_v7().to_string();
-        }
-        Ok(event)
+        Ok(with_id(event))
     }
 
     /// Appends validated events in one transaction; returns once they are durable.

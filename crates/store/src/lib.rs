@@ -47,7 +47,7 @@ impl EncodedEvent {
 /// An event as stored, with its store-assigned sequence number.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
-    /// Increasing, never reused (also not after garbage collection).
+    /// Increasing and never reused (also not after garbage collection); there may be gaps.
     pub seq: u64,
     /// The event.
     pub event: Event,
