@@ -1,7 +1,8 @@
 //! Project automation: `cargo xtask <task>`.
 //!
 //! - `test`: format check, clippy with `-D warnings`, and every test of the workspace.
-//! - `bench`: export throughput and peak RSS at two backlog sizes, beside the floors.
+//! - `bench`: HTTP ingest throughput and latency; export throughput and peak RSS at two
+//!   backlog sizes, beside the floors.
 //!
 //! Kept dependency-free so that it builds in seconds on a fresh machine.
 
@@ -82,6 +83,9 @@ fn test(extra: &[String]) -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
+    let mut ingest = cargo();
+    ingest.args(["bench", "-p", "auditsync", "--bench", "ingest"]);
+    run("ingest benchmark", ingest)?;
     let sizes: Vec<String> = if extra.is_empty() {
         vec!["100000".into(), "1000000".into()]
     } else {

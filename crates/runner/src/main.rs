@@ -294,7 +294,7 @@ async fn status(app: &App) -> anyhow::Result<ExitCode> {
         println!(
             "{}: cursor {cursor}, backlog {} events{}",
             d.name,
-            stats.last_seq.saturating_sub(cursor),
+            app.store.count_after(cursor).await?,
             pending
                 .map(|b| format!(", pending batch {}", b.key))
                 .unwrap_or_default()

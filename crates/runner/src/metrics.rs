@@ -123,7 +123,14 @@ impl Metrics {
         out.push('\n');
 
         let all = lock(&self.destinations).clone();
-        let per_destination: [(&str, &str, &str, fn(&DestinationCounters) -> String); 6] = [
+        // (name, type, help, value)
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&DestinationCounters) -> String,
+        );
+        let per_destination: [Family; 6] = [
             (
                 "auditsync_exported_events_total",
                 "counter",

@@ -227,7 +227,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             let oldest = shared.store.read_after(cursor, u64::MAX, 1).await?;
             backlogs.push(Backlog {
                 destination: d.name.clone(),
-                events: stats.last_seq.saturating_sub(cursor),
+                events: shared.store.count_after(cursor).await?,
                 oldest_age_secs: oldest
                     .first()
                     .map_or(0.0, |e| (now_ms - e.event.time).max(0) as f64 / 1000.0),

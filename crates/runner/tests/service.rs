@@ -284,8 +284,9 @@ fn bad_requests_get_a_4xx_naming_the_problem_and_store_nothing() {
     let too_many: Vec<Value> = (0..101).map(line).collect();
 
     // (content type, token, body, expected status, expected words in the message)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
     let t = Some(token.as_str());
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             json_ct,
             None,

@@ -190,6 +190,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Current counts.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// Number of events held with `seq > after` (a destination's backlog).
+    async fn count_after(&self, after: u64) -> Result<u64, StoreError>;
+
     /// Checks that the store can commit a write (for health checks and `verify`).
     async fn check_writable(&self) -> Result<(), StoreError>;
 }

@@ -395,6 +395,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_after(&self, after: u64) -> Result<u64, StoreError> {
+        self.with_conn(move |conn| {
+            conn.query_row("SELECT count(*) FROM events WHERE seq > ?1", [after], |r| {
+                r.get(0)
+            })
+            .map_err(backend("count"))
+        })
+        .await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| {
             conn.execute(
