@@ -97,7 +97,7 @@ fn main() {
         "application/x-ndjson",
         batch.as_bytes(),
     );
-    let (clients, posts) = (4, 100);
+    let (clients, posts) = (8, 60);
     let (wall, lat) = load(
         server.addr,
         &token,

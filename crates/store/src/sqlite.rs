@@ -81,6 +81,10 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(backend("open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend("open"))?;
+        // Larger pages: fewer B-tree splits and WAL frames per event (takes effect when the
+        // file is created).
+        conn.pragma_update(None, "page_size", 16_384)
+            .map_err(backend("open"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend("open"))?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -88,9 +92,9 @@ impl SqliteStore {
         // 64 MiB of page cache keeps the id index's hot pages in memory.
         conn.pragma_update(None, "cache_size", -65_536)
             .map_err(backend("open"))?;
-        // Checkpoint the WAL every 16k pages (64 MiB) instead of every 1k: fewer, larger
+        // Checkpoint the WAL every 4k pages (64 MiB) instead of every 1k: fewer, larger
         // copies into the database file under a steady ingest.
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+        conn.pragma_update(None, "wal_autocheckpoint", 4_096)
             .map_err(backend("open"))?;
         conn.execute_batch(SCHEMA).map_err(backend("open"))?;
         Ok(Self {
