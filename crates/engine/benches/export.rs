@@ -40,18 +40,24 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn peak_rss_mib() -> f64 {
+/// A `/proc/self/status` field in MiB (Linux).
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
+            let line = s.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -121,6 +127,7 @@ fn main() {
         };
         let exporter = Arc::new(Exporter::new(store.clone(), "bench".into(), vec![dest]));
         reset_peak_rss();
+        let rss_before = rss_mib();
         let start = Instant::now();
         let report = runtime.block_on(exporter.export_once()).remove(0);
         let secs = start.elapsed().as_secs_f64();
@@ -139,12 +146,13 @@ fn main() {
         }
         let raw = raw_file.as_ref().map(|r| r.1).unwrap_or(report.bytes);
         println!(
-            "export {label}: {n} events, {} files, {:.1} MB raw -> {:.1} MB in {secs:.2} s = {:.0} events/s, {:.1} MB/s (raw), peak RSS {:.0} MiB",
+            "export {label}: {n} events, {} files, {:.1} MB raw -> {:.1} MB in {secs:.2} s = {:.0} events/s, {:.1} MB/s (raw), RSS {:.0} MiB before, peak {:.0} MiB",
             report.files,
             mb(raw),
             mb(report.bytes),
             n as f64 / secs,
             mb(raw) / secs,
+            rss_before,
             peak_rss_mib()
         );
     }
