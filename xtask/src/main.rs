@@ -1,10 +1,13 @@
 //! Project automation: `cargo xtask <task>`.
 //!
-//! - `test`: format check, clippy with `-D warnings`, and every test of the workspace.
+//! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
+//!   them if missing) and runs every test of the workspace against them.
 //! - `bench`: HTTP ingest throughput and latency; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
 //!
 //! Kept dependency-free so that it builds in seconds on a fresh machine.
+
+mod emulators;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,8 +19,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("emulators") => serve_emulators(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench> [args]\n\n  test   fmt check, clippy -D warnings, every test\n  bench  export benchmarks (add a backlog size to run just that one)");
+            eprintln!("usage: cargo xtask <test|bench|emulators> [args]\n\n  test       fmt check, clippy -D warnings, emulators, every test\n  bench      ingest and export benchmarks (add a backlog size to run just that one)\n  emulators  start the emulators and print their environment, until stdin closes");
             return ExitCode::from(2);
         }
     };
@@ -72,13 +76,30 @@ fn test(extra: &[String]) -> Result<(), String> {
         "warnings",
     ]);
     run("cargo clippy -D warnings", clippy)?;
+    eprintln!("==> emulators");
+    let emulators = emulators::Emulators::start(&root())?;
     let mut tests = cargo();
     tests.args(["test", "--workspace"]).args(extra);
-    run("cargo test --workspace", tests)?;
+    tests.envs(emulators.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let result = run("cargo test --workspace", tests);
+    drop(emulators);
+    result?;
     eprintln!(
         "xtask test: all green in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Starts the emulators and prints `export` lines for a shell, then runs until stdin closes
+/// (or the process is stopped): for running single tests by hand.
+fn serve_emulators() -> Result<(), String> {
+    let emulators = emulators::Emulators::start(&root())?;
+    for (k, v) in &emulators.env {
+        println!("export {k}={v}");
+    }
+    use std::io::Read;
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
     Ok(())
 }
 

@@ -17,6 +17,25 @@ use bytes::Bytes;
 
 use crate::{ErrorKind, ObjectKey, PutOutcome, Sink};
 
+/// The value of a test backend's environment variable (set by `cargo xtask test`, which
+/// starts the emulators).
+///
+/// Missing under `CI=true`: panics, so a test whose backend is absent fails instead of
+/// passing unnoticed. Missing elsewhere: returns `None` after saying so on stderr, so that a
+/// plain `cargo test` without emulators still runs everything else.
+pub fn backend_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
+            "{var} is not set and CI=true: this test needs its emulator; run `cargo xtask test`"
+        ),
+        _ => {
+            eprintln!("NOT RUN: {var} is not set; `cargo xtask test` starts the emulators");
+            None
+        }
+    }
+}
+
 /// Size of the large-body check.
 pub const LARGE_BODY: usize = 50 * 1024 * 1024;
 
