@@ -84,6 +84,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     let result = run("cargo test --workspace", tests);
     drop(emulators);
     result?;
+    features_select_sinks()?;
     eprintln!(
         "xtask test: all green in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -101,6 +102,37 @@ fn serve_emulators() -> Result<(), String> {
     use std::io::Read;
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     Ok(())
+}
+
+/// A binary built with only some features lists exactly those sinks and formatters.
+fn features_select_sinks() -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "-p",
+        "auditsync",
+        "--no-default-features",
+        "--features",
+        "s3,ndjson",
+    ]);
+    run(
+        "cargo build -p auditsync --no-default-features --features s3,ndjson",
+        build,
+    )?;
+    let target = env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    let out = Command::new(target.join("debug/auditsync"))
+        .arg("sinks")
+        .output()
+        .map_err(|e| format!("cannot run auditsync sinks: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("sinks: s3\n") && text.contains("formatters: ndjson\n") {
+        eprintln!("<== `auditsync sinks` of that build: sinks: s3; formatters: ndjson");
+        Ok(())
+    } else {
+        Err(format!("a build with features s3,ndjson lists:\n{text}"))
+    }
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {

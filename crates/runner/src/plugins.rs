@@ -8,6 +8,8 @@
 pub const SINKS: &[&str] = &[
     #[cfg(feature = "pv")]
     "pv",
+    #[cfg(feature = "s3")]
+    "s3",
 ];
 
 /// Formatters enabled by Cargo features (checked against the registry by a test).
@@ -24,6 +26,8 @@ pub fn link() {
     auditsync_catalog::link();
     #[cfg(feature = "pv")]
     auditsync_pv::link();
+    #[cfg(feature = "s3")]
+    auditsync_s3::link();
     #[cfg(feature = "ndjson")]
     auditsync_ndjson::link();
     #[cfg(feature = "csv")]

@@ -1,0 +1,466 @@
+//! AWS S3 sink (and S3-compatible stores, with an endpoint URL and path-style addressing).
+//!
+//! - Create-if-absent: `PutObject` and `CompleteMultipartUpload` carry `If-None-Match: *`;
+//!   a 412 means the key exists and is reported as [`PutOutcome::AlreadyExists`].
+//! - Files at or over `multipart_threshold_bytes` go up in parts of `part_size_bytes`.
+//! - Credentials: static keys from the config (or its environment overrides), else the
+//!   standard AWS provider chain (environment, profile, web identity, instance role).
+//! - Errors keep S3's code and request id and say whether a retry can help: timeouts,
+//!   connection failures, throttling and 5xx can; access and missing-bucket errors cannot.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auditsync_core::registry::{parse_options, SinkFactory};
+use auditsync_core::{
+    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::RequestId;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+
+/// Keeps this crate linked into binaries that only register it through `inventory`.
+pub fn link() {}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Options of a `{"type": "s3"}` destination.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket.
+    pub bucket: String,
+    /// Region (default: from the provider chain, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), for most S3-compatible stores.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Static access key id; with `secret_access_key`, replaces the provider chain.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Static secret access key.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary static credentials.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// Server-side encryption: `AES256` or `aws:kms`.
+    #[serde(default)]
+    pub sse: Option<String>,
+    /// KMS key id for `aws:kms`.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Files this large or larger use multipart upload (default 64 MiB).
+    #[serde(default = "default_threshold")]
+    pub multipart_threshold_bytes: u64,
+    /// Part size of multipart uploads (default 16 MiB; S3's minimum is 5 MiB).
+    #[serde(default = "default_part_size")]
+    pub part_size_bytes: u64,
+}
+
+fn default_threshold() -> u64 {
+    64 * MIB
+}
+fn default_part_size() -> u64 {
+    16 * MIB
+}
+
+impl std::fmt::Debug for S3Config {
+    // Hand-written so that secrets never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("force_path_style", &self.force_path_style)
+            .field("static_credentials", &self.access_key_id.is_some())
+            .field("sse", &self.sse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    fn validate(&self) -> Result<Option<ServerSideEncryption>, ConfigError> {
+        if self.bucket.is_empty() {
+            return Err(ConfigError::invalid("bucket", "must not be empty"));
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(ConfigError::invalid(
+                "secret_access_key",
+                "access_key_id and secret_access_key go together",
+            ));
+        }
+        if self.part_size_bytes < 5 * MIB {
+            return Err(ConfigError::invalid(
+                "part_size_bytes",
+                "must be at least 5 MiB (5242880)",
+            ));
+        }
+        if self.multipart_threshold_bytes < self.part_size_bytes {
+            return Err(ConfigError::invalid(
+                "multipart_threshold_bytes",
+                "must be at least part_size_bytes",
+            ));
+        }
+        let sse = match self.sse.as_deref() {
+            None => None,
+            Some("AES256") => Some(ServerSideEncryption::Aes256),
+            Some("aws:kms") => Some(ServerSideEncryption::AwsKms),
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "sse",
+                    format!("{other:?} is not one of \"AES256\", \"aws:kms\""),
+                ))
+            }
+        };
+        if self.kms_key_id.is_some() && sse != Some(ServerSideEncryption::AwsKms) {
+            return Err(ConfigError::invalid(
+                "kms_key_id",
+                "needs \"sse\": \"aws:kms\"",
+            ));
+        }
+        Ok(sse)
+    }
+}
+
+/// The S3 sink.
+#[derive(Debug)]
+pub struct S3Sink {
+    config: S3Config,
+    sse: Option<ServerSideEncryption>,
+    client: OnceCell<aws_sdk_s3::Client>,
+}
+
+impl S3Sink {
+    /// A sink for `config`; the client is built on first use.
+    pub fn new(config: S3Config) -> Result<Self, ConfigError> {
+        let sse = config.validate()?;
+        Ok(Self {
+            config,
+            sse,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// The SDK client, built once: static credentials when configured, else the chain.
+    pub async fn client(&self) -> &aws_sdk_s3::Client {
+        self.client
+            .get_or_init(|| async {
+                let c = &self.config;
+                // Retries are the job of the engine's retry layer, around every sink alike.
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(std::time::Duration::from_secs(10))
+                            .operation_attempt_timeout(std::time::Duration::from_secs(600))
+                            .build(),
+                    );
+                if let Some(region) = &c.region {
+                    loader = loader.region(aws_config::Region::new(region.clone()));
+                }
+                if let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) {
+                    loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                        id.clone(),
+                        secret.clone(),
+                        c.session_token.clone(),
+                        None,
+                        "auditsync-config",
+                    ));
+                }
+                let shared = loader.load().await;
+                let mut builder =
+                    aws_sdk_s3::config::Builder::from(&shared).force_path_style(c.force_path_style);
+                if shared.region().is_none() {
+                    builder = builder.region(aws_config::Region::new("us-east-1"));
+                }
+                if let Some(endpoint) = &c.endpoint {
+                    builder = builder.endpoint_url(endpoint.clone());
+                }
+                aws_sdk_s3::Client::from_conf(builder.build())
+            })
+            .await
+    }
+
+    async fn put_multipart(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+        let client = self.client().await;
+        let bucket = &self.config.bucket;
+        let created = client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key.as_str())
+            .set_server_side_encryption(self.sse.clone())
+            .set_ssekms_key_id(self.config.kms_key_id.clone())
+            .send()
+            .await
+            .map_err(|e| classify(SinkOp::Put, key.as_str(), &self.config.bucket, e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let result = async {
+            let mut parts = Vec::new();
+            for (i, start) in (0..body.len())
+                .step_by(self.config.part_size_bytes as usize)
+                .enumerate()
+            {
+                let end = (start + self.config.part_size_bytes as usize).min(body.len());
+                let number = i as i32 + 1;
+                let part = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key.as_str())
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body.slice(start..end)))
+                    .send()
+                    .await
+                    .map_err(|e| classify(SinkOp::Put, key.as_str(), bucket, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+            }
+            let completed = client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key.as_str())
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .if_none_match("*")
+                .send()
+                .await;
+            match completed {
+                Ok(_) => Ok(PutOutcome::Created),
+                Err(e) if status(&e) == Some(412) => Ok(PutOutcome::AlreadyExists),
+                // A 200 whose body the SDK cannot read (some S3-compatible servers name the
+                // root element differently) may be a success or an error in disguise: ask
+                // the store whether the whole object is there.
+                Err(e) if status(&e) == Some(200) => {
+                    let head = client
+                        .head_object()
+                        .bucket(bucket)
+                        .key(key.as_str())
+                        .send()
+                        .await;
+                    let expected = i64::try_from(body.len()).unwrap_or(i64::MAX);
+                    match head {
+                        Ok(h) if h.content_length() == Some(expected) => Ok(PutOutcome::Created),
+                        _ => Err(classify(SinkOp::Put, key.as_str(), bucket, e)),
+                    }
+                }
+                Err(e) => Err(classify(SinkOp::Put, key.as_str(), bucket, e)),
+            }
+        }
+        .await;
+        if !matches!(result, Ok(PutOutcome::Created)) {
+            // Best effort: an upload left open only costs storage until a lifecycle rule
+            // removes it; the put's own outcome is what matters.
+            let _ = client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key.as_str())
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+fn status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {
+    err.raw_response().map(HasStatus::status_code)
+}
+
+/// The HTTP status of a raw response (the SDK's response type).
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Maps an SDK error to a [`SinkError`], keeping S3's code and request id.
+fn classify<E>(
+    op: SinkOp,
+    key: &str,
+    bucket: &str,
+    err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_string);
+    let request_id = err.request_id().map(str::to_string);
+    let status = status(&err);
+    let kind = match (&err, status, code.as_deref()) {
+        (
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_),
+            _,
+            _,
+        ) => ErrorKind::Transient,
+        (
+            _,
+            _,
+            Some(
+                "SlowDown"
+                | "RequestTimeout"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "Throttling"
+                | "ThrottlingException",
+            ),
+        ) => ErrorKind::Transient,
+        (_, Some(s), _) if s >= 500 || s == 429 || s == 409 => ErrorKind::Transient,
+        (_, Some(401 | 403), _) => ErrorKind::PermissionDenied,
+        (
+            _,
+            _,
+            Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"),
+        ) => ErrorKind::PermissionDenied,
+        (_, Some(404), _) => ErrorKind::NotFound,
+        (_, Some(400), _) => ErrorKind::InvalidInput,
+        _ => ErrorKind::Other,
+    };
+    let detail = err
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let message = format!(
+        "{} on bucket {bucket}: {detail}",
+        code.as_deref().unwrap_or(match kind {
+            ErrorKind::Transient => "transient failure",
+            _ => "S3 error",
+        })
+    );
+    let mut error = SinkError::new(op, kind, message).with_key(key);
+    error.code = code;
+    error.request_id = request_id;
+    error.source = Some(Box::new(err));
+    error
+}
+
+#[async_trait]
+impl Sink for S3Sink {
+    fn describe(&self) -> String {
+        match &self.config.endpoint {
+            Some(endpoint) => format!("s3://{} at {endpoint}", self.config.bucket),
+            None => format!("s3://{}", self.config.bucket),
+        }
+    }
+
+    async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+        if body.len() as u64 >= self.config.multipart_threshold_bytes {
+            return self.put_multipart(key, body).await;
+        }
+        let result = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&self.config.bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(body))
+            .if_none_match("*")
+            .set_server_side_encryption(self.sse.clone())
+            .set_ssekms_key_id(self.config.kms_key_id.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if status(&e) == Some(412) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(classify(SinkOp::Put, key.as_str(), &self.config.bucket, e)),
+        }
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {
+        let output = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.config.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| classify(SinkOp::Get, key.as_str(), &self.config.bucket, e))?;
+        let body = output.body.collect().await.map_err(|e| {
+            SinkError::new(
+                SinkOp::Get,
+                ErrorKind::Transient,
+                format!("reading the body failed: {e}"),
+            )
+            .with_key(key.as_str())
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError> {
+        let client = self.client().await;
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_objects_v2()
+                .bucket(&self.config.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify(SinkOp::List, prefix, &self.config.bucket, e))?;
+            for object in page.contents() {
+                // A key auditsync could not have written (e.g. `a//b`) is not one of its
+                // objects; leave it out rather than fail the listing.
+                if let Some(key) = object.key().and_then(|k| ObjectKey::new(k).ok()) {
+                    out.push(ObjectMeta {
+                        key,
+                        size: object.size().unwrap_or_default().max(0) as u64,
+                    });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), SinkError> {
+        self.client()
+            .await
+            .delete_object()
+            .bucket(&self.config.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify(SinkOp::Delete, key.as_str(), &self.config.bucket, e))
+    }
+}
+
+fn build(options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
+    let config: S3Config = parse_options(options)?;
+    Ok(Arc::new(S3Sink::new(config)?))
+}
+
+auditsync_core::inventory::submit! {
+    SinkFactory {
+        name: "s3",
+        summary: "AWS S3 or an S3-compatible store (aws-sdk-s3)",
+        build,
+    }
+}

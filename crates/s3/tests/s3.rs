@@ -1,0 +1,140 @@
+//! The S3 sink against moto's S3 server on loopback (started by `cargo xtask test`).
+
+use std::sync::Arc;
+
+use auditsync_core::testkit::backend_env;
+use auditsync_core::{ErrorKind, ObjectKey, PutOutcome, Sink, SinkOp};
+use auditsync_s3::{S3Config, S3Sink};
+use bytes::Bytes;
+
+fn config(endpoint: &str, bucket: &str) -> S3Config {
+    serde_json::from_value(serde_json::json!({
+        "bucket": bucket,
+        "region": "us-east-1",
+        "endpoint": endpoint,
+        "force_path_style": true,
+        "access_key_id": "test",
+        "secret_access_key": "test",
+    }))
+    .unwrap()
+}
+
+/// A sink on a fresh bucket, or None when the emulator is not running (outside CI).
+async fn sink_with_bucket(bucket: &str, tweak: impl FnOnce(&mut S3Config)) -> Option<S3Sink> {
+    let endpoint = backend_env("AUDITSYNC_TEST_S3_ENDPOINT")?;
+    // A fresh bucket per run: the emulator may outlive one test run.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let bucket = &format!("{bucket}-{}-{nanos}", std::process::id());
+    let mut config = config(&endpoint, bucket);
+    tweak(&mut config);
+    let sink = S3Sink::new(config).unwrap();
+    sink.client()
+        .await
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    Some(sink)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let Some(sink) = sink_with_bucket("conformance", |_| {}).await else {
+        return;
+    };
+    auditsync_core::testkit::run_conformance(Arc::new(sink), "prefix/run").await;
+}
+
+#[tokio::test]
+async fn multipart_uploads_are_whole_and_create_if_absent() {
+    let Some(sink) = sink_with_bucket("multipart", |c| {
+        c.multipart_threshold_bytes = 6 << 20;
+        c.part_size_bytes = 5 << 20;
+    })
+    .await
+    else {
+        return;
+    };
+    let key = ObjectKey::new("big/file.ndjson").unwrap();
+    let body: Bytes = (0..12 << 20)
+        .map(|i: u32| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    assert_eq!(
+        sink.put(&key, body.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(sink.get(&key).await.unwrap(), body);
+    let other: Bytes = vec![7u8; 7 << 20].into();
+    assert_eq!(
+        sink.put(&key, other).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    assert_eq!(sink.get(&key).await.unwrap(), body, "not overwritten");
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_a_permanent_error_naming_bucket_and_code() {
+    let Some(endpoint) = backend_env("AUDITSYNC_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let sink = S3Sink::new(config(&endpoint, "no-such-bucket")).unwrap();
+    let err = sink.verify("p").await.unwrap_err();
+    assert_eq!(err.op, SinkOp::Put);
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(err.code.as_deref(), Some("NoSuchBucket"));
+    let text = err.to_string();
+    assert!(
+        text.contains("no-such-bucket") && text.contains("NoSuchBucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_transient() {
+    // Port 9 on loopback: nothing listens; the connection is refused at once.
+    let sink = S3Sink::new(config("http://127.0.0.1:9", "b")).unwrap();
+    let err = sink.get(&ObjectKey::new("k").unwrap()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+}
+
+#[test]
+fn config_errors_name_the_option_and_debug_hides_secrets() {
+    let bad = [
+        (serde_json::json!({"bucket": "b", "sse": "rot13"}), "sse"),
+        (
+            serde_json::json!({"bucket": "b", "access_key_id": "a"}),
+            "secret_access_key",
+        ),
+        (
+            serde_json::json!({"bucket": "b", "kms_key_id": "k"}),
+            "kms_key_id",
+        ),
+        (
+            serde_json::json!({"bucket": "b", "part_size_bytes": 1024}),
+            "part_size_bytes",
+        ),
+        (serde_json::json!({"bucket": ""}), "bucket"),
+        (serde_json::json!({"bucket": "b", "regoin": "x"}), "regoin"),
+    ];
+    auditsync_s3::link();
+    for (options, key) in bad {
+        let err =
+            auditsync_core::registry::build_sink("s3", options.as_object().unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("`{key}`")),
+            "{key}: {err}"
+        );
+    }
+    let c = config("http://x", "b");
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("test\"") && shown.contains("static_credentials: true"),
+        "{shown}"
+    );
+}
