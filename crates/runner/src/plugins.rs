@@ -6,6 +6,8 @@
 /// Sinks enabled by Cargo features (checked against the registry by a test).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const SINKS: &[&str] = &[
+    #[cfg(feature = "gcs")]
+    "gcs",
     #[cfg(feature = "pv")]
     "pv",
     #[cfg(feature = "s3")]
@@ -28,6 +30,8 @@ pub fn link() {
     auditsync_pv::link();
     #[cfg(feature = "s3")]
     auditsync_s3::link();
+    #[cfg(feature = "gcs")]
+    auditsync_gcs::link();
     #[cfg(feature = "ndjson")]
     auditsync_ndjson::link();
     #[cfg(feature = "csv")]
