@@ -111,16 +111,20 @@ pub fn build_schema(name: &str) -> Result<Arc<dyn Schema>, ConfigError> {
 pub fn parse_options<T: serde::de::DeserializeOwned>(
     options: &Map<String, Value>,
 ) -> Result<T, ConfigError> {
-    serde_json::from_value(Value::Object(options.clone())).map_err(|e| {
-        let message = e.to_string();
-        // serde names the field in its message ("unknown field `rot`", "missing field `root`");
-        // lift it into the key so callers can prefix it with the destination.
-        let key = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field `"))
-            .unwrap_or_default()
-            .to_string();
+    serde_path_to_error::deserialize(Value::Object(options.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde names a missing or unknown field in its message rather than in the path.
+        let key = if path == "." {
+            message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.contains("field `"))
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            path
+        };
         ConfigError::invalid(key, message)
     })
 }

@@ -6,6 +6,8 @@
 /// Sinks enabled by Cargo features (checked against the registry by a test).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const SINKS: &[&str] = &[
+    #[cfg(feature = "azure")]
+    "azure",
     #[cfg(feature = "gcs")]
     "gcs",
     #[cfg(feature = "pv")]
@@ -32,6 +34,8 @@ pub fn link() {
     auditsync_s3::link();
     #[cfg(feature = "gcs")]
     auditsync_gcs::link();
+    #[cfg(feature = "azure")]
+    auditsync_azure::link();
     #[cfg(feature = "ndjson")]
     auditsync_ndjson::link();
     #[cfg(feature = "csv")]
