@@ -1,92 +1,13 @@
 //! The real `auditsync` binary against a real SQLite file and real directories.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 mod support;
-use support::{decompress, files_under, line, read_back};
-
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new(config: Value) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Env {
-            config: dir.path().join("auditsync.json"),
-            dir,
-        };
-        env.write_config(config);
-        env
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Writes the config with relative paths made absolute under the temp dir.
-    fn write_config(&self, mut config: Value) {
-        let base = self.dir.path();
-        config["store"] = json!({"type": "sqlite", "path": base.join("db/audit.db")});
-        if let Some(dests) = config.get_mut("destinations").and_then(Value::as_array_mut) {
-            for d in dests {
-                if let Some(root) = d["root"].as_str() {
-                    d["root"] = json!(base.join(root));
-                }
-            }
-        }
-        std::fs::write(&self.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditsync"));
-        cmd.arg("--config").arg(&self.config).args(args);
-        cmd.env("AUDITSYNC_LOG", "warn");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AUDITSYNC_") && k != "AUDITSYNC_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "auditsync {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn ingest(&self, lines: &[Value]) -> String {
-        let file = self.path("input.ndjson");
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(&file, text).unwrap();
-        self.ok(&["ingest", file.to_str().unwrap()])
-    }
-
-    fn events_held(&self) -> u64 {
-        let out = self.ok(&["status"]);
-        let first = out.lines().next().unwrap();
-        first
-            .strip_prefix("store: ")
-            .and_then(|s| s.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected status: {out}"))
-    }
-}
+use support::{decompress, files_under, line, read_back, Env};
 
 fn config(destinations: Value) -> Value {
     json!({

@@ -2,7 +2,6 @@
 //! a clean shutdown.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,56 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod support;
-use support::{files_under, line, read_back, start_server, Client, Server};
+use support::{files_under, line, read_back, Client, Env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auditsync");
-
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new(mut config: Value) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path();
-        config["store"] = json!({"type": "sqlite", "path": base.join("db/audit.db")});
-        if let Some(dests) = config.get_mut("destinations").and_then(Value::as_array_mut) {
-            for d in dests {
-                if let Some(root) = d["root"].as_str() {
-                    d["root"] = json!(base.join(root));
-                }
-            }
-        }
-        let path = base.join("auditsync.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        Env { dir, config: path }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn start(&self) -> Server {
-        start_server(Path::new(BIN), &self.config, &self.path("server.log"))
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("AUDITSYNC_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
 
 fn service_config(extra: Value) -> Value {
     let mut config = json!({
@@ -676,7 +628,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
         "the last batch was acknowledged"
     );
     assert!(server.terminate().success());
-    env.cli(&["export", "--once"]);
+    env.ok(&["export", "--once"]);
 
     let acked = acked.lock().unwrap().clone();
     assert!(
@@ -732,7 +684,7 @@ fn sigterm_under_load_exits_zero_and_loses_nothing_acknowledged() {
     });
     stop.store(true, Ordering::Relaxed);
     assert!(status.success(), "exit status {status:?}");
-    env.cli(&["export", "--once"]);
+    env.ok(&["export", "--once"]);
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "only {} acknowledged", acked.len());
     let exported = read_back(&env.path("out"));

@@ -8,10 +8,101 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+/// A temp dir with a config file, and the binary run against it.
+pub struct Env {
+    /// The temp dir.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config: PathBuf,
+}
+
+impl Env {
+    pub fn new(config: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env {
+            config: dir.path().join("auditsync.json"),
+            dir,
+        };
+        env.write_config(config);
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes the config with relative paths made absolute under the temp dir.
+    pub fn write_config(&self, mut config: Value) {
+        let base = self.dir.path();
+        config["store"] = json!({"type": "sqlite", "path": base.join("db/audit.db")});
+        if let Some(dests) = config.get_mut("destinations").and_then(Value::as_array_mut) {
+            for d in dests {
+                if let Some(root) = d["root"].as_str() {
+                    d["root"] = json!(base.join(root));
+                }
+            }
+        }
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditsync"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.env("AUDITSYNC_LOG", "warn");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AUDITSYNC_") && k != "AUDITSYNC_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "auditsync {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn ingest(&self, lines: &[Value]) -> String {
+        let file = self.path("input.ndjson");
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+        self.ok(&["ingest", file.to_str().unwrap()])
+    }
+
+    /// Starts `auditsync run` on this config (whose `ingest.listen` should use port 0).
+    pub fn start(&self) -> Server {
+        start_server(
+            Path::new(env!("CARGO_BIN_EXE_auditsync")),
+            &self.config,
+            &self.path("server.log"),
+        )
+    }
+
+    pub fn events_held(&self) -> u64 {
+        let out = self.ok(&["status"]);
+        let first = out.lines().next().unwrap();
+        first
+            .strip_prefix("store: ")
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected status: {out}"))
+    }
+}
 
 /// A response.
 #[derive(Debug)]
@@ -248,59 +339,76 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
 /// A file's text, decompressed by its extension.
 pub fn decompress(path: &Path) -> String {
     let body = std::fs::read(path).unwrap();
-    let name = path.to_string_lossy();
+    decode(&path.to_string_lossy(), &body)
+}
+
+/// An object's text, decompressed by the extension of its name.
+pub fn decode(name: &str, body: &[u8]) -> String {
     let mut text = String::new();
     if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(&body[..])
+        flate2::read::GzDecoder::new(body)
             .read_to_string(&mut text)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     } else if name.ends_with(".zst") {
-        zstd::stream::read::Decoder::new(&body[..])
+        zstd::stream::read::Decoder::new(body)
             .unwrap()
             .read_to_string(&mut text)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     } else {
-        text = String::from_utf8(body).unwrap();
+        text = String::from_utf8(body.to_vec()).unwrap();
     }
     text
 }
 
-/// Reads every exported record (NDJSON or CSV) back as a JSON object; panics on a duplicate.
+/// The records of one exported object (NDJSON or CSV, by its name) as JSON objects.
+pub fn records(name: &str, body: &[u8]) -> Vec<Value> {
+    let text = decode(name, body);
+    if name.contains(".csv") {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                let cells = header
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(h, c)| (h.clone(), csv_cell(h, c)));
+                Value::Object(cells.collect())
+            })
+            .collect()
+    } else {
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{name} does not end with a newline"
+        );
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Adds records keyed by their `requestParams.n`; panics on a duplicate.
+pub fn collect_records(into: &mut HashMap<u64, Value>, records: Vec<Value>) {
+    for row in records {
+        let n = row["requestParams"]["n"].as_u64().unwrap();
+        assert!(into.insert(n, row).is_none(), "event {n} exported twice");
+    }
+}
+
+/// Reads every exported record under a volume root; panics on a duplicate or a temp file.
 pub fn read_back(root: &Path) -> HashMap<u64, Value> {
-    let mut records = HashMap::new();
+    let mut all = HashMap::new();
     for path in files_under(root) {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         assert!(
             !name.starts_with(".auditsync-tmp"),
             "temporary file left behind: {path:?}"
         );
-        let text = decompress(&path);
-        let rows: Vec<Value> = if name.contains(".csv") {
-            let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-            reader
-                .records()
-                .map(|r| {
-                    let r = r.unwrap();
-                    let cells = header
-                        .iter()
-                        .zip(r.iter())
-                        .map(|(h, c)| (h.clone(), csv_cell(h, c)));
-                    Value::Object(cells.collect())
-                })
-                .collect()
-        } else {
-            assert!(text.ends_with('\n'), "{path:?} does not end with a newline");
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        };
-        for row in rows {
-            let n = row["requestParams"]["n"].as_u64().unwrap();
-            assert!(records.insert(n, row).is_none(), "event {n} exported twice");
-        }
+        let body = std::fs::read(&path).unwrap();
+        collect_records(&mut all, records(&path.to_string_lossy(), &body));
     }
-    records
+    all
 }
 
 /// A CSV cell of the uevents schema back to JSON, by its column's type.
