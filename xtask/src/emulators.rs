@@ -188,7 +188,7 @@ impl Emulators {
             .map_err(|e| format!("cannot start moto: {e}"))?;
         this.started("moto (S3)", moto, port)?;
         this.env.push((
-            "AUDITSYNC_TEST_S3_ENDPOINT".into(),
+            "EMULATOR_S3_ENDPOINT".into(),
             format!("http://127.0.0.1:{port}"),
         ));
 
@@ -217,7 +217,7 @@ impl Emulators {
             .map_err(|e| format!("cannot start azurite: {e}"))?;
         this.started("azurite (Azure Blob)", child, port)?;
         this.env.push((
-            "AUDITSYNC_TEST_AZURE_URL".into(),
+            "EMULATOR_AZURE_URL".into(),
             format!("http://127.0.0.1:{port}/devstoreaccount1"),
         ));
 
@@ -232,14 +232,12 @@ impl Emulators {
             .map_err(|e| format!("cannot start fake-gcs-server: {e}"))?;
         this.started("fake-gcs-server (GCS)", child, port)?;
         this.env.push((
-            "AUDITSYNC_TEST_GCS_ENDPOINT".into(),
+            "EMULATOR_GCS_ENDPOINT".into(),
             format!("http://127.0.0.1:{port}"),
         ));
         // For the test that stops and restarts a GCS emulator of its own.
-        this.env.push((
-            "AUDITSYNC_TEST_FAKE_GCS_BIN".into(),
-            gcs.display().to_string(),
-        ));
+        this.env
+            .push(("EMULATOR_FAKE_GCS_BIN".into(), gcs.display().to_string()));
         Ok(this)
     }
 

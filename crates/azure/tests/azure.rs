@@ -36,7 +36,7 @@ fn unique(name: &str) -> String {
 }
 
 async fn sink_with_container(name: &str) -> Option<AzureSink> {
-    let url = backend_env("AUDITSYNC_TEST_AZURE_URL")?;
+    let url = backend_env("EMULATOR_AZURE_URL")?;
     let sink = AzureSink::new(config(&url, &unique(name), &sas())).unwrap();
     sink.container_client().create(None).await.unwrap();
     Some(sink)
@@ -75,7 +75,7 @@ async fn block_uploads_are_create_if_absent() {
 
 #[tokio::test]
 async fn a_bad_signature_is_denied_and_the_sas_stays_secret() {
-    let Some(url) = backend_env("AUDITSYNC_TEST_AZURE_URL") else {
+    let Some(url) = backend_env("EMULATOR_AZURE_URL") else {
         return;
     };
     let wrong_key = "AAAA".repeat(22);
@@ -95,7 +95,7 @@ async fn a_bad_signature_is_denied_and_the_sas_stays_secret() {
 
 #[tokio::test]
 async fn a_missing_container_is_not_found() {
-    let Some(url) = backend_env("AUDITSYNC_TEST_AZURE_URL") else {
+    let Some(url) = backend_env("EMULATOR_AZURE_URL") else {
         return;
     };
     let sink = AzureSink::new(config(&url, "no-such-container", &sas())).unwrap();

@@ -27,7 +27,7 @@ fn unique(name: &str) -> String {
 }
 
 async fn sink_with_bucket(name: &str, tweak: impl FnOnce(&mut GcsConfig)) -> Option<GcsSink> {
-    let endpoint = backend_env("AUDITSYNC_TEST_GCS_ENDPOINT")?;
+    let endpoint = backend_env("EMULATOR_GCS_ENDPOINT")?;
     let bucket = unique(name);
     let mut config = config(&endpoint, &bucket);
     tweak(&mut config);
@@ -80,7 +80,7 @@ async fn resumable_uploads_are_whole() {
 
 #[tokio::test]
 async fn a_missing_bucket_is_a_permanent_error_naming_the_bucket() {
-    let Some(endpoint) = backend_env("AUDITSYNC_TEST_GCS_ENDPOINT") else {
+    let Some(endpoint) = backend_env("EMULATOR_GCS_ENDPOINT") else {
         return;
     };
     let sink = GcsSink::new(config(&endpoint, "no-such-bucket")).unwrap();

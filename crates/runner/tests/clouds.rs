@@ -36,9 +36,9 @@ struct Endpoints {
 
 fn endpoints() -> Option<Endpoints> {
     Some(Endpoints {
-        s3: backend_env("AUDITSYNC_TEST_S3_ENDPOINT")?,
-        azure: backend_env("AUDITSYNC_TEST_AZURE_URL")?,
-        gcs: backend_env("AUDITSYNC_TEST_GCS_ENDPOINT")?,
+        s3: backend_env("EMULATOR_S3_ENDPOINT")?,
+        azure: backend_env("EMULATOR_AZURE_URL")?,
+        gcs: backend_env("EMULATOR_GCS_ENDPOINT")?,
     })
 }
 
@@ -267,7 +267,7 @@ impl Drop for OwnGcs {
 #[test]
 fn fan_out_survives_a_gcs_outage_and_every_destination_ends_complete() {
     let Some(ep) = endpoints() else { return };
-    let Some(binary) = backend_env("AUDITSYNC_TEST_FAKE_GCS_BIN") else {
+    let Some(binary) = backend_env("EMULATOR_FAKE_GCS_BIN") else {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ fn config(endpoint: &str, bucket: &str) -> S3Config {
 
 /// A sink on a fresh bucket, or None when the emulator is not running (outside CI).
 async fn sink_with_bucket(bucket: &str, tweak: impl FnOnce(&mut S3Config)) -> Option<S3Sink> {
-    let endpoint = backend_env("AUDITSYNC_TEST_S3_ENDPOINT")?;
+    let endpoint = backend_env("EMULATOR_S3_ENDPOINT")?;
     // A fresh bucket per run: the emulator may outlive one test run.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -79,7 +79,7 @@ async fn multipart_uploads_are_whole_and_create_if_absent() {
 
 #[tokio::test]
 async fn a_missing_bucket_is_a_permanent_error_naming_bucket_and_code() {
-    let Some(endpoint) = backend_env("AUDITSYNC_TEST_S3_ENDPOINT") else {
+    let Some(endpoint) = backend_env("EMULATOR_S3_ENDPOINT") else {
         return;
     };
     let sink = S3Sink::new(config(&endpoint, "no-such-bucket")).unwrap();

@@ -267,7 +267,14 @@ pub struct Server {
 /// for its "listening on" line.
 pub fn start_server(binary: &Path, config: &Path, log: &Path) -> Server {
     let log_file = std::fs::File::create(log).unwrap();
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    // Only the config file speaks: no AUDITSYNC_* override from the test's environment.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AUDITSYNC_") {
+            command.env_remove(k);
+        }
+    }
+    let mut child = command
         .arg("--config")
         .arg(config)
         .arg("run")
