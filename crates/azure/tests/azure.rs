@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use auditsync_azure::{account_sas, AzureConfig, AzureSink};
-use auditsync_core::testkit::backend_env;
+use auditsync_core::testkit::{backend_env, unique_name as unique};
 use auditsync_core::{ErrorKind, ObjectKey, PutOutcome, Sink, SinkOp};
 use bytes::Bytes;
 
@@ -25,14 +25,6 @@ fn config(url: &str, container: &str, sas_token: &str) -> AzureConfig {
         "sas_token": sas_token,
     }))
     .unwrap()
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 async fn sink_with_container(name: &str) -> Option<AzureSink> {

@@ -36,6 +36,16 @@ pub fn backend_env(var: &str) -> Option<String> {
     }
 }
 
+/// A bucket or container name no earlier test run used (emulators may outlive a run):
+/// `<prefix>-<pid>-<nanoseconds>`, lower case, valid for S3, Azure and GCS.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
 /// Size of the large-body check.
 pub const LARGE_BODY: usize = 50 * 1024 * 1024;
 

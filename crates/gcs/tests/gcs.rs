@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use auditsync_core::testkit::backend_env;
+use auditsync_core::testkit::{backend_env, unique_name as unique};
 use auditsync_core::{ErrorKind, ObjectKey, PutOutcome, Sink, SinkOp};
 use auditsync_gcs::{GcsConfig, GcsSink};
 use bytes::Bytes;
@@ -16,14 +16,6 @@ fn config(endpoint: &str, bucket: &str) -> GcsConfig {
         anonymous: true,
         resumable_threshold_bytes: 64 << 20,
     }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 async fn sink_with_bucket(name: &str, tweak: impl FnOnce(&mut GcsConfig)) -> Option<GcsSink> {

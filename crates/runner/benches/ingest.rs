@@ -6,13 +6,12 @@
 //! Run with `cargo xtask bench` (or `cargo bench -p auditsync --bench ingest`).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::{line, start_server, Client};
+use support::{line, new_token, start_server, Client};
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -54,22 +53,7 @@ fn load(
 fn main() {
     let binary = Path::new(env!("CARGO_BIN_EXE_auditsync"));
     let dir = tempfile::tempdir().unwrap();
-    let token_out = Command::new(binary)
-        .args(["token", "new"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(token_out.stdout).unwrap();
-    let token = text
-        .lines()
-        .find_map(|l| l.strip_prefix("token: "))
-        .unwrap()
-        .to_string();
-    let hash = text
-        .lines()
-        .find_map(|l| l.strip_prefix("hash:  "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let (token, hash) = new_token();
     let config = dir.path().join("bench.json");
     std::fs::write(
         &config,

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditsync_core::testkit::backend_env;
+use auditsync_core::testkit::{backend_env, unique_name as unique};
 use auditsync_core::Sink;
 use serde_json::{json, Value};
 
@@ -19,14 +19,6 @@ const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's public development key, documented by Microsoft.
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
 
 struct Endpoints {
     s3: String,

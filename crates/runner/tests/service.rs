@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod support;
-use support::{files_under, line, read_back, Client, Env};
+use support::{files_under, line, new_token, read_back, Client, Env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auditsync");
 
@@ -58,27 +58,6 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn new_token() -> (String, String) {
-    let out = Command::new(BIN).args(["token", "new"]).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text
-        .lines()
-        .find_map(|l| l.strip_prefix("token: "))
-        .unwrap()
-        .to_string();
-    let hash = text
-        .lines()
-        .find_map(|l| l.strip_prefix("hash:  "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
-    assert!(
-        token.starts_with("ast_") && hash.starts_with("sha256:"),
-        "{text}"
-    );
-    (token, hash)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use auditsync_core::testkit::backend_env;
+use auditsync_core::testkit::{backend_env, unique_name};
 use auditsync_core::{ErrorKind, ObjectKey, PutOutcome, Sink, SinkOp};
 use auditsync_s3::{S3Config, S3Sink};
 use bytes::Bytes;
@@ -23,11 +23,7 @@ fn config(endpoint: &str, bucket: &str) -> S3Config {
 async fn sink_with_bucket(bucket: &str, tweak: impl FnOnce(&mut S3Config)) -> Option<S3Sink> {
     let endpoint = backend_env("EMULATOR_S3_ENDPOINT")?;
     // A fresh bucket per run: the emulator may outlive one test run.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let bucket = &format!("{bucket}-{}-{nanos}", std::process::id());
+    let bucket = &unique_name(bucket);
     let mut config = config(&endpoint, bucket);
     tweak(&mut config);
     let sink = S3Sink::new(config).unwrap();

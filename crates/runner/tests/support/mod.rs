@@ -255,6 +255,31 @@ impl Client {
     }
 }
 
+/// `auditsync token new`: a fresh token and its `sha256:` hash.
+pub fn new_token() -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditsync"))
+        .args(["token", "new"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hash:  "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        token.starts_with("ast_") && hash.starts_with("sha256:"),
+        "{text}"
+    );
+    (token, hash)
+}
+
 /// A running `auditsync run`.
 pub struct Server {
     /// The child process.
