@@ -184,6 +184,25 @@ fn main() {
     drop(ndjson);
 
     if let Some((file, raw)) = raw_file {
+        // The same bytes through the libraries the export uses, in-process, one thread.
+        let data = std::fs::read(&file).unwrap();
+        let start = Instant::now();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&data).unwrap();
+        let gz_len = gz.finish().unwrap().len();
+        println!(
+            "floor flate2 (zlib-rs) level 6, in-process: {:.1} MB/s (raw) -> {:.1} MB",
+            mb(raw) / start.elapsed().as_secs_f64(),
+            mb(gz_len as u64)
+        );
+        let start = Instant::now();
+        let zst_len = zstd::encode_all(&data[..], 3).unwrap().len();
+        println!(
+            "floor zstd crate level 3, in-process: {:.1} MB/s (raw) -> {:.1} MB",
+            mb(raw) / start.elapsed().as_secs_f64(),
+            mb(zst_len as u64)
+        );
+        drop(data);
         for (tool, args) in [("gzip", ["-6", "-c"]), ("zstd", ["-3", "-c"])] {
             match tool_mb_s(tool, &args, &file, raw) {
                 Some(speed) => println!("floor {tool} {}: {:.1} MB/s (raw)", args[0], speed),
