@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use auditsync_core::{Event, Schema, ValidationError};
 use auditsync_store::{Appended, Store, StoreError};
+
+use crate::redact::Redactor;
 use serde_json::Value;
 
 /// Where in the input a record was.
@@ -110,6 +112,7 @@ pub struct Ingestor {
     enabled: bool,
     max_event_bytes: usize,
     max_events: usize,
+    redactor: Redactor,
 }
 
 impl Ingestor {
@@ -121,7 +124,21 @@ impl Ingestor {
             enabled,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_events: DEFAULT_MAX_EVENTS,
+            redactor: Redactor::default(),
         }
+    }
+
+    /// Sets the redactor applied to every event before it is stored.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Gives the event an id if it has none and redacts it: the last step before storing.
+    fn finish(&self, event: Event) -> Event {
+        let mut event = with_id(event);
+        self.redactor.redact(&mut event);
+        event
     }
 
     /// Sets the most events one input may hold.
@@ -238,7 +255,7 @@ impl Ingestor {
                 });
             }
             if let Some(event) = self.schema.parse_text(text) {
-                events.push(with_id(event));
+                events.push(self.finish(event));
                 continue;
             }
             let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
@@ -253,7 +270,8 @@ impl Ingestor {
         Ok(events)
     }
 
-    /// Validates one record and gives it an id (UUIDv7) if the producer gave none.
+    /// Validates one record, gives it an id (UUIDv7) if the producer gave none, and redacts
+    /// its sensitive fields.
     pub fn prepare(&self, at: Location, record: Value) -> Result<Event, IngestError> {
         if !self.enabled {
             return Err(IngestError::Disabled);
@@ -262,7 +280,7 @@ impl Ingestor {
             .schema
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
-        Ok(with_id(event))
+        Ok(self.finish(event))
     }
 
     /// Appends validated events in one transaction; returns once they are durable.

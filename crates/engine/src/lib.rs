@@ -7,6 +7,7 @@
 //! - [`export`]: per-destination batches after its cursor, deterministic keys, put, cursor.
 //! - [`gc`]: deletes what every destination has.
 //! - [`recorder`]: group commit, and the `Recorder` integrators embed.
+//! - [`redact`]: sensitive parameters replaced before anything is stored.
 //! - [`retry`]: a [`auditsync_core::Sink`] layer that retries what a retry can fix.
 
 pub mod cron;
@@ -15,6 +16,7 @@ pub mod export;
 pub mod gc;
 pub mod ingest;
 pub mod recorder;
+pub mod redact;
 pub mod retry;
 
 pub use encode::{Compression, FileFormat};

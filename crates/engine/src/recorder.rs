@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ingest::{IngestError, Location};
+use crate::redact::Redactor;
 
 /// Most events one group commit takes (more wait for the next).
 pub const MAX_GROUP_EVENTS: usize = 50_000;
@@ -40,6 +41,7 @@ struct CommitRequest {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<CommitRequest>,
+    redactor: Arc<Redactor>,
 }
 
 impl std::fmt::Debug for CommitRequest {
@@ -49,11 +51,19 @@ impl std::fmt::Debug for CommitRequest {
 }
 
 impl Recorder {
-    /// Starts the committer on the current tokio runtime.
+    /// Starts the committer on the current tokio runtime, with the default redaction.
     pub fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_with(store, Redactor::default())
+    }
+
+    /// Starts the committer with `redactor` applied to every recorded event.
+    pub fn start_with(store: Arc<dyn Store>, redactor: Redactor) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(commit_loop(store, rx));
-        Self { tx }
+        Self {
+            tx,
+            redactor: Arc::new(redactor),
+        }
     }
 
     /// Records one canonical event; returns once it is durable. An empty `id` gets a
@@ -76,12 +86,13 @@ impl Recorder {
             if event.id.is_empty() {
                 event.id = uuid::Uuid::now_v7().to_string();
             }
+            self.redactor.redact(&mut event);
             encoded.push(EncodedEvent::new(&event)?);
         }
         self.commit(encoded).await
     }
 
-    /// Validates a record of `schema` and records it; returns once it is durable.
+    /// Validates a record of `schema` and records it (redacted); returns once it is durable.
     pub async fn record_value(
         &self,
         schema: &dyn Schema,
@@ -94,7 +105,7 @@ impl Recorder {
         self.record(event).await
     }
 
-    /// Commits already validated and encoded events as one unit of a group commit.
+    /// Commits already validated, redacted and encoded events as one unit of a group commit.
     pub async fn commit(&self, events: Vec<EncodedEvent>) -> Result<Vec<Appended>, IngestError> {
         if events.is_empty() {
             return Err(IngestError::Empty);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use auditsync_core::registry;
 use auditsync_engine::ingest::Ingestor;
+use auditsync_engine::redact::Redactor;
 use auditsync_engine::retry::{RetryPolicy, RetryingSink};
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
 use auditsync_store::SqliteStore;
@@ -45,7 +46,8 @@ impl App {
         })?);
         let schema = registry::build_schema(&config.schema)?;
         let ingestor = Ingestor::new(store.clone(), schema, config.enable_user_events)
-            .with_max_event_bytes(config.ingest.max_event_bytes);
+            .with_max_event_bytes(config.ingest.max_event_bytes)
+            .with_redactor(app_redactor(&config));
         let exporter = Arc::new(Exporter::new(
             store.clone(),
             config.namespace.clone(),
@@ -58,6 +60,11 @@ impl App {
             ingestor,
         })
     }
+}
+
+/// The redactor the config asks for: the built-in names plus `redact.fields`.
+pub fn app_redactor(config: &Config) -> Redactor {
+    Redactor::with_extra(config.redact.fields.iter().map(String::as_str))
 }
 
 fn build_destination(

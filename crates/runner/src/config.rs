@@ -44,6 +44,19 @@ pub struct Config {
     /// Retries of failed sink operations.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Sensitive fields replaced before anything is stored.
+    #[serde(default)]
+    pub redact: RedactConfig,
+}
+
+/// `redact` settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Field names redacted besides the built-in ones (`newPassword`, `token`, ...),
+    /// compared ignoring case, `_` and `-`.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 fn default_export_schedule() -> String {

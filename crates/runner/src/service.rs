@@ -328,7 +328,9 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             .ingestor
             .clone()
             .with_max_events(app.config.ingest.max_events_per_request),
-        recorder: Recorder::start(store),
+        // Events reach the recorder already redacted by the ingestor; its own redaction is
+        // for in-process callers, and redacting twice changes nothing.
+        recorder: Recorder::start_with(store, crate::app::app_redactor(&app.config)),
         store: app.store.clone(),
         exporter: app.exporter.clone(),
         metrics: metrics.clone(),

@@ -361,3 +361,63 @@ fn sinks_lists_what_the_binary_was_built_with() {
     );
     assert!(stdout.contains("formatters: csv, ndjson\n"), "{stdout}");
 }
+
+#[test]
+fn a_new_password_never_reaches_the_store_the_files_or_the_logs() {
+    let mut cfg = config(json!([{"name": "local", "type": "pv", "root": "out", "format": "csv"}]));
+    cfg["redact"] = json!({"fields": ["ssn"]});
+    let env = Env::new(cfg);
+    let secret = "hunter2-Sup3rSecret";
+    let mut set_password = line(1);
+    set_password["nameHints"] = json!(["setPassword"]);
+    set_password["requestParams"] =
+        json!({"n": 1, "userId": "u-1", "newPassword": secret, "ssn": "078-05-1120"});
+    set_password["requestPayload"] = json!(format!(
+        "{{\"variables\":{{\"newPassword\":\"{secret}\"}}}}"
+    ));
+    let out = env
+        .command(&["ingest", "-"])
+        .env("AUDITSYNC_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{set_password}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let export = env
+        .command(&["export", "--once"])
+        .env("AUDITSYNC_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let logs = [out.stdout, out.stderr, export.stdout, export.stderr].concat();
+    std::fs::write(env.path("logs.txt"), logs).unwrap();
+
+    let exported = read_back(&env.path("out"));
+    assert_eq!(
+        exported[&1]["requestParams"]["newPassword"],
+        json!("[REDACTED]")
+    );
+    assert_eq!(exported[&1]["requestParams"]["ssn"], json!("[REDACTED]"));
+    assert_eq!(exported[&1]["requestParams"]["userId"], json!("u-1"));
+    // every byte under the temp dir: SQLite files, WAL, exported files, logs
+    for path in files_under(env.dir.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
+            || bytes.windows(11).any(|w| w == b"078-05-1120");
+        assert!(!found, "a secret reached {path:?}");
+    }
+}

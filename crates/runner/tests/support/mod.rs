@@ -190,7 +190,20 @@ impl Client {
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        if body.len() > 1 << 20 {
+            // Let the server refuse a large body before it is sent (it answers 413 at
+            // once); otherwise it may close on unread data and the answer is lost.
+            head.push_str("Expect: 100-continue\r\n\r\n");
+            self.reader.get_mut().write_all(head.as_bytes())?;
+            let first = self.read_response()?;
+            if first.status != 100 {
+                return Ok(first);
+            }
+            self.reader.get_mut().write_all(body)?;
+            return self.read_response();
+        }
+        head.push_str("\r\n");
         let stream = self.reader.get_mut();
         stream.write_all(head.as_bytes())?;
         stream.write_all(body)?;
