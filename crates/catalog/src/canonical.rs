@@ -54,13 +54,8 @@ impl Schema for CanonicalSchema {
     fn parse(&self, record: Value) -> Result<Event, ValidationError> {
         let event: Event = serde_json::from_value(record).map_err(|e| {
             let message = e.to_string();
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field `"))
-                .unwrap_or_default()
-                .to_string();
-            ValidationError::new(field, message)
+            let field = auditsync_core::field_in_serde_message(&message).unwrap_or_default();
+            ValidationError::new(field, message.as_str())
         })?;
         if event.action.trim().is_empty() {
             return Err(ValidationError::new("action", "must not be empty"));

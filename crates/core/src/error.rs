@@ -23,6 +23,15 @@ impl ValidationError {
     }
 }
 
+/// The field a serde error message names ("missing field `x`", "unknown field `x`"), if any:
+/// serde puts such a field in its message rather than in the error's path.
+pub fn field_in_serde_message(message: &str) -> Option<&str> {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field `"))
+}
+
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

@@ -18,7 +18,9 @@ pub mod registry;
 mod schema;
 mod sink;
 
-pub use error::{ConfigError, ErrorKind, SinkError, SinkOp, ValidationError};
+pub use error::{
+    field_in_serde_message, ConfigError, ErrorKind, SinkError, SinkOp, ValidationError,
+};
 pub use event::{Actor, Entity, Event, Outcome};
 pub use format::{Formatter, RecordWriter};
 pub use key::{KeyError, ObjectKey};

@@ -114,12 +114,8 @@ pub fn parse_options<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(Value::Object(options.clone())).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        // serde names a missing or unknown field in its message rather than in the path.
         let key = if path == "." {
-            message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field `"))
+            crate::field_in_serde_message(&message)
                 .unwrap_or_default()
                 .to_string()
         } else {

@@ -128,47 +128,59 @@ impl Metrics {
             &'static str,
             &'static str,
             &'static str,
-            fn(&DestinationCounters) -> String,
+            fn(&DestinationCounters, &Backlog) -> String,
         );
-        let per_destination: [Family; 6] = [
+        let per_destination: [Family; 8] = [
             (
                 "auditsync_exported_events_total",
                 "counter",
                 "Events written to the destination.",
-                |d| d.events.to_string(),
+                |d, _| d.events.to_string(),
             ),
             (
                 "auditsync_exported_files_total",
                 "counter",
                 "Files written to the destination.",
-                |d| d.files.to_string(),
+                |d, _| d.files.to_string(),
             ),
             (
                 "auditsync_exported_bytes_total",
                 "counter",
                 "Bytes written to the destination.",
-                |d| d.bytes.to_string(),
+                |d, _| d.bytes.to_string(),
             ),
             (
                 "auditsync_export_failures_total",
                 "counter",
                 "Export runs that stopped on an error.",
-                |d| d.failures.to_string(),
+                |d, _| d.failures.to_string(),
             ),
             (
                 "auditsync_destination_failing",
                 "gauge",
                 "1 while the destination's last export failed.",
-                |d| u8::from(d.failing).to_string(),
+                |d, _| u8::from(d.failing).to_string(),
             ),
             (
                 "auditsync_last_export_success_timestamp_seconds",
                 "gauge",
                 "Unix time of the last export run without error.",
-                |d| {
+                |d, _| {
                     d.last_success_ms
                         .map_or("0".into(), |ms| format!("{:.3}", ms as f64 / 1000.0))
                 },
+            ),
+            (
+                "auditsync_backlog_events",
+                "gauge",
+                "Events stored but not yet exported to the destination.",
+                |_, b| b.events.to_string(),
+            ),
+            (
+                "auditsync_backlog_oldest_age_seconds",
+                "gauge",
+                "Age of the oldest event not yet exported to the destination.",
+                |_, b| format!("{:.3}", b.oldest_age_secs),
             ),
         ];
         for (name, kind, help, value) in per_destination {
@@ -179,25 +191,9 @@ impl Metrics {
                     out,
                     "{name}{{destination=\"{}\"}} {}",
                     b.destination,
-                    value(&counters)
+                    value(&counters, b)
                 );
             }
-        }
-        let _ = writeln!(out, "# HELP auditsync_backlog_events Events stored but not yet exported to the destination.\n# TYPE auditsync_backlog_events gauge");
-        for b in backlogs {
-            let _ = writeln!(
-                out,
-                "auditsync_backlog_events{{destination=\"{}\"}} {}",
-                b.destination, b.events
-            );
-        }
-        let _ = writeln!(out, "# HELP auditsync_backlog_oldest_age_seconds Age of the oldest event not yet exported to the destination.\n# TYPE auditsync_backlog_oldest_age_seconds gauge");
-        for b in backlogs {
-            let _ = writeln!(
-                out,
-                "auditsync_backlog_oldest_age_seconds{{destination=\"{}\"}} {:.3}",
-                b.destination, b.oldest_age_secs
-            );
         }
         out
     }

@@ -328,8 +328,8 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             .ingestor
             .clone()
             .with_max_events(app.config.ingest.max_events_per_request),
-        // Events reach the recorder already redacted by the ingestor; its own redaction is
-        // for in-process callers, and redacting twice changes nothing.
+        // HTTP requests reach `commit` already redacted by the ingestor; the recorder's own
+        // redactor applies to `record` calls only.
         recorder: Recorder::start_with(store, crate::app::app_redactor(&app.config)),
         store: app.store.clone(),
         exporter: app.exporter.clone(),
