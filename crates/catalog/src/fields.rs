@@ -50,11 +50,6 @@ impl Fields {
     ) -> Result<Option<T>, ValidationError> {
         self.take(name).map(|v| read(name, v)).transpose()
     }
-
-    /// Any JSON value, kept as it is.
-    pub(crate) fn any(&mut self, name: &str) -> Option<Value> {
-        self.take(name)
-    }
 }
 
 pub(crate) fn kind(value: &Value) -> &'static str {
@@ -85,6 +80,10 @@ pub(crate) fn non_empty_string(name: &str, v: Value) -> Result<String, Validatio
         return Err(ValidationError::new(name, "must not be empty"));
     }
     Ok(s)
+}
+
+pub(crate) fn boolean(name: &str, v: Value) -> Result<bool, ValidationError> {
+    v.as_bool().ok_or_else(|| wrong(name, "a boolean", &v))
 }
 
 pub(crate) fn integer(name: &str, v: Value) -> Result<i64, ValidationError> {

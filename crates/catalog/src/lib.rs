@@ -1,15 +1,31 @@
-//! Built-in schemas.
+//! Built-in schemas and the machinery for custom ones.
 //!
-//! - [`UeventsSchema`] (`uevents`, the default): the NDJSON line of the self-hosted user-events
-//!   export (`opType`, `createdAt`, `nameHints`, `userEmail`, `customerName`, `responseCode`,
-//!   `requestParams`, `requestPayload`, `latencyInMillis`).
-//! - [`CanonicalSchema`] (`event`): auditsync's own [`auditsync_core::Event`] fields.
+//! - `uevents` ([`UeventsSchema`], the default): the NDJSON line of the self-hosted
+//!   user-events export, with the operation catalog of the SaaS audit documentation.
+//! - `warehouse`: 29 typed columns with the event date split out, and its event types.
+//! - `actor_change`: nine columns (who, what, the object before and after), its action
+//!   catalog, and the rule that a user or an access token is always named.
+//! - `event` ([`CanonicalSchema`]): auditsync's own [`auditsync_core::Event`] fields.
+//!
+//! Every schema but `event` is a [`SchemaDefinition`] file under `schemas/`, embedded at
+//! build time; custom schemas are files in the same format ([`SchemaSet`]).
+//! [`ddl`] prints the CREATE TABLE statement that loads a schema's exported files.
 
+mod builtin;
 mod canonical;
+pub mod ddl;
+mod defined;
+mod definition;
 mod fields;
+mod set;
+mod time;
 mod uevents;
 
+pub use builtin::{ACTOR_CHANGE, UEVENTS, WAREHOUSE};
 pub use canonical::CanonicalSchema;
+pub use defined::DefinedSchema;
+pub use definition::{type_name, ColumnDefinition, Derive, SchemaDefinition};
+pub use set::SchemaSet;
 pub use uevents::UeventsSchema;
 
 use std::sync::Arc;
@@ -24,6 +40,14 @@ pub const DEFAULT_SCHEMA: &str = "uevents";
 
 auditsync_core::inventory::submit! {
     SchemaFactory { name: "uevents", build: || Arc::new(UeventsSchema::new()) }
+}
+
+auditsync_core::inventory::submit! {
+    SchemaFactory { name: "warehouse", build: || Arc::new(builtin::defined(WAREHOUSE)) }
+}
+
+auditsync_core::inventory::submit! {
+    SchemaFactory { name: "actor_change", build: || Arc::new(builtin::defined(ACTOR_CHANGE)) }
 }
 
 auditsync_core::inventory::submit! {

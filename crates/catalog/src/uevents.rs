@@ -1,10 +1,11 @@
-use auditsync_core::{Column, ColumnType, Event, Schema, ValidationError};
+use auditsync_core::{Catalog, Column, Event, Schema, ValidationError};
 use serde_json::Value;
 
-use crate::fields::{self, Fields};
+use crate::defined::DefinedSchema;
+use crate::fields;
 
 /// The `uevents` schema: one line per user action, as the self-hosted user-events export
-/// writes it.
+/// writes it. Its columns and catalog are `schemas/uevents.json`.
 ///
 /// Mapping to the canonical event: `createdAt` → `time`, `nameHints[0]` → `action`,
 /// `userEmail` → `actor.user_email`, `customerName` → `organization`, `responseCode` →
@@ -12,33 +13,23 @@ use crate::fields::{self, Fields};
 /// `requestPayload` → `payload`. `opType` and a `nameHints` list of more than one name are
 /// kept in `extra` under their own names, so a record renders back exactly as it came in.
 /// An optional `id` is taken as the event's idempotency key; it is not a column.
+///
+/// It is the generic [`DefinedSchema`] plus a fast path for ingest that deserializes the
+/// line straight into typed fields.
 #[derive(Debug, Clone)]
 pub struct UeventsSchema {
-    columns: Vec<Column>,
+    inner: DefinedSchema,
 }
 
 const OP_TYPE: &str = "opType";
 const NAME_HINTS: &str = "nameHints";
 
 impl UeventsSchema {
-    /// The schema with its nine columns.
+    /// The schema with its nine columns and its catalog.
     pub fn new() -> Self {
-        use ColumnType::*;
-        let columns = [
-            (OP_TYPE, String),
-            ("createdAt", TimestampMillis),
-            (NAME_HINTS, StringArray),
-            ("userEmail", String),
-            ("customerName", String),
-            ("responseCode", Integer),
-            ("requestParams", Json),
-            ("requestPayload", Json),
-            ("latencyInMillis", Integer),
-        ]
-        .into_iter()
-        .map(|(name, ty)| Column::new(name, ty))
-        .collect();
-        Self { columns }
+        Self {
+            inner: crate::builtin::defined(crate::builtin::UEVENTS),
+        }
     }
 }
 
@@ -50,37 +41,19 @@ impl Default for UeventsSchema {
 
 impl Schema for UeventsSchema {
     fn name(&self) -> &str {
-        "uevents"
+        self.inner.name()
     }
 
     fn version(&self) -> u32 {
-        1
+        self.inner.version()
     }
 
     fn columns(&self) -> &[Column] {
-        &self.columns
+        self.inner.columns()
     }
 
     fn parse(&self, record: Value) -> Result<Event, ValidationError> {
-        let mut allowed: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-        allowed.push("id");
-        let mut f = Fields::new(record, &allowed)?;
-        let id = f.optional("id", fields::non_empty_string)?;
-        let op_type = f.required(OP_TYPE, fields::non_empty_string)?;
-        let created_at = f.required("createdAt", fields::epoch_millis)?;
-        let name_hints = f.required(NAME_HINTS, fields::string_array)?;
-        build(Record {
-            id,
-            op_type,
-            created_at,
-            name_hints,
-            user_email: f.optional("userEmail", fields::string)?,
-            customer_name: f.optional("customerName", fields::string)?,
-            response_code: f.optional("responseCode", fields::integer)?,
-            request_params: f.optional("requestParams", fields::object)?,
-            request_payload: f.any("requestPayload"),
-            latency_in_millis: f.optional("latencyInMillis", fields::unsigned)?,
-        })
+        self.inner.parse(record)
     }
 
     fn parse_text(&self, text: &str) -> Option<Event> {
@@ -90,23 +63,16 @@ impl Schema for UeventsSchema {
         build(record).ok()
     }
 
-    fn render(&self, mut event: Event, out: &mut Vec<Value>) {
-        let opt_str = |s: Option<String>| s.map_or(Value::Null, Value::String);
-        let name_hints = event
-            .extra
-            .remove(NAME_HINTS)
-            .unwrap_or_else(|| Value::from(vec![event.action]));
-        out.extend([
-            event.extra.remove(OP_TYPE).unwrap_or(Value::Null),
-            Value::from(event.time),
-            name_hints,
-            opt_str(event.actor.user_email),
-            opt_str(event.organization),
-            event.outcome.code.map_or(Value::Null, Value::from),
-            Value::Object(event.params),
-            event.payload.unwrap_or(Value::Null),
-            event.outcome.latency_ms.map_or(Value::Null, Value::from),
-        ]);
+    fn render(&self, event: Event, out: &mut Vec<Value>) {
+        self.inner.render(event, out)
+    }
+
+    fn catalog(&self) -> Option<&Catalog> {
+        self.inner.catalog()
+    }
+
+    fn check(&self, event: &Event) -> Result<(), ValidationError> {
+        self.inner.check(event)
     }
 }
 

@@ -5,11 +5,13 @@
 //!
 //! - [`Event`]: one audit event in its canonical form.
 //! - [`Schema`]: how events become records with a fixed column order, and back.
+//! - [`Catalog`]: the actions a schema knows and the parameters each requires.
 //! - [`Formatter`]: streams records into a file format (NDJSON, CSV, ...).
 //! - [`Sink`]: an object store that takes whole objects atomically and idempotently.
 //! - [`ObjectKey`]: a validated relative key that cannot escape a sink's root.
 //! - [`registry`]: factories registered with `inventory`, looked up by name from config.
 
+mod catalog;
 mod error;
 mod event;
 mod format;
@@ -18,6 +20,7 @@ pub mod registry;
 mod schema;
 mod sink;
 
+pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use error::{
     field_in_serde_message, ConfigError, ErrorKind, SinkError, SinkOp, ValidationError,
 };

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Event, ValidationError};
+use crate::{Catalog, Event, ValidationError};
 
 /// The type of a column, as a warehouse would declare it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,8 +13,13 @@ pub enum ColumnType {
     Integer,
     /// true / false.
     Boolean,
-    /// Milliseconds since the Unix epoch, UTC.
+    /// Milliseconds since the Unix epoch, UTC, written as an integer.
     TimestampMillis,
+    /// A UTC date and time written as text, `YYYY-MM-DD HH:MM:SS.mmm` (no zone: a warehouse's
+    /// TIMESTAMP / TIMESTAMP_NTZ).
+    Timestamp,
+    /// A calendar date written as text, `YYYY-MM-DD`.
+    Date,
     /// An array of strings.
     StringArray,
     /// Any JSON value; CSV writes it as compact JSON in one cell.
@@ -62,4 +67,17 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// (which the caller has cleared). Takes the event by value so that its strings and
     /// maps move into the record instead of being copied.
     fn render(&self, event: Event, out: &mut Vec<Value>);
+
+    /// The actions this schema knows, if it has a catalog.
+    fn catalog(&self) -> Option<&Catalog> {
+        None
+    }
+
+    /// Checks a parsed event against the schema's rules beyond types: a known action, its
+    /// required parameters, who must be named as the actor. Ingest rejects the event in
+    /// `strict` mode and stores it with a warning in `permissive` mode; the error names the
+    /// field as this schema calls it.
+    fn check(&self, _event: &Event) -> Result<(), ValidationError> {
+        Ok(())
+    }
 }
