@@ -104,11 +104,44 @@ fn with_id(mut event: Event) -> Event {
     event
 }
 
+/// What to do with an event that has the right types but breaks the schema's rules (an
+/// unknown action, a missing required parameter, no actor where one is required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationMode {
+    /// Refuse the whole input, naming the field (the default).
+    #[default]
+    Strict,
+    /// Store the event and report it as flagged. A value of the wrong type is still refused:
+    /// it cannot be written into a typed column.
+    Permissive,
+}
+
+/// An event stored despite breaking the schema's rules (permissive mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flagged {
+    /// Where it was in the input.
+    pub at: Location,
+    /// The rule it breaks.
+    pub error: ValidationError,
+}
+
+/// Validated events ready to store, and those among them that break the schema's rules.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    /// Every event of the input, in order, with ids and redacted.
+    pub events: Vec<Event>,
+    /// Events kept in permissive mode although they break a rule (always empty in strict
+    /// mode).
+    pub flagged: Vec<Flagged>,
+}
+
 /// Validates records against one schema and appends them to the store.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     store: Arc<dyn Store>,
     schema: Arc<dyn Schema>,
+    mode: ValidationMode,
     enabled: bool,
     max_event_bytes: usize,
     max_events: usize,
@@ -121,6 +154,7 @@ impl Ingestor {
         Self {
             store,
             schema,
+            mode: ValidationMode::Strict,
             enabled,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_events: DEFAULT_MAX_EVENTS,
@@ -134,11 +168,25 @@ impl Ingestor {
         self
     }
 
-    /// Gives the event an id if it has none and redacts it: the last step before storing.
-    fn finish(&self, event: Event) -> Event {
+    /// Sets what happens to events that break the schema's rules.
+    pub fn with_validation(mut self, mode: ValidationMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Checks the schema's rules, gives the event an id if it has none and redacts it: the
+    /// last step before storing.
+    fn finish(&self, at: Location, event: Event, parsed: &mut Parsed) -> Result<(), IngestError> {
+        if let Err(error) = self.schema.check(&event) {
+            match self.mode {
+                ValidationMode::Strict => return Err(IngestError::Invalid { at, error }),
+                ValidationMode::Permissive => parsed.flagged.push(Flagged { at, error }),
+            }
+        }
         let mut event = with_id(event);
         self.redactor.redact(&mut event);
-        event
+        parsed.events.push(event);
+        Ok(())
     }
 
     /// Sets the most events one input may hold.
@@ -153,7 +201,7 @@ impl Ingestor {
     }
 
     /// Parses a JSON body: one object, or an array of objects (an empty array is refused).
-    pub fn parse_json(&self, input: &[u8]) -> Result<Vec<Event>, IngestError> {
+    pub fn parse_json(&self, input: &[u8]) -> Result<Parsed, IngestError> {
         use serde_json::value::RawValue;
         if !self.enabled {
             return Err(IngestError::Disabled);
@@ -192,26 +240,25 @@ impl Ingestor {
                 max: self.max_events,
             });
         }
-        raws.into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                let at = Location::Index(i);
-                let size = raw.get().len();
-                if size > self.max_event_bytes {
-                    return Err(IngestError::TooLarge {
-                        at,
-                        size,
-                        max: self.max_event_bytes,
-                    });
-                }
-                let value: Value =
-                    serde_json::from_str(raw.get()).map_err(|e| IngestError::Malformed {
-                        at,
-                        message: e.to_string(),
-                    })?;
-                self.prepare(at, value)
-            })
-            .collect()
+        let mut parsed = Parsed::default();
+        for (i, raw) in raws.into_iter().enumerate() {
+            let at = Location::Index(i);
+            let size = raw.get().len();
+            if size > self.max_event_bytes {
+                return Err(IngestError::TooLarge {
+                    at,
+                    size,
+                    max: self.max_event_bytes,
+                });
+            }
+            let value: Value =
+                serde_json::from_str(raw.get()).map_err(|e| IngestError::Malformed {
+                    at,
+                    message: e.to_string(),
+                })?;
+            self.prepare(at, value, &mut parsed)?;
+        }
+        Ok(parsed)
     }
 
     /// Sets the per-event size limit in bytes.
@@ -226,11 +273,11 @@ impl Ingestor {
     }
 
     /// Parses NDJSON (blank lines are skipped) into validated events with ids.
-    pub fn parse_ndjson(&self, input: &[u8]) -> Result<Vec<Event>, IngestError> {
+    pub fn parse_ndjson(&self, input: &[u8]) -> Result<Parsed, IngestError> {
         if !self.enabled {
             return Err(IngestError::Disabled);
         }
-        let mut events = Vec::new();
+        let mut parsed = Parsed::default();
         for (i, line) in input.split(|b| *b == b'\n').enumerate() {
             let at = Location::Line(i + 1);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -248,31 +295,36 @@ impl Ingestor {
                 at,
                 message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
             })?;
-            if events.len() == self.max_events {
+            if parsed.events.len() == self.max_events {
                 return Err(IngestError::TooMany {
-                    count: events.len() + 1,
+                    count: parsed.events.len() + 1,
                     max: self.max_events,
                 });
             }
             if let Some(event) = self.schema.parse_text(text) {
-                events.push(self.finish(event));
+                self.finish(at, event, &mut parsed)?;
                 continue;
             }
             let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
                 at,
                 message: e.to_string(),
             })?;
-            events.push(self.prepare(at, value)?);
+            self.prepare(at, value, &mut parsed)?;
         }
-        if events.is_empty() {
+        if parsed.events.is_empty() {
             return Err(IngestError::Empty);
         }
-        Ok(events)
+        Ok(parsed)
     }
 
-    /// Validates one record, gives it an id (UUIDv7) if the producer gave none, and redacts
-    /// its sensitive fields.
-    pub fn prepare(&self, at: Location, record: Value) -> Result<Event, IngestError> {
+    /// Validates one record, gives it an id (UUIDv7) if the producer gave none, redacts its
+    /// sensitive fields, and adds it to `parsed`.
+    pub fn prepare(
+        &self,
+        at: Location,
+        record: Value,
+        parsed: &mut Parsed,
+    ) -> Result<(), IngestError> {
         if !self.enabled {
             return Err(IngestError::Disabled);
         }
@@ -280,7 +332,7 @@ impl Ingestor {
             .schema
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
-        Ok(self.finish(event))
+        self.finish(at, event, parsed)
     }
 
     /// Appends validated events in one transaction; returns once they are durable.

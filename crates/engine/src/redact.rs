@@ -5,8 +5,15 @@
 //! [`REDACTED`], at any depth of `params`, `payload`, `previous`, `next` and `extra`. A string
 //! that holds JSON (as `requestPayload` often does) is searched too; if something in it is
 //! redacted, it is written back as compact JSON.
+//!
+//! A rule with a dot is a path from the event's root instead (`params.user.answer`,
+//! `actor.user_email`); through arrays it applies to every element. Fields can also be
+//! pseudonymized rather than removed: [`Redactor::with_hmac`] replaces them with a keyed
+//! HMAC-SHA256 (`hmac-sha256:<hex>`), equal for equal inputs, so analysts can join on them
+//! without reading them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use auditsync_core::Event;
 use serde_json::Value;
@@ -40,10 +47,73 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "sasToken",
 ];
 
-/// Replaces the values of sensitive fields.
-#[derive(Debug, Clone)]
+/// What happens to a matched value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Redact,
+    Hmac,
+}
+
+/// Where a rule applies: a name anywhere, or one path from the root.
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    names: HashMap<String, Action>,
+    paths: HashMap<Vec<String>, Action>,
+}
+
+impl Rules {
+    fn add(&mut self, rule: &str, action: Action) {
+        let slot = if rule.contains('.') {
+            let path = rule.split('.').map(str::to_string).collect();
+            self.paths.entry(path).or_insert(action)
+        } else {
+            self.names.entry(normalize(rule)).or_insert(action)
+        };
+        // Redaction wins over pseudonymization when a field is named for both.
+        if action == Action::Redact {
+            *slot = Action::Redact;
+        }
+    }
+
+    fn lookup(&self, path: &[String], key: &str) -> Option<Action> {
+        if !self.paths.is_empty() {
+            let mut full = path.to_vec();
+            full.push(key.to_string());
+            if let Some(action) = self.paths.get(&full) {
+                return Some(*action);
+            }
+        }
+        self.names.get(&normalize(key)).copied()
+    }
+}
+
+/// Why a redaction setting cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactError {
+    /// The HMAC key is too short to resist guessing.
+    #[error("the HMAC key is {0} bytes; at least 16 are needed")]
+    ShortKey(usize),
+    /// A path does not start at a field that can hold data.
+    #[error("`{0}`: a path starts with params, payload, previous, next, extra or actor")]
+    BadPath(String),
+}
+
+/// Replaces the values of sensitive fields, or their keyed hashes.
+#[derive(Clone)]
 pub struct Redactor {
-    names: HashSet<String>,
+    rules: Rules,
+    hmac_key: Option<Arc<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: it is never printed.
+        f.debug_struct("Redactor")
+            .field("names", &self.rules.names.len())
+            .field("paths", &self.rules.paths.len())
+            .field("hmac", &self.hmac_key.is_some())
+            .finish()
+    }
 }
 
 fn normalize(name: &str) -> String {
@@ -53,6 +123,16 @@ fn normalize(name: &str) -> String {
         .collect()
 }
 
+const ROOTS: &[&str] = &["params", "payload", "previous", "next", "extra", "actor"];
+
+fn check_path(rule: &str) -> Result<(), RedactError> {
+    match rule.split_once('.') {
+        Some((root, rest)) if ROOTS.contains(&root) && !rest.is_empty() => Ok(()),
+        Some(_) => Err(RedactError::BadPath(rule.to_string())),
+        None => Ok(()),
+    }
+}
+
 impl Default for Redactor {
     fn default() -> Self {
         Self::new(DEFAULT_FIELDS.iter().copied())
@@ -60,50 +140,129 @@ impl Default for Redactor {
 }
 
 impl Redactor {
-    /// A redactor for exactly these names.
+    /// A redactor for exactly these names (and dotted paths).
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut rules = Rules::default();
+        for name in names {
+            rules.add(name, Action::Redact);
+        }
         Self {
-            names: names.into_iter().map(normalize).collect(),
+            rules,
+            hmac_key: None,
         }
     }
 
-    /// The default names plus `extra`.
+    /// The default names plus `extra` (names, or paths such as `params.user.answer`).
     pub fn with_extra<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
         Self::new(DEFAULT_FIELDS.iter().copied().chain(extra))
     }
 
-    fn sensitive(&self, key: &str) -> bool {
-        self.names.contains(&normalize(key))
+    /// Checks the configured rules: every path starts at a field that can hold data.
+    pub fn check_rules<'a>(rules: impl IntoIterator<Item = &'a str>) -> Result<(), RedactError> {
+        rules.into_iter().try_for_each(check_path)
+    }
+
+    /// Also replaces `fields` (names or paths; `actor.user_email` for the actor's email)
+    /// by `hmac-sha256:<hex>` of their value under `key`.
+    pub fn with_hmac<'a>(
+        mut self,
+        key: Vec<u8>,
+        fields: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, RedactError> {
+        if key.len() < 16 {
+            return Err(RedactError::ShortKey(key.len()));
+        }
+        for field in fields {
+            check_path(field)?;
+            self.rules.add(field, Action::Hmac);
+        }
+        self.hmac_key = Some(Arc::new(key));
+        Ok(self)
+    }
+
+    fn hmac(&self, text: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let key = self.hmac_key.as_deref().map_or(&[][..], Vec::as_slice);
+        // HMAC takes keys of any length; `with_hmac` has checked this one.
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(text.as_bytes());
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn apply(&self, action: Action, value: &mut Value) -> usize {
+        if value.is_null() {
+            return 0;
+        }
+        let replacement = match action {
+            Action::Redact => REDACTED.to_string(),
+            Action::Hmac => match &*value {
+                Value::String(s) => self.hmac(s),
+                other => self.hmac(&other.to_string()),
+            },
+        };
+        *value = Value::String(replacement);
+        1
     }
 
     /// Redacts the event in place; returns how many values were replaced.
     pub fn redact(&self, event: &mut Event) -> usize {
         let mut count = 0;
-        for (key, value) in event.params.iter_mut().chain(event.extra.iter_mut()) {
-            count += self.field(key, value);
+        let mut path = vec!["params".to_string()];
+        for (key, value) in event.params.iter_mut() {
+            count += self.field(&mut path, key, value);
         }
-        for value in [&mut event.payload, &mut event.previous, &mut event.next]
-            .into_iter()
-            .flatten()
-        {
-            count += self.value(value);
+        path[0] = "extra".into();
+        for (key, value) in event.extra.iter_mut() {
+            count += self.field(&mut path, key, value);
+        }
+        for (root, value) in [
+            ("payload", &mut event.payload),
+            ("previous", &mut event.previous),
+            ("next", &mut event.next),
+        ] {
+            if let Some(value) = value {
+                path[0] = root.into();
+                count += self.value(&mut path, value);
+            }
+        }
+        path[0] = "actor".into();
+        let actor = &mut event.actor;
+        for (key, slot) in [
+            ("user_id", &mut actor.user_id),
+            ("user_email", &mut actor.user_email),
+            ("user_name", &mut actor.user_name),
+            ("token_id", &mut actor.token_id),
+            ("token_name", &mut actor.token_name),
+            ("ip", &mut actor.ip),
+            ("user_agent", &mut actor.user_agent),
+        ] {
+            let full = [path[0].clone(), key.to_string()];
+            // Actor fields are matched by path only: a name rule such as `token` is about
+            // parameters, and must not erase who acted.
+            if let (Some(action), Some(text)) = (self.rules.paths.get(&full[..]), slot.as_mut()) {
+                let mut value = Value::String(std::mem::take(text));
+                count += self.apply(*action, &mut value);
+                *slot = value.as_str().map(str::to_string);
+            }
         }
         count
     }
 
-    fn field(&self, key: &str, value: &mut Value) -> usize {
-        if self.sensitive(key) && !value.is_null() {
-            *value = Value::String(REDACTED.into());
-            1
-        } else {
-            self.value(value)
+    fn field(&self, path: &mut Vec<String>, key: &str, value: &mut Value) -> usize {
+        if let Some(action) = self.rules.lookup(path, key) {
+            return self.apply(action, value);
         }
+        path.push(key.to_string());
+        let count = self.value(path, value);
+        path.pop();
+        count
     }
 
-    fn value(&self, value: &mut Value) -> usize {
+    fn value(&self, path: &mut Vec<String>, value: &mut Value) -> usize {
         match value {
-            Value::Object(map) => map.iter_mut().map(|(k, v)| self.field(k, v)).sum(),
-            Value::Array(items) => items.iter_mut().map(|v| self.value(v)).sum(),
+            Value::Object(map) => map.iter_mut().map(|(k, v)| self.field(path, k, v)).sum(),
+            Value::Array(items) => items.iter_mut().map(|v| self.value(path, v)).sum(),
             Value::String(text) => {
                 let looks_like_json =
                     matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
@@ -113,7 +272,7 @@ impl Redactor {
                 let Ok(mut inner) = serde_json::from_str::<Value>(text) else {
                     return 0;
                 };
-                let count = self.value(&mut inner);
+                let count = self.value(path, &mut inner);
                 if count > 0 {
                     *text = inner.to_string();
                 }
@@ -171,5 +330,60 @@ mod tests {
         };
         assert_eq!(redactor.redact(&mut plain), 0);
         assert_eq!(plain.payload, Some(json!("[\"_id\", \"name\"]")));
+    }
+
+    #[test]
+    fn paths_match_one_place_only() {
+        let mut event = Event {
+            params: serde_json::from_value(json!({
+                "user": {"answer": "blue", "name": "ada"}, "answer": "kept",
+                "rows": [{"answer": "a"}, {"answer": "b"}]
+            }))
+            .unwrap(),
+            ..Event::default()
+        };
+        let redactor = Redactor::with_extra(["params.user.answer", "params.rows.answer"]);
+        assert_eq!(redactor.redact(&mut event), 3);
+        assert_eq!(event.params["answer"], json!("kept"));
+        assert_eq!(event.params["user"]["name"], json!("ada"));
+        assert_eq!(event.params["rows"][1]["answer"], json!(REDACTED));
+        assert!(Redactor::check_rules(["params.x", "token"]).is_ok());
+        let err = Redactor::check_rules(["body.x"]).unwrap_err().to_string();
+        assert!(err.contains("body.x"), "{err}");
+    }
+
+    #[test]
+    fn hmac_pseudonymizes_equal_values_equally_and_hides_them() {
+        let key = b"0123456789abcdef-test-key".to_vec();
+        let redactor = Redactor::default()
+            .with_hmac(key.clone(), ["actor.user_email", "email"])
+            .unwrap();
+        let event = |email: &str| {
+            let mut e = Event {
+                params: serde_json::from_value(json!({"email": email, "newPassword": "pw"}))
+                    .unwrap(),
+                ..Event::default()
+            };
+            e.actor.user_email = Some(email.into());
+            e
+        };
+        let (mut a, mut b, mut c) = (event("ada@x.io"), event("ada@x.io"), event("bob@x.io"));
+        for e in [&mut a, &mut b, &mut c] {
+            assert_eq!(redactor.redact(e), 3);
+        }
+        let hashed = a.actor.user_email.clone().unwrap();
+        assert!(hashed.starts_with("hmac-sha256:") && hashed.len() == 12 + 64, "{hashed}");
+        assert_eq!(a.params["email"], json!(hashed), "same value, same hash");
+        assert_eq!(b.actor.user_email, a.actor.user_email);
+        assert_ne!(c.actor.user_email, a.actor.user_email);
+        assert_eq!(a.params["newPassword"], json!(REDACTED));
+        assert!(!format!("{redactor:?}").contains("0123456789"));
+        let other = Redactor::default()
+            .with_hmac(b"another-key-of-16+bytes".to_vec(), ["email"])
+            .unwrap();
+        let mut d = event("ada@x.io");
+        other.redact(&mut d);
+        assert_ne!(d.params["email"], a.params["email"], "the key matters");
+        assert!(Redactor::default().with_hmac(b"short".to_vec(), ["email"]).is_err());
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use auditsync_catalog::SchemaSet;
 use auditsync_core::registry;
 use auditsync_engine::ingest::Ingestor;
 use auditsync_engine::redact::Redactor;
@@ -23,6 +24,8 @@ pub struct App {
     pub exporter: Arc<Exporter>,
     /// Validates and stores incoming records.
     pub ingestor: Ingestor,
+    /// What is removed or pseudonymized before anything is stored.
+    pub redactor: Redactor,
 }
 
 impl App {
@@ -33,21 +36,25 @@ impl App {
             initial_delay: Duration::from_millis(config.retry.initial_delay_ms),
             max_delay: Duration::from_millis(config.retry.max_delay_ms),
         };
+        let schemas = config.schemas()?;
         let destinations = config
             .destinations
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                build_destination(d, retry).map_err(|e| e.under(&format!("destinations[{i}]")))
+                build_destination(d, retry, &schemas)
+                    .map_err(|e| e.under(&format!("destinations[{i}]")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let store = Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
             format!("config key `store.path` ({})", config.store.path.display())
         })?);
-        let schema = registry::build_schema(&config.schema)?;
+        let schema = schemas.get(&config.schema)?;
+        let redactor = app_redactor(&config)?;
         let ingestor = Ingestor::new(store.clone(), schema, config.enable_user_events)
             .with_max_event_bytes(config.ingest.max_event_bytes)
-            .with_redactor(app_redactor(&config));
+            .with_validation(config.ingest.validation)
+            .with_redactor(redactor.clone());
         let exporter = Arc::new(Exporter::new(
             store.clone(),
             config.namespace.clone(),
@@ -58,18 +65,28 @@ impl App {
             store,
             exporter,
             ingestor,
+            redactor,
         })
     }
 }
 
-/// The redactor the config asks for: the built-in names plus `redact.fields`.
-pub fn app_redactor(config: &Config) -> Redactor {
-    Redactor::with_extra(config.redact.fields.iter().map(String::as_str))
+/// The redactor the config asks for: the built-in names plus `redact.fields`, and the
+/// HMAC of `redact.hmac.fields` with its key.
+pub fn app_redactor(config: &Config) -> anyhow::Result<Redactor> {
+    let redactor = Redactor::with_extra(config.redact.fields.iter().map(String::as_str));
+    let Some(hmac) = &config.redact.hmac else {
+        return Ok(redactor);
+    };
+    let key = hmac.key()?;
+    redactor
+        .with_hmac(key, hmac.fields.iter().map(String::as_str))
+        .context("config key `redact.hmac`")
 }
 
 fn build_destination(
     d: &DestinationConfig,
     retry: RetryPolicy,
+    schemas: &SchemaSet,
 ) -> Result<Destination, auditsync_core::ConfigError> {
     let sink = registry::build_sink(&d.kind, &d.options)?;
     let formatter =
@@ -77,7 +94,7 @@ fn build_destination(
             e @ auditsync_core::ConfigError::UnknownName { .. } => e,
             e => e.under("format_options"),
         })?;
-    let schema = registry::build_schema(&d.schema)?;
+    let schema = schemas.get(&d.schema)?;
     let compression = Compression::parse(&d.compression, d.compression_level)?;
     Ok(Destination {
         name: d.name.clone(),

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use auditsync_core::ObjectKey;
+use auditsync_catalog::SchemaSet;
 use auditsync_engine::cron::Schedule;
+use auditsync_engine::ingest::ValidationMode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -32,6 +34,10 @@ pub struct Config {
     /// The schema producers send records in.
     #[serde(default = "default_schema")]
     pub schema: String,
+    /// Custom schema definition files (same format as the built-in ones), relative to the
+    /// working directory. Their names can be used wherever a schema is named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_files: Vec<PathBuf>,
     /// The durable outbox.
     #[serde(default)]
     pub store: StoreConfig,
@@ -57,6 +63,47 @@ pub struct RedactConfig {
     /// compared ignoring case, `_` and `-`.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Fields replaced by a keyed HMAC-SHA256 instead of removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<HmacConfig>,
+}
+
+/// `redact.hmac` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacConfig {
+    /// Names or paths (`actor.user_email`, `params.email`, `email`).
+    pub fields: Vec<String>,
+    /// A file holding the key (at least 16 bytes; a trailing newline is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_env: Option<String>,
+}
+
+impl HmacConfig {
+    /// Reads the key from the file or the variable; errors name the config key.
+    pub fn key(&self) -> anyhow::Result<Vec<u8>> {
+        let mut key = match (&self.key_file, &self.key_env) {
+            (Some(path), None) => std::fs::read(path).with_context(|| {
+                format!(
+                    "config key `redact.hmac.key_file`: cannot read {}",
+                    path.display()
+                )
+            })?,
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| {
+                    anyhow!("config key `redact.hmac.key_env`: environment variable {var} is not set (or not UTF-8)")
+                })?
+                .into_bytes(),
+            _ => bail!("config key `redact.hmac`: set exactly one of `key_file` and `key_env`"),
+        };
+        while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            key.pop();
+        }
+        Ok(key)
+    }
 }
 
 fn default_export_schedule() -> String {
@@ -120,6 +167,10 @@ pub struct IngestConfig {
     /// Most events in one request.
     #[serde(default = "default_max_events_per_request")]
     pub max_events_per_request: usize,
+    /// `strict` refuses events that break the schema's rules (unknown action, missing
+    /// required parameter, no actor); `permissive` stores them and counts them as flagged.
+    #[serde(default)]
+    pub validation: ValidationMode,
 }
 
 fn default_listen() -> String {
@@ -144,6 +195,7 @@ impl Default for IngestConfig {
             max_event_bytes: default_max_event_bytes(),
             max_body_bytes: default_max_body_bytes(),
             max_events_per_request: default_max_events_per_request(),
+            validation: ValidationMode::default(),
         }
     }
 }
@@ -308,7 +360,17 @@ impl Config {
             );
         }
         ObjectKey::new(self.namespace.as_str()).context("config key `namespace`")?;
-        auditsync_core::registry::build_schema(&self.schema)?;
+        let schemas = self.schemas()?;
+        schemas.get(&self.schema)?;
+        auditsync_engine::redact::Redactor::check_rules(self.redact.fields.iter().map(String::as_str))
+            .context("config key `redact.fields`")?;
+        if let Some(hmac) = &self.redact.hmac {
+            auditsync_engine::redact::Redactor::check_rules(hmac.fields.iter().map(String::as_str))
+                .context("config key `redact.hmac.fields`")?;
+            if hmac.key_file.is_some() == hmac.key_env.is_some() {
+                bail!("config key `redact.hmac`: set exactly one of `key_file` and `key_env`");
+            }
+        }
         if self.store.kind != "sqlite" {
             return Err(auditsync_core::ConfigError::UnknownName {
                 key: "store.type".into(),
@@ -355,6 +417,9 @@ impl Config {
                 ObjectKey::new(d.prefix.trim_end_matches('/'))
                     .with_context(|| format!("config key `{at}.prefix`"))?;
             }
+            schemas
+                .get(&d.schema)
+                .map_err(|e| e.under(&at))?;
             if d.max_events == 0 {
                 bail!("config key `{at}.max_events`: must be at least 1");
             }
@@ -363,6 +428,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The built-in and registered schemas plus those of `schema_files`.
+    pub fn schemas(&self) -> anyhow::Result<SchemaSet> {
+        Ok(SchemaSet::with_files(&self.schema_files)?)
     }
 
     /// The config as JSON with secret values masked, for `config check`.

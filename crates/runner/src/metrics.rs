@@ -37,6 +37,7 @@ pub struct Backlog {
 pub struct Metrics {
     ingested: AtomicU64,
     duplicates: AtomicU64,
+    flagged: AtomicU64,
     gc_deleted: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     destinations: Mutex<BTreeMap<String, DestinationCounters>>,
@@ -51,6 +52,11 @@ impl Metrics {
     pub fn ingested(&self, stored: u64, duplicates: u64) {
         self.ingested.fetch_add(stored, Ordering::Relaxed);
         self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// Counts events stored although they break the schema's rules (permissive mode).
+    pub fn flagged(&self, n: u64) {
+        self.flagged.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts a rejected ingest request.
@@ -99,6 +105,12 @@ impl Metrics {
             "Events ignored at ingest because their id was already stored.",
         );
         lines.push(format!("{n} {}", self.duplicates.load(Ordering::Relaxed)));
+        let n = family(
+            "auditsync_events_flagged_total",
+            "counter",
+            "Events stored although they break the schema's rules (permissive validation).",
+        );
+        lines.push(format!("{n} {}", self.flagged.load(Ordering::Relaxed)));
         let n = family(
             "auditsync_ingest_rejected_total",
             "counter",

@@ -183,11 +183,12 @@ async fn ingest(
             format!("cannot read the request body: {}", rejection.body_text()),
         )
     })?;
-    let events = match kind {
+    let parsed = match kind {
         BodyKind::Json => shared.ingestor.parse_json(&body)?,
         BodyKind::Ndjson => shared.ingestor.parse_ndjson(&body)?,
     };
-    let encoded = events
+    let encoded = parsed
+        .events
         .iter()
         .map(EncodedEvent::new)
         .collect::<Result<Vec<_>, _>>()
@@ -197,11 +198,22 @@ async fn ingest(
     shared
         .metrics
         .ingested((appended.len() - duplicates) as u64, duplicates as u64);
+    shared.metrics.flagged(parsed.flagged.len() as u64);
+    for f in &parsed.flagged {
+        // The field and the rule only: no value of the event reaches the log.
+        tracing::warn!(at = %f.at, error = %f.error, "stored an event that breaks the schema's rules (permissive validation)");
+    }
     let ids: Vec<&str> = appended.iter().map(|a| a.id.as_str()).collect();
+    let flagged: Vec<serde_json::Value> = parsed
+        .flagged
+        .iter()
+        .map(|f| json!({"at": f.at.to_string(), "field": f.error.field, "problem": f.error.problem}))
+        .collect();
     Ok(Json(json!({
         "stored": appended.len() - duplicates,
         "duplicates": duplicates,
         "ids": ids,
+        "flagged": flagged,
     }))
     .into_response())
 }
@@ -330,7 +342,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             .with_max_events(app.config.ingest.max_events_per_request),
         // HTTP requests reach `commit` already redacted by the ingestor; the recorder's own
         // redactor applies to `record` calls only.
-        recorder: Recorder::start_with(store, crate::app::app_redactor(&app.config)),
+        recorder: Recorder::start_with(store, app.redactor.clone()),
         store: app.store.clone(),
         exporter: app.exporter.clone(),
         metrics: metrics.clone(),
