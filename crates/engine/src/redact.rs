@@ -372,7 +372,10 @@ mod tests {
             assert_eq!(redactor.redact(e), 3);
         }
         let hashed = a.actor.user_email.clone().unwrap();
-        assert!(hashed.starts_with("hmac-sha256:") && hashed.len() == 12 + 64, "{hashed}");
+        assert!(
+            hashed.starts_with("hmac-sha256:") && hashed.len() == 12 + 64,
+            "{hashed}"
+        );
         assert_eq!(a.params["email"], json!(hashed), "same value, same hash");
         assert_eq!(b.actor.user_email, a.actor.user_email);
         assert_ne!(c.actor.user_email, a.actor.user_email);
@@ -384,6 +387,8 @@ mod tests {
         let mut d = event("ada@x.io");
         other.redact(&mut d);
         assert_ne!(d.params["email"], a.params["email"], "the key matters");
-        assert!(Redactor::default().with_hmac(b"short".to_vec(), ["email"]).is_err());
+        assert!(Redactor::default()
+            .with_hmac(b"short".to_vec(), ["email"])
+            .is_err());
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use auditsync_core::ObjectKey;
 use auditsync_catalog::SchemaSet;
+use auditsync_core::ObjectKey;
 use auditsync_engine::cron::Schedule;
 use auditsync_engine::ingest::ValidationMode;
 use serde::{Deserialize, Serialize};
@@ -362,8 +362,10 @@ impl Config {
         ObjectKey::new(self.namespace.as_str()).context("config key `namespace`")?;
         let schemas = self.schemas()?;
         schemas.get(&self.schema)?;
-        auditsync_engine::redact::Redactor::check_rules(self.redact.fields.iter().map(String::as_str))
-            .context("config key `redact.fields`")?;
+        auditsync_engine::redact::Redactor::check_rules(
+            self.redact.fields.iter().map(String::as_str),
+        )
+        .context("config key `redact.fields`")?;
         if let Some(hmac) = &self.redact.hmac {
             auditsync_engine::redact::Redactor::check_rules(hmac.fields.iter().map(String::as_str))
                 .context("config key `redact.hmac.fields`")?;
@@ -417,9 +419,7 @@ impl Config {
                 ObjectKey::new(d.prefix.trim_end_matches('/'))
                     .with_context(|| format!("config key `{at}.prefix`"))?;
             }
-            schemas
-                .get(&d.schema)
-                .map_err(|e| e.under(&at))?;
+            schemas.get(&d.schema).map_err(|e| e.under(&at))?;
             if d.max_events == 0 {
                 bail!("config key `{at}.max_events`: must be at least 1");
             }

@@ -243,13 +243,18 @@ fn schema_command(
     let mut out = String::new();
     match action {
         SchemaAction::List => {
-            let _ = writeln!(out, "{:<16} {:>7} {:>7} {:>7}", "NAME", "VERSION", "COLUMNS", "ACTIONS");
+            let _ = writeln!(
+                out,
+                "{:<16} {:>7} {:>7} {:>7}",
+                "NAME", "VERSION", "COLUMNS", "ACTIONS"
+            );
             for name in schemas.names() {
                 let schema = get(&name)?;
                 let actions = schema
                     .catalog()
                     .map_or("any".to_string(), |c| c.len().to_string());
-                let _ = writeln!(out, 
+                let _ = writeln!(
+                    out,
                     "{name:<16} {:>7} {:>7} {actions:>7}",
                     schema.version(),
                     schema.columns().len()
@@ -261,7 +266,8 @@ fn schema_command(
             let _ = writeln!(out, "schema {} version {}", schema.name(), schema.version());
             let _ = writeln!(out, "columns ({}):", schema.columns().len());
             for column in schema.columns() {
-                let _ = writeln!(out, 
+                let _ = writeln!(
+                    out,
                     "  {:<28} {}",
                     column.name,
                     auditsync_catalog::type_name(column.ty)
@@ -275,10 +281,15 @@ fn schema_command(
                     let _ = writeln!(out, "catalog: {} actions", c.len());
                     if *catalog {
                         for e in c.entries() {
-                            let mut also: Vec<&str> =
-                                e.aliases.iter().chain(&e.hints).map(String::as_str).collect();
+                            let mut also: Vec<&str> = e
+                                .aliases
+                                .iter()
+                                .chain(&e.hints)
+                                .map(String::as_str)
+                                .collect();
                             also.sort();
-                            let _ = writeln!(out, 
+                            let _ = writeln!(
+                                out,
                                 "  {:<36} {:<14} requires [{}]{}",
                                 e.name,
                                 e.entity.as_deref().unwrap_or("-"),
@@ -312,7 +323,11 @@ fn schema_command(
                     .map_err(|e: String| anyhow::anyhow!("--format: {e}"))?,
                 location: location.clone(),
             };
-            let _ = write!(out, "{}", ddl::create_table(schema.as_ref(), dialect, &options));
+            let _ = write!(
+                out,
+                "{}",
+                ddl::create_table(schema.as_ref(), dialect, &options)
+            );
         }
     }
     print_all(&out)

@@ -207,7 +207,9 @@ async fn ingest(
     let flagged: Vec<serde_json::Value> = parsed
         .flagged
         .iter()
-        .map(|f| json!({"at": f.at.to_string(), "field": f.error.field, "problem": f.error.problem}))
+        .map(
+            |f| json!({"at": f.at.to_string(), "field": f.error.field, "problem": f.error.problem}),
+        )
         .collect();
     Ok(Json(json!({
         "stored": appended.len() - duplicates,

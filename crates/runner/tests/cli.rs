@@ -365,13 +365,16 @@ fn sinks_lists_what_the_binary_was_built_with() {
 #[test]
 fn a_new_password_never_reaches_the_store_the_files_or_the_logs() {
     let mut cfg = config(json!([{"name": "local", "type": "pv", "root": "out", "format": "csv"}]));
-    cfg["redact"] = json!({"fields": ["ssn"]});
-    let env = Env::new(cfg);
+    let env = Env::new(cfg.clone());
+    let key_file = env.path("hmac.key");
+    std::fs::write(&key_file, "a-test-key-of-more-than-16-bytes\n").unwrap();
+    cfg["redact"] = json!({"fields": ["ssn"],
+        "hmac": {"fields": ["actor.user_email", "params.email"], "key_file": key_file}});
+    env.write_config(cfg);
     let secret = "hunter2-Sup3rSecret";
     let mut set_password = line(1);
     set_password["nameHints"] = json!(["setPassword"]);
-    set_password["requestParams"] =
-        json!({"n": 1, "userId": "u-1", "newPassword": secret, "ssn": "078-05-1120"});
+    set_password["requestParams"] = json!({"n": 1, "uid": "u-1", "newPassword": secret, "ssn": "078-05-1120", "email": "u1@example.com"});
     set_password["requestPayload"] = json!(format!(
         "{{\"variables\":{{\"newPassword\":\"{secret}\"}}}}"
     ));
@@ -412,12 +415,192 @@ fn a_new_password_never_reaches_the_store_the_files_or_the_logs() {
         json!("[REDACTED]")
     );
     assert_eq!(exported[&1]["requestParams"]["ssn"], json!("[REDACTED]"));
-    assert_eq!(exported[&1]["requestParams"]["userId"], json!("u-1"));
+    assert_eq!(exported[&1]["requestParams"]["uid"], json!("u-1"));
+    // The email is pseudonymized, not removed: a keyed hash, the same wherever it appears.
+    let hashed = exported[&1]["userEmail"].as_str().unwrap().to_string();
+    assert!(hashed.starts_with("hmac-sha256:"), "{hashed}");
+    assert!(exported[&1]["requestParams"]["email"]
+        .as_str()
+        .unwrap()
+        .starts_with("hmac-sha256:"));
     // every byte under the temp dir: SQLite files, WAL, exported files, logs
     for path in files_under(env.dir.path()) {
         let bytes = std::fs::read(&path).unwrap();
         let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
-            || bytes.windows(11).any(|w| w == b"078-05-1120");
+            || bytes.windows(11).any(|w| w == b"078-05-1120")
+            || bytes.windows(17).any(|w| w == b"user1@example.com")
+            || bytes.windows(14).any(|w| w == b"u1@example.com");
         assert!(!found, "a secret reached {path:?}");
     }
+}
+
+#[test]
+fn permissive_validation_stores_and_flags_what_strict_refuses() {
+    let mut unknown = line(1);
+    unknown["nameHints"] = json!(["getUsr"]);
+    let mut missing = line(2);
+    missing["requestParams"] = json!({"n": 2});
+    let input = format!("{}\n{unknown}\n{missing}\n", line(0));
+
+    let strict = Env::new(config(
+        json!([{"name": "local", "type": "pv", "root": "out"}]),
+    ));
+    std::fs::write(strict.path("in.ndjson"), &input).unwrap();
+    let out = strict
+        .command(&["ingest", strict.path("in.ndjson").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2: field `nameHints`: unknown action getUsr"),
+        "{stderr}"
+    );
+    let status = strict.command(&["status"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("store: 0 events held"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    let mut cfg = config(json!([{"name": "local", "type": "pv", "root": "out"}]));
+    cfg["ingest"] = json!({"validation": "permissive"});
+    let permissive = Env::new(cfg);
+    std::fs::write(permissive.path("in.ndjson"), &input).unwrap();
+    let out = permissive
+        .command(&["ingest", permissive.path("in.ndjson").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("ingested 3 events")
+            && stdout.contains("2 break the schema's rules")
+            && stdout.contains("line 2: field `nameHints`"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("permissive validation").count(),
+        2,
+        "one warning per flagged event: {stderr}"
+    );
+    assert!(permissive
+        .command(&["export", "--once"])
+        .status()
+        .unwrap()
+        .success());
+    let exported = read_back(&permissive.path("out"));
+    assert_eq!(exported.len(), 3);
+    assert_eq!(exported[&1]["nameHints"], json!(["getUsr"]));
+}
+
+#[test]
+fn schema_commands_list_show_and_print_ddl_including_custom_schemas() {
+    let mut cfg = config(
+        json!([{"name": "logins", "type": "pv", "root": "out", "schema": "logins", "format": "csv"}]),
+    );
+    let env = Env::new(cfg.clone());
+    let file = env.path("logins.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "logins", "version": 3,
+            "columns": [
+              {"name": "at", "type": "timestamp", "field": "time", "required": true},
+              {"name": "who", "type": "string", "field": "actor.user_id"},
+              {"name": "what", "type": "string", "field": "action", "required": true}
+            ],
+            "catalog": [{"name": "login"}, {"name": "logout"}]}"#,
+    )
+    .unwrap();
+    cfg["schema_files"] = json!([file]);
+    cfg["schema"] = json!("logins");
+    env.write_config(cfg);
+    let run = |args: &[&str]| {
+        let out = env.command(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, list, _) = run(&["schema", "list"]);
+    assert!(ok);
+    for row in [
+        "uevents                1       9      69",
+        "warehouse              1      29      45",
+        "actor_change           1       9      32",
+        "logins                 3       3       2",
+    ] {
+        assert!(list.contains(row), "{row}\n{list}");
+    }
+    let (ok, show, _) = run(&["schema", "show", "uevents", "--catalog"]);
+    assert!(ok);
+    assert!(show.contains("catalog: 69 actions"), "{show}");
+    assert!(
+        show.lines()
+            .any(|l| l.contains("getUser ") && l.contains("also: User")),
+        "{show}"
+    );
+    let (ok, ddl, _) = run(&[
+        "schema",
+        "ddl",
+        "logins",
+        "--dialect",
+        "bigquery",
+        "--format",
+        "csv",
+    ]);
+    assert!(ok);
+    assert!(ddl.contains("CREATE TABLE IF NOT EXISTS `logins` (\n  `at` TIMESTAMP,\n  `who` STRING,\n  `what` STRING\n);"), "{ddl}");
+    let (ok, ddl, _) = run(&["schema", "ddl", "warehouse", "--dialect", "snowflake"]);
+    assert!(
+        ok && ddl.contains("\"EVENT_TIME\" TIMESTAMP_NTZ(3)"),
+        "{ddl}"
+    );
+    let (ok, _, err) = run(&["schema", "show", "nope"]);
+    assert!(
+        !ok && err.contains(
+            "unknown schema `nope`; known: actor_change, event, logins, uevents, warehouse"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["schema", "ddl", "uevents", "--dialect", "oracle"]);
+    assert!(
+        !ok && err.contains("--dialect: unknown dialect `oracle`"),
+        "{err}"
+    );
+
+    // The custom schema validates ingest and shapes the export.
+    std::fs::write(
+        env.path("in.ndjson"),
+        "{\"at\": \"2024-03-01T10:00:00Z\", \"who\": \"u-1\", \"what\": \"login\"}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["ingest", env.path("in.ndjson").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    std::fs::write(
+        env.path("bad.ndjson"),
+        "{\"at\": \"2024-03-01T10:00:00Z\", \"what\": \"sudo\"}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["ingest", env.path("bad.ndjson").to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("field `what`: unknown action sudo"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["export", "--once"]);
+    assert!(ok, "{err}");
+    let files = files_under(&env.path("out"));
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert_eq!(text, "at,who,what\r\n2024-03-01 10:00:00.000,u-1,login\r\n");
+
+    // A broken schema file is named with its key.
+    std::fs::write(&file, r#"{"name": "logins", "version": 1, "columns": []}"#).unwrap();
+    let (ok, _, err) = run(&["config", "check"]);
+    assert!(
+        !ok && err.contains("schema_files[0]") && err.contains("`time`"),
+        "{err}"
+    );
 }

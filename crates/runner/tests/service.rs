@@ -355,6 +355,20 @@ fn bad_requests_get_a_4xx_naming_the_problem_and_store_nothing() {
         (
             json_ct,
             t,
+            with("nameHints", json!(["getUsr"])),
+            422,
+            "field `nameHints`: unknown action getUsr",
+        ),
+        (
+            json_ct,
+            t,
+            with("requestParams", json!({"n": 2})),
+            422,
+            "field `requestParams.email`: missing; action `getUser` requires it",
+        ),
+        (
+            json_ct,
+            t,
             with("requestParams", json!([1])),
             422,
             "field `requestParams`: expected an object",

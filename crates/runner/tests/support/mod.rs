@@ -472,7 +472,7 @@ pub fn line(i: u64) -> Value {
     json!({
         "opType": if i % 3 == 0 { "Mutation" } else { "Query" },
         "createdAt": 1_690_610_557_857u64 + i * 1_000,
-        "nameHints": if i % 7 == 0 { json!(["Project", "ProjectRelease"]) } else { json!(["User"]) },
+        "nameHints": if i % 7 == 0 { json!(["User", "getUserTeam"]) } else { json!(["User"]) },
         "userEmail": format!("user{i}@example.com"),
         "customerName": if i % 2 == 0 { "acme, inc." } else { "Ünïcode \"quoted\"\nnewline" },
         "responseCode": if i % 11 == 0 { 500 } else { 200 },
