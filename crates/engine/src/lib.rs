@@ -9,15 +9,21 @@
 //! - [`recorder`]: group commit, and the `Recorder` integrators embed.
 //! - [`redact`]: sensitive parameters replaced before anything is stored.
 //! - [`retry`]: a [`auditsync_core::Sink`] layer that retries what a retry can fix.
+//! - [`prefix`]: a [`auditsync_core::Sink`] layer that roots a sink at a key prefix.
+//! - [`sink_url`]: `s3://`, `az://`, `gs://` and `file://` URLs as sink options.
+//! - [`sync`]: copies what a target sink lacks, verified, never overwriting.
 
 pub mod cron;
 pub mod encode;
 pub mod export;
 pub mod gc;
 pub mod ingest;
+pub mod prefix;
 pub mod recorder;
 pub mod redact;
 pub mod retry;
+pub mod sink_url;
+pub mod sync;
 
 pub use encode::{Compression, FileFormat};
 pub use export::{BatchLimits, Destination, DestinationReport, ExportError, Exporter};

@@ -3,8 +3,10 @@
 
 mod app;
 mod config;
+mod endpoints;
 mod metrics;
 mod plugins;
+mod progress;
 mod service;
 
 use std::io::Read;
@@ -77,6 +79,25 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Copy the objects the target lacks from SRC to DST (names or URLs), verified, never
+    /// overwriting; exit 1 on a conflict.
+    Sync {
+        /// Source: a destination's name or a sink URL (s3://, az://, gs://, file://).
+        #[arg(long)]
+        from: String,
+        /// Target: a destination's name or a sink URL.
+        #[arg(long)]
+        to: String,
+        /// Only keys under this prefix (relative to both roots).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// List and compare only; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Objects copied at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
     /// List the schemas, show one, or print the CREATE TABLE that loads its files.
     Schema {
@@ -177,6 +198,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         return schema_command(&schemas, action);
     }
+    if let Command::Sync { .. } = &cli.command {
+        // URLs need no config; destination names do, when there is one.
+        let app = if cli.config.exists() {
+            Some(App::build(load_config(&cli.config)?)?)
+        } else {
+            None
+        };
+        return runtime()?.block_on(sync_command(app.as_ref(), &cli.command));
+    }
     let config = load_config(&cli.config)?;
     if let Command::Config {
         action: ConfigAction::Check,
@@ -194,11 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let app = App::build(config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         match cli.command {
             Command::Ingest { input } => ingest(&app, &input).await,
             Command::Export { once } => {
@@ -219,10 +245,90 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Sinks
             | Command::Config { .. }
             | Command::Token { .. }
-            | Command::Schema { .. } => {
+            | Command::Schema { .. }
+            | Command::Sync { .. } => {
                 unreachable!("handled above")
             }
         }
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn sync_command(app: Option<&App>, command: &Command) -> anyhow::Result<ExitCode> {
+    use auditsync_engine::sync::{sync, SyncOptions, SyncProgress};
+    use std::sync::atomic::Ordering;
+    let Command::Sync {
+        from,
+        to,
+        prefix,
+        dry_run,
+        concurrency,
+    } = command
+    else {
+        unreachable!("called for sync only")
+    };
+    let config = app.map(|a| &a.config);
+    let destinations = app.map_or(&[][..], |a| a.exporter.destinations());
+    let source = endpoints::open(from, config, destinations, "--from")?;
+    let target = endpoints::open(to, config, destinations, "--to")?;
+    let options = SyncOptions {
+        prefix: prefix.clone(),
+        dry_run: *dry_run,
+        concurrency: (*concurrency).max(1),
+    };
+    let progress = std::sync::Arc::new(SyncProgress::default());
+    let shown = progress.clone();
+    let bar = progress::Progress::start(move |elapsed| {
+        format!(
+            "sync: {}/{} objects, {} copied, {:.0} s",
+            shown.done.load(Ordering::Relaxed),
+            shown.total.load(Ordering::Relaxed),
+            progress::megabytes(shown.bytes.load(Ordering::Relaxed)),
+            elapsed.as_secs_f64()
+        )
+    });
+    let report = sync(
+        source.sink.clone(),
+        target.sink.clone(),
+        &options,
+        progress,
+        std::sync::Arc::default(),
+    )
+    .await
+    .with_context(|| format!("sync {} -> {}: listing failed", source.label, target.label))?;
+    drop(bar);
+    let verb = if *dry_run { "to copy" } else { "copied" };
+    println!(
+        "sync {} -> {}: {} objects in the source, {} missing in the target, {} {verb} ({}), {} identical, {} conflicts, {} errors",
+        source.label,
+        target.label,
+        report.source_objects,
+        report.missing,
+        if *dry_run { report.missing } else { report.copied },
+        progress::megabytes(report.copied_bytes),
+        report.identical,
+        report.conflicts.len(),
+        report.errors.len()
+    );
+    for c in &report.conflicts {
+        println!(
+            "conflict: {}: source {} bytes sha256 {}, target {} bytes sha256 {} (left alone)",
+            c.key, c.source.0, c.source.1, c.target.0, c.target.1
+        );
+    }
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

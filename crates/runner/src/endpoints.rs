@@ -1,0 +1,69 @@
+//! `--from`, `--to` and `--source` arguments: a configured destination's name, or a sink URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use auditsync_core::{registry, Sink};
+use auditsync_engine::prefix::PrefixedSink;
+use auditsync_engine::retry::{RetryPolicy, RetryingSink};
+use auditsync_engine::{sink_url, Destination};
+
+use crate::config::Config;
+
+/// A sink to read or write objects in, rooted where its export tree starts.
+pub struct Endpoint {
+    /// The sink, with the retry layer and its prefix applied.
+    pub sink: Arc<dyn Sink>,
+    /// The destination it names, if it is one (for its schema and format).
+    pub destination: Option<String>,
+    /// What it is, for messages (never with secrets).
+    pub label: String,
+}
+
+fn retry_policy(config: Option<&Config>) -> RetryPolicy {
+    config.map_or_else(RetryPolicy::default, |c| RetryPolicy {
+        max_attempts: c.retry.max_attempts,
+        initial_delay: Duration::from_millis(c.retry.initial_delay_ms),
+        max_delay: Duration::from_millis(c.retry.max_delay_ms),
+    })
+}
+
+/// Opens `spec`: a URL (`s3://bucket/prefix`, `az://`, `gs://`, `file://`) or the name of a
+/// destination in `destinations`.
+pub fn open(
+    spec: &str,
+    config: Option<&Config>,
+    destinations: &[Destination],
+    what: &str,
+) -> anyhow::Result<Endpoint> {
+    if sink_url::is_url(spec) {
+        let url = sink_url::parse(spec).with_context(|| format!("{what}"))?;
+        let sink = registry::build_sink(url.kind, &url.options)
+            .map_err(|e| anyhow!("{what}: {spec}: {e}"))?;
+        let sink: Arc<dyn Sink> = Arc::new(RetryingSink::new(sink, retry_policy(config)));
+        let sink = PrefixedSink::new(sink, &url.prefix).map_err(|e| anyhow!("{what}: {e}"))?;
+        return Ok(Endpoint {
+            label: sink.describe(),
+            sink: Arc::new(sink),
+            destination: None,
+        });
+    }
+    let Some(d) = destinations.iter().find(|d| d.name == spec) else {
+        let names: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
+        return Err(anyhow!(
+            "{what}: `{spec}` is neither a sink URL (s3://, az://, gs://, file://) nor a configured destination{}",
+            if names.is_empty() {
+                " (the config has none)".to_string()
+            } else {
+                format!("; destinations: {}", names.join(", "))
+            }
+        ));
+    };
+    let sink = PrefixedSink::new(d.sink.clone(), &d.prefix).map_err(|e| anyhow!("{what}: {e}"))?;
+    Ok(Endpoint {
+        label: format!("{} ({})", d.name, sink.describe()),
+        sink: Arc::new(sink),
+        destination: Some(d.name.clone()),
+    })
+}
