@@ -9,6 +9,7 @@
 //! - [`recorder`]: group commit, and the `Recorder` integrators embed.
 //! - [`redact`]: sensitive parameters replaced before anything is stored.
 //! - [`retry`]: a [`auditsync_core::Sink`] layer that retries what a retry can fix.
+//! - [`range`]: one file of a time range, from the store and an archive, each event once.
 //! - [`prefix`]: a [`auditsync_core::Sink`] layer that roots a sink at a key prefix.
 //! - [`sink_url`]: `s3://`, `az://`, `gs://` and `file://` URLs as sink options.
 //! - [`sync`]: copies what a target sink lacks, verified, never overwriting.
@@ -19,6 +20,7 @@ pub mod export;
 pub mod gc;
 pub mod ingest;
 pub mod prefix;
+pub mod range;
 pub mod recorder;
 pub mod redact;
 pub mod retry;

@@ -26,6 +26,8 @@ pub struct App {
     pub ingestor: Ingestor,
     /// What is removed or pseudonymized before anything is stored.
     pub redactor: Redactor,
+    /// Every schema the config can name.
+    pub schemas: SchemaSet,
 }
 
 impl App {
@@ -66,6 +68,7 @@ impl App {
             exporter,
             ingestor,
             redactor,
+            schemas,
         })
     }
 }

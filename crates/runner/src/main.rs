@@ -7,6 +7,7 @@ mod endpoints;
 mod metrics;
 mod plugins;
 mod progress;
+mod range_export;
 mod service;
 
 use std::io::Read;
@@ -50,11 +51,17 @@ enum Command {
         /// NDJSON file, or `-` for standard input.
         input: String,
     },
-    /// Export what is stored to every destination.
+    /// Export what is stored to every destination (`--once`), or one time range to a file
+    /// (`--from/--to ... --out FILE`).
     Export {
         /// Run one export now, as the schedule would.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        range: range_export::RangeArgs,
+        /// Where the range goes: a file (written whole or not at all) or `-` for stdout.
+        #[arg(long)]
+        out: Option<String>,
     },
     /// Delete events that every destination has.
     Gc {
@@ -227,9 +234,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         match cli.command {
             Command::Ingest { input } => ingest(&app, &input).await,
-            Command::Export { once } => {
+            Command::Export { once, range, out } => {
+                if once && (range.any() || out.is_some()) {
+                    bail!("--once exports every destination; it takes no range (--from, --to, --out, ...)");
+                }
+                if range.any() || out.is_some() {
+                    return export_range(&app, &range, out.as_deref()).await;
+                }
                 if !once {
-                    bail!("say `export --once` to export now; `auditsync run` exports on `ueventsSchedule`");
+                    bail!("say `export --once` to export now, or `export --from T1 --to T2 --out FILE` for a range; `auditsync run` exports on `ueventsSchedule`");
                 }
                 export(&app).await
             }
@@ -528,6 +541,62 @@ async fn export(app: &App) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn export_range(
+    app: &App,
+    args: &range_export::RangeArgs,
+    out: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use auditsync_engine::range::RangeProgress;
+    use std::sync::atomic::Ordering;
+    let out = out.ok_or_else(|| anyhow::anyhow!("--out: missing (a file, or - for stdout)"))?;
+    let plan = range_export::RangePlan::new(app, args).map_err(|e| anyhow::anyhow!("--{e:#}"))?;
+    let progress = std::sync::Arc::new(RangeProgress::default());
+    let shown = progress.clone();
+    let bar = progress::Progress::start(move |elapsed| {
+        format!(
+            "export: {} events scanned, archive files {}/{}, {} written, {:.0} s",
+            shown.scanned.load(Ordering::Relaxed),
+            shown.files.load(Ordering::Relaxed),
+            shown.files_total.load(Ordering::Relaxed),
+            shown.written.load(Ordering::Relaxed),
+            elapsed.as_secs_f64()
+        )
+    });
+    let report = if out == "-" {
+        plan.run(app, std::io::stdout(), progress).await?.0
+    } else {
+        // Written beside the target and renamed at the end: never a half-written file.
+        let target = std::path::PathBuf::from(out);
+        let partial = target.with_file_name(format!(
+            ".{}.partial",
+            target
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        ));
+        let file = std::fs::File::create(&partial)
+            .with_context(|| format!("--out: cannot create {}", partial.display()))?;
+        match plan.run(app, file, progress).await {
+            Ok((report, file)) => {
+                file.sync_all()
+                    .and_then(|()| std::fs::rename(&partial, &target))
+                    .with_context(|| format!("--out: cannot write {out}"))?;
+                report
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        }
+    };
+    drop(bar);
+    eprintln!(
+        "exported {} events ({} from the store, {} from the archive, {} found in both written once, {} archive files read)",
+        report.events, report.from_store, report.from_archive, report.duplicates, report.files
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn gc(app: &App) -> anyhow::Result<ExitCode> {
