@@ -699,7 +699,10 @@ fn a_range_export_merges_store_and_archive_each_event_once_in_time_order() {
         "ndjson",
     ]);
     assert!(summary.contains("exported 2 events"), "{summary}");
-    let two = support::records("two.ndjson", &std::fs::read(env.path("two.ndjson")).unwrap());
+    let two = support::records(
+        "two.ndjson",
+        &std::fs::read(env.path("two.ndjson")).unwrap(),
+    );
     assert_eq!(two, [line(7), line(3_900)]);
     let bad = env
         .command(&[

@@ -363,3 +363,198 @@ fn verify_names_destination_operation_and_reason_for_each_cloud() {
     );
     let _ = Path::new("");
 }
+
+/// A sink URL for the S3 emulator; credentials come from the environment.
+fn s3_url(endpoint: &str, bucket: &str) -> String {
+    format!("s3://{bucket}?endpoint={endpoint}&force_path_style=true&region=us-east-1")
+}
+
+/// The AWS provider chain's environment credentials (moto accepts any).
+fn with_aws_env(mut cmd: Command) -> Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+/// Every object of a sink: key -> bytes.
+async fn tree(sink: &dyn Sink) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut all = std::collections::BTreeMap::new();
+    for meta in sink.list("").await.unwrap() {
+        all.insert(
+            meta.key.as_str().to_string(),
+            sink.get(&meta.key).await.unwrap().to_vec(),
+        );
+    }
+    all
+}
+
+#[test]
+fn a_range_export_reads_the_s3_archive_and_the_store_each_event_once_in_time_order() {
+    let Some(ep) = endpoints() else { return };
+    let bucket = unique("range");
+    let mut s3 = s3_destination(&ep.s3, &bucket);
+    s3["max_events"] = json!(2_000);
+    s3["compression"] = json!("gzip");
+    let rt = runtime();
+    rt.block_on(sink_for(&s3));
+    let env =
+        Env::new(json!({"enableUserEvents": true, "namespace": "acme", "destinations": [s3]}));
+    env.ingest(&(0..20_000).map(line).collect::<Vec<_>>());
+    assert!(env
+        .ok(&["export", "--once"])
+        .contains("s3: 10 files, 20000 events"));
+    env.ok(&["gc", "--once"]);
+    assert_eq!(env.events_held(), 0);
+    env.ingest(&(20_000..21_000).map(line).collect::<Vec<_>>());
+
+    let base = line(0)["createdAt"].as_i64().unwrap();
+    let at = |i: i64| {
+        chrono::DateTime::from_timestamp_millis(base + i * 1_000)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let out = env.path("march.csv");
+    let output = with_aws_env(env.command(&[
+        "export",
+        "--from",
+        &at(12_345),
+        "--to",
+        &at(20_500),
+        "--source",
+        &s3_url(&ep.s3, &bucket),
+        "--source-schema",
+        "uevents",
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exported 8155 events (500 from the store, 7655 from the archive"),
+        "{stderr}"
+    );
+    let records = records("march.csv", &std::fs::read(&out).unwrap());
+    let ns: Vec<u64> = records
+        .iter()
+        .map(|r| r["requestParams"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (12_345..20_500).collect::<Vec<_>>());
+    for (record, n) in records.iter().zip(12_345u64..).step_by(97) {
+        assert_eq!(record, &line(n));
+    }
+}
+
+#[test]
+fn sync_copies_s3_to_gcs_and_to_a_volume_resumes_after_a_kill_and_leaves_conflicts_alone() {
+    let Some(ep) = endpoints() else { return };
+    let (source_bucket, gcs_bucket) = (unique("sync-src"), unique("sync-dst"));
+    let mut s3 = s3_destination(&ep.s3, &source_bucket);
+    s3["max_events"] = json!(250);
+    let gcs = gcs_destination(&ep.gcs, &gcs_bucket);
+    let rt = runtime();
+    let (source, target) = rt.block_on(async { (sink_for(&s3).await, sink_for(&gcs).await) });
+    let env =
+        Env::new(json!({"enableUserEvents": true, "namespace": "acme", "destinations": [s3]}));
+    env.ingest(&(0..10_000).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    let source_tree = rt.block_on(tree(source.as_ref()));
+    assert_eq!(source_tree.len(), 40);
+
+    let sync = |to: &str, extra: &[&str]| {
+        let mut args = vec!["sync", "--from", "s3", "--to", to];
+        args.extend_from_slice(extra);
+        with_aws_env(env.command(&args)).output().unwrap()
+    };
+    // S3 -> GCS (by URL), then again: nothing to copy.
+    let gs = format!("gs://{gcs_bucket}?endpoint={}&anonymous=true", ep.gcs);
+    let first = sync(&gs, &[]);
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("40 missing in the target, 40 copied"),
+        "{stdout}"
+    );
+    assert_eq!(
+        rt.block_on(tree(target.as_ref())),
+        source_tree,
+        "same keys, same bytes"
+    );
+    let second = sync(&gs, &[]);
+    let stdout = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(second.status.success());
+    assert!(
+        stdout.contains("0 missing in the target, 0 copied") && stdout.contains("40 identical"),
+        "{stdout}"
+    );
+
+    // S3 -> volume, killed halfway, then run again.
+    let volume = env.path("volume");
+    let url = format!("file://{}", volume.display());
+    let mut child =
+        with_aws_env(env.command(&["sync", "--from", "s3", "--to", &url, "--concurrency", "1"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let count = || {
+        support::files_under(&volume)
+            .iter()
+            .filter(|p| !p.to_string_lossy().contains(".auditsync-tmp"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = count();
+    assert!(
+        (5..40).contains(&at_kill),
+        "killed after {at_kill} of 40 files"
+    );
+    let resumed = sync(&url, &[]);
+    let stdout = String::from_utf8_lossy(&resumed.stdout).to_string();
+    assert!(resumed.status.success(), "{stdout}");
+    let volume_tree: std::collections::BTreeMap<String, Vec<u8>> = support::files_under(&volume)
+        .into_iter()
+        .map(|p| {
+            let key = p
+                .strip_prefix(&volume)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            assert!(
+                !key.contains(".auditsync-tmp"),
+                "temporary file left: {key}"
+            );
+            (key, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    assert_eq!(volume_tree, source_tree);
+
+    // A key changed in the target is a conflict, reported and left alone; a dry run too.
+    let changed_key = source_tree.keys().nth(7).unwrap().clone();
+    let changed = volume.join(&changed_key);
+    std::fs::write(&changed, b"tampered\n").unwrap();
+    for extra in [&["--dry-run"][..], &[]] {
+        let out = sync(&url, extra);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains(&format!("conflict: {changed_key}: source")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("39 identical, 1 conflicts"), "{stdout}");
+        assert_eq!(std::fs::read(&changed).unwrap(), b"tampered\n");
+    }
+}
