@@ -45,7 +45,7 @@ impl RangeQuery {
         if event.time < self.from_ms || event.time >= self.to_ms {
             return false;
         }
-        if !self.actions.is_empty() && !self.actions.iter().any(|a| *a == event.action) {
+        if !self.actions.is_empty() && !self.actions.contains(&event.action) {
             return false;
         }
         if self.actors.is_empty() {

@@ -53,6 +53,67 @@ pub struct Config {
     /// Sensitive fields replaced before anything is stored.
     #[serde(default)]
     pub redact: RedactConfig,
+    /// The admin API (`/v1/exports`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `admin` settings: who may run and download range exports over HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Admin tokens, each with a name that becomes the actor of what it does. Without any,
+    /// `/v1/exports` answers 403. Ingest tokens are not admin tokens.
+    #[serde(default)]
+    pub tokens: Vec<AdminToken>,
+    /// Where export jobs and their files are kept (default: `exports/` beside the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exports_dir: Option<PathBuf>,
+}
+
+/// One admin token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    /// Who holds it, e.g. `auditor`; recorded as the actor of downloads.
+    pub name: String,
+    /// `sha256:<hex>` from `auditsync token new`.
+    pub hash: String,
+}
+
+impl AdminConfig {
+    /// (name, digest) of every admin token; errors name the key.
+    pub fn token_digests(&self) -> anyhow::Result<Vec<(String, [u8; 32])>> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.name.trim().is_empty() {
+                    bail!("config key `admin.tokens[{i}].name`: must not be empty");
+                }
+                let digest = parse_digest(&t.hash)
+                    .ok_or_else(|| anyhow!("config key `admin.tokens[{i}].hash`: expected `sha256:` and 64 hex digits (see `auditsync token new`)"))?;
+                Ok((t.name.clone(), digest))
+            })
+            .collect()
+    }
+
+    /// The directory of export jobs.
+    pub fn exports_dir(&self, store: &StoreConfig) -> PathBuf {
+        self.exports_dir.clone().unwrap_or_else(|| {
+            store
+                .path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("exports")
+        })
+    }
+}
+
+fn parse_digest(hash: &str) -> Option<[u8; 32]> {
+    hash.strip_prefix("sha256:")
+        .and_then(|hex| hex::decode(hex).ok())
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
 }
 
 /// `redact` settings.
@@ -217,9 +278,7 @@ impl IngestConfig {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                h.strip_prefix("sha256:")
-                    .and_then(|hex| hex::decode(hex).ok())
-                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                parse_digest(h)
                     .ok_or_else(|| {
                         anyhow!("config key `ingest.token_hashes[{i}]`: expected `sha256:` and 64 hex digits (see `auditsync token new`)")
                     })
@@ -393,6 +452,7 @@ impl Config {
         }
         self.ingest.listen_addr()?;
         self.ingest.token_digests()?;
+        self.admin.token_digests()?;
         if self.retry.max_attempts == 0 {
             bail!("config key `retry.max_attempts`: must be at least 1");
         }

@@ -38,7 +38,7 @@ pub fn open(
     what: &str,
 ) -> anyhow::Result<Endpoint> {
     if sink_url::is_url(spec) {
-        let url = sink_url::parse(spec).with_context(|| format!("{what}"))?;
+        let url = sink_url::parse(spec).with_context(|| what.to_string())?;
         let sink = registry::build_sink(url.kind, &url.options)
             .map_err(|e| anyhow!("{what}: {spec}: {e}"))?;
         let sink: Arc<dyn Sink> = Arc::new(RetryingSink::new(sink, retry_policy(config)));

@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod endpoints;
+mod exports;
 mod metrics;
 mod plugins;
 mod progress;
@@ -617,14 +618,35 @@ async fn verify(app: &App) -> anyhow::Result<ExitCode> {
             println!("store ({}): FAILED: {e}", app.store.path().display());
         }
     }
+    let mut outcomes = serde_json::Map::new();
     for d in app.exporter.destinations() {
         match d.sink.verify(&d.prefix).await {
-            Ok(()) => println!("{} ({}): ok", d.name, d.sink.describe()),
+            Ok(()) => {
+                println!("{} ({}): ok", d.name, d.sink.describe());
+                outcomes.insert(d.name.clone(), "ok".into());
+            }
             Err(e) => {
                 failed = true;
                 println!("{} ({}): FAILED: {e}", d.name, d.sink.describe());
+                outcomes.insert(d.name.clone(), format!("failed: {:?}", e.kind).into());
             }
         }
+    }
+    // A verify run is audited like any other action (when the store can take it).
+    if !failed || app.store.check_writable().await.is_ok() {
+        let mut event = auditsync_core::Event {
+            time: chrono::Utc::now().timestamp_millis(),
+            action: "auditsync.verify.completed".into(),
+            params: outcomes,
+            ..auditsync_core::Event::default()
+        };
+        event.outcome.code = Some(i64::from(failed));
+        event.actor.token_name = Some("auditsync".into());
+        event.id = uuid::Uuid::now_v7().to_string();
+        app.store
+            .append_events(vec![event])
+            .await
+            .context("cannot record the verify run")?;
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -12,7 +12,7 @@ use auditsync_engine::Exporter;
 use auditsync_store::{EncodedEvent, SqliteStore, Store};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,9 +22,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::exports::{JobStatus, Jobs};
 use crate::metrics::{Backlog, Metrics};
+use crate::range_export::RangeArgs;
 
 struct Shared {
+    app: Arc<App>,
+    jobs: Arc<Jobs>,
+    /// (name, SHA-256 digest) of the admin tokens.
+    admins: Vec<(String, [u8; 32])>,
     ingestor: Ingestor,
     recorder: Recorder,
     store: Arc<SqliteStore>,
@@ -268,11 +274,180 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// The name of the admin token presented.
+fn authorize_admin(headers: &HeaderMap, admins: &[(String, [u8; 32])]) -> Result<String, ApiError> {
+    if admins.is_empty() {
+        return Err(api_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "no admin tokens are configured (`admin.tokens`): the export API is off",
+        ));
+    }
+    let digests: Vec<[u8; 32]> = admins.iter().map(|(_, d)| *d).collect();
+    authorize(headers, &digests)?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    admins
+        .iter()
+        .find(|(_, d)| digest_eq(d, &digest))
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is not accepted",
+            )
+        })
+}
+
+fn job_json(
+    job: &crate::exports::Job,
+    progress: Option<&auditsync_engine::range::RangeProgress>,
+) -> serde_json::Value {
+    use std::sync::atomic::Ordering;
+    let mut value = serde_json::to_value(job).unwrap_or_default();
+    if let Some(p) = progress {
+        value["progress"] = json!({
+            "scanned": p.scanned.load(Ordering::Relaxed),
+            "archive_files_read": p.files.load(Ordering::Relaxed),
+            "archive_files": p.files_total.load(Ordering::Relaxed),
+            "written": p.written.load(Ordering::Relaxed),
+        });
+    }
+    if job.status == JobStatus::Done {
+        value["download"] = json!(format!("/v1/exports/{}/download", job.id));
+    }
+    value
+}
+
+async fn create_export(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let admin = authorize_admin(&headers, &shared.admins)?;
+    let body = body.map_err(|r| api_error(r.status(), "bad_body", r.body_text()))?;
+    let params: RangeArgs =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+            .map_err(|e| {
+                api_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    format!("field `{}`: {}", e.path(), e.inner()),
+                )
+            })?;
+    let job = shared
+        .jobs
+        .create(&shared.app, params, &admin)
+        .map_err(|e| {
+            api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("{e:#}"),
+            )
+        })?;
+    tracing::info!(job = %job.id, admin = %admin, "export job queued");
+    tokio::spawn(shared.jobs.clone().run(shared.app.clone(), job.id.clone()));
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job, None))).into_response())
+}
+
+async fn get_export(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize_admin(&headers, &shared.admins)?;
+    let (job, progress) = shared.jobs.get(&id).ok_or_else(|| {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no export job `{id}`"),
+        )
+    })?;
+    Ok(Json(job_json(&job, progress.as_deref())).into_response())
+}
+
+async fn download_export(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let admin = authorize_admin(&headers, &shared.admins)?;
+    let (job, _) = shared.jobs.get(&id).ok_or_else(|| {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no export job `{id}`"),
+        )
+    })?;
+    if job.status != JobStatus::Done {
+        return Err(api_error(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!(
+                "export job `{id}` is {:?}; download it once it is done",
+                job.status
+            )
+            .to_lowercase(),
+        ));
+    }
+    let path = shared.jobs.file(&job);
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        api_error(
+            StatusCode::GONE,
+            "gone",
+            format!("the file of export job `{id}` is gone: {e}"),
+        )
+    })?;
+    let length = file.metadata().await.map(|m| m.len()).unwrap_or_default();
+    // The download is itself an audit event, durable before the first byte is sent.
+    let mut event = auditsync_core::Event {
+        time: chrono::Utc::now().timestamp_millis(),
+        action: "audit_log.export.downloaded".into(),
+        entity: Some(auditsync_core::Entity {
+            kind: "audit_log_export".into(),
+            id: Some(job.id.clone()),
+        }),
+        ..auditsync_core::Event::default()
+    };
+    event.actor.token_name = Some(admin);
+    if let Ok(serde_json::Value::Object(params)) = serde_json::to_value(&job.params) {
+        event.params = params.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    }
+    shared.recorder.record(event).await?;
+    let content_type = if job.extension.starts_with("csv") {
+        "text/csv"
+    } else {
+        "application/x-ndjson"
+    };
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"audit-export-{}.{}\"",
+                    job.id, job.extension
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 async fn not_found() -> ApiError {
     api_error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; try POST /v1/events, GET /healthz or GET /metrics",
+        "no such endpoint; try POST /v1/events, POST /v1/exports, GET /healthz or GET /metrics",
     )
 }
 
@@ -287,6 +462,18 @@ async fn method_not_allowed() -> ApiError {
 fn router(shared: Arc<Shared>, max_body: usize) -> Router {
     Router::new()
         .route("/v1/events", post(post_events).fallback(method_not_allowed))
+        .route(
+            "/v1/exports",
+            post(create_export).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/exports/{id}",
+            get(get_export).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/exports/{id}/download",
+            get(download_export).fallback(method_not_allowed),
+        )
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
@@ -321,6 +508,35 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     let _ = tx.send(true);
 }
 
+/// Records `auditsync.config.changed` when the config differs from the one the service last
+/// started with (secrets masked in both), so that configuration is audited like any action.
+async fn record_config_change(app: &App, recorder: &Recorder) -> anyhow::Result<()> {
+    let current = app.config.masked();
+    let state = app
+        .config
+        .admin
+        .exports_dir(&app.config.store)
+        .join("last-config.json");
+    let previous: Option<serde_json::Value> = std::fs::read(&state)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if previous.as_ref() == Some(&current) {
+        return Ok(());
+    }
+    let mut event = auditsync_core::Event {
+        time: chrono::Utc::now().timestamp_millis(),
+        action: "auditsync.config.changed".into(),
+        previous,
+        next: Some(current.clone()),
+        ..auditsync_core::Event::default()
+    };
+    event.actor.token_name = Some("auditsync".into());
+    recorder.record(event).await?;
+    std::fs::write(&state, serde_json::to_vec_pretty(&current)?)
+        .with_context(|| format!("cannot write {}", state.display()))?;
+    Ok(())
+}
+
 /// Serves until SIGTERM/SIGINT: stops accepting, answers requests in flight, finishes an
 /// export in progress, then returns.
 pub async fn serve(app: App) -> anyhow::Result<()> {
@@ -335,16 +551,29 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     if tokens.is_empty() {
         tracing::warn!(%addr, "no ingest.token_hashes: ingest is unauthenticated (loopback only)");
     }
+    let admins = app.config.admin.token_digests()?;
+    let (jobs, resume) = Jobs::open(app.config.admin.exports_dir(&app.config.store))?;
+    let jobs = Arc::new(jobs);
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn Store> = app.store.clone();
+    let recorder = Recorder::start_with(store, app.redactor.clone());
+    record_config_change(&app, &recorder).await?;
+    let app = Arc::new(app);
+    for id in resume {
+        tracing::info!(job = %id, "export job resumed after a restart");
+        tokio::spawn(jobs.clone().run(app.clone(), id));
+    }
     let shared = Arc::new(Shared {
+        app: app.clone(),
+        jobs,
+        admins,
         ingestor: app
             .ingestor
             .clone()
             .with_max_events(app.config.ingest.max_events_per_request),
         // HTTP requests reach `commit` already redacted by the ingestor; the recorder's own
         // redactor applies to `record` calls only.
-        recorder: Recorder::start_with(store, app.redactor.clone()),
+        recorder,
         store: app.store.clone(),
         exporter: app.exporter.clone(),
         metrics: metrics.clone(),

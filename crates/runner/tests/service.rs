@@ -705,3 +705,129 @@ fn refuses_unauthenticated_ingest_off_loopback() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_async_export_survives_a_restart_and_its_download_is_audited() {
+    let (ingest_token, ingest_hash) = new_token();
+    let (admin_token, admin_hash) = new_token();
+    let env = Env::new(service_config(json!({
+        "ueventsSchedule": "0 0 0 1 1 *",
+        "ingest": {"token_hashes": [ingest_hash]},
+        "admin": {"tokens": [{"name": "auditor", "hash": admin_hash}]},
+        "destinations": [{"name": "local", "type": "pv", "root": "out", "schema": "event"}],
+    })));
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let body = ndjson((0..6_000).map(line));
+    let stored = client
+        .post("application/x-ndjson", Some(&ingest_token), &body)
+        .unwrap();
+    assert_eq!(stored.status, 200, "{}", stored.text());
+
+    let base = line(0)["createdAt"].as_i64().unwrap();
+    let at = |i: i64| {
+        chrono::DateTime::from_timestamp_millis(base + i * 1_000)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let request = json!({"from": at(1_000), "to": at(5_000), "format": "csv", "schema": "uevents"})
+        .to_string();
+    let admin = format!("Bearer {admin_token}");
+    let ingest = format!("Bearer {ingest_token}");
+    let post = |client: &mut Client, auth: &str, body: &str| {
+        client
+            .request(
+                "POST",
+                "/v1/exports",
+                &[
+                    ("Authorization", auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        post(&mut client, &ingest, &request).status,
+        401,
+        "an ingest token is not an admin token"
+    );
+    let bad = post(
+        &mut client,
+        &admin,
+        r#"{"from": "2024-03-01", "to": "2024-03-31", "fromat": "csv"}"#,
+    );
+    assert_eq!(bad.status, 422);
+    assert!(bad.text().contains("fromat"), "{}", bad.text());
+    let bad = post(
+        &mut client,
+        &admin,
+        r#"{"from": "2024-03-31", "to": "2024-03-01"}"#,
+    );
+    assert!(
+        bad.status == 422 && bad.text().contains("is not after"),
+        "{}",
+        bad.text()
+    );
+    let created = post(&mut client, &admin, &request);
+    assert_eq!(created.status, 202, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    // Killed at once: the job is queued or running, and must be finished after a restart.
+    server.kill();
+
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let auth = [("Authorization", admin.as_str())];
+    let mut status = Value::Null;
+    wait_for("the export job", Duration::from_secs(60), || {
+        status = client
+            .request("GET", &format!("/v1/exports/{id}"), &auth, b"")
+            .unwrap()
+            .json();
+        status["status"] == "done" || status["status"] == "failed"
+    });
+    assert_eq!(status["status"], "done", "{status}");
+    assert_eq!(status["result"]["events"], 4_000, "{status}");
+    assert_eq!(status["requested_by"], "auditor");
+    let missing = client
+        .request("GET", "/v1/exports/nope", &auth, b"")
+        .unwrap();
+    assert_eq!(missing.status, 404);
+    let download = client
+        .request("GET", &format!("/v1/exports/{id}/download"), &auth, b"")
+        .unwrap();
+    assert_eq!(download.status, 200);
+    let records = support::records("export.csv", &download.body);
+    let ns: Vec<u64> = records
+        .iter()
+        .map(|r| r["requestParams"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (1_000..5_000).collect::<Vec<_>>());
+    assert_eq!(records[17], line(1_017));
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // The next export holds the download, by the admin token's name, and the one config
+    // change (the first start; the restart with the same config is not a change).
+    env.ok(&["export", "--once"]);
+    let mut own = Vec::new();
+    for path in files_under(&env.path("out")) {
+        for record in support::records(&path.to_string_lossy(), &std::fs::read(&path).unwrap()) {
+            if support::is_own_event(&record) {
+                own.push(record);
+            }
+        }
+    }
+    let downloads: Vec<&Value> = own
+        .iter()
+        .filter(|r| r["action"] == "audit_log.export.downloaded")
+        .collect();
+    assert_eq!(downloads.len(), 1, "{own:?}");
+    assert_eq!(downloads[0]["actor"]["token_name"], "auditor");
+    assert_eq!(downloads[0]["entity"]["id"], json!(id));
+    assert_eq!(downloads[0]["params"]["format"], "csv");
+    let changes = own
+        .iter()
+        .filter(|r| r["action"] == "auditsync.config.changed")
+        .count();
+    assert_eq!(changes, 1, "{own:?}");
+}

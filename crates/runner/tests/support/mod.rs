@@ -433,9 +433,19 @@ pub fn records(name: &str, body: &[u8]) -> Vec<Value> {
     }
 }
 
-/// Adds records keyed by their `requestParams.n`; panics on a duplicate.
+/// True for a record of auditsync's own actions (`auditsync.config.changed`, a download).
+pub fn is_own_event(row: &Value) -> bool {
+    let action = row["nameHints"][0].as_str().or(row["action"].as_str());
+    action.is_some_and(|a| a.starts_with("auditsync.") || a.starts_with("audit_log."))
+}
+
+/// Adds records keyed by their `requestParams.n`, skipping auditsync's own events; panics on
+/// a duplicate.
 pub fn collect_records(into: &mut HashMap<u64, Value>, records: Vec<Value>) {
     for row in records {
+        if is_own_event(&row) {
+            continue;
+        }
         let n = row["requestParams"]["n"].as_u64().unwrap();
         assert!(into.insert(n, row).is_none(), "event {n} exported twice");
     }
