@@ -56,6 +56,33 @@ pub struct Config {
     /// The admin API (`/v1/exports`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Bucket-to-bucket syncs `auditsync run` runs on their schedules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syncs: Vec<SyncConfig>,
+}
+
+/// One continuous sync.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Its name, for logs and the `sync` label of metrics (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Source: a destination's name or a sink URL.
+    pub from: String,
+    /// Target: a destination's name or a sink URL.
+    pub to: String,
+    /// When to run (6-field cron with seconds, or a descriptor such as `@every 5m`).
+    pub schedule: String,
+    /// Only keys under this prefix.
+    #[serde(default)]
+    pub prefix: String,
+    /// Objects copied at once.
+    #[serde(default = "default_sync_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_sync_concurrency() -> usize {
+    8
 }
 
 /// `admin` settings: who may run and download range exports over HTTP.
@@ -453,6 +480,29 @@ impl Config {
         self.ingest.listen_addr()?;
         self.ingest.token_digests()?;
         self.admin.token_digests()?;
+        let mut sync_names = HashSet::new();
+        for (i, s) in self.syncs.iter().enumerate() {
+            let at = format!("syncs[{i}]");
+            let valid_name = !s.name.is_empty()
+                && s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name || !sync_names.insert(s.name.as_str()) {
+                bail!("config key `{at}.name`: {:?} must be unique, non-empty letters, digits, `-` or `_`", s.name);
+            }
+            Schedule::parse(&s.schedule).with_context(|| format!("config key `{at}.schedule`"))?;
+            for (key, spec) in [("from", &s.from), ("to", &s.to)] {
+                if auditsync_engine::sink_url::is_url(spec) {
+                    auditsync_engine::sink_url::parse(spec)
+                        .with_context(|| format!("config key `{at}.{key}`"))?;
+                } else if !self.destinations.iter().any(|d| &d.name == spec) {
+                    bail!("config key `{at}.{key}`: `{spec}` is neither a sink URL nor a destination's name");
+                }
+            }
+            if s.concurrency == 0 {
+                bail!("config key `{at}.concurrency`: must be at least 1");
+            }
+        }
         if self.retry.max_attempts == 0 {
             bail!("config key `retry.max_attempts`: must be at least 1");
         }

@@ -41,6 +41,19 @@ pub struct Metrics {
     gc_deleted: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     destinations: Mutex<BTreeMap<String, DestinationCounters>>,
+    syncs: Mutex<BTreeMap<String, SyncCounters>>,
+}
+
+/// Per-sync counters.
+#[derive(Debug, Default, Clone)]
+struct SyncCounters {
+    objects: u64,
+    bytes: u64,
+    conflicts: u64,
+    errors: u64,
+    missing: u64,
+    runs_failed: u64,
+    last_success_ms: Option<i64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -67,6 +80,37 @@ impl Metrics {
     /// Counts events deleted by GC.
     pub fn gc_deleted(&self, n: u64) {
         self.gc_deleted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one run of a configured sync (`report` is `None` when listing failed).
+    pub fn synced(
+        &self,
+        name: &str,
+        report: Option<&auditsync_engine::sync::SyncReport>,
+        now_ms: i64,
+    ) {
+        let mut all = lock(&self.syncs);
+        let s = all.entry(name.to_string()).or_default();
+        match report {
+            Some(r) => {
+                s.objects += r.copied;
+                s.bytes += r.copied_bytes;
+                s.conflicts = r.conflicts.len() as u64;
+                s.errors += r.errors.len() as u64;
+                s.missing = r.missing.saturating_sub(r.copied);
+                if r.is_clean() {
+                    s.last_success_ms = Some(now_ms);
+                } else {
+                    s.runs_failed += 1;
+                }
+            }
+            None => s.runs_failed += 1,
+        }
+    }
+
+    /// Registers a sync so that it is reported before its first run.
+    pub fn sync_registered(&self, name: &str) {
+        lock(&self.syncs).entry(name.to_string()).or_default();
     }
 
     /// Records one export run of one destination.
@@ -195,6 +239,7 @@ impl Metrics {
                 |_, b| format!("{:.3}", b.oldest_age_secs),
             ),
         ];
+        self.render_syncs(&mut out);
         for (name, kind, help, value) in per_destination {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for b in backlogs {
@@ -208,5 +253,31 @@ impl Metrics {
             }
         }
         out
+    }
+
+    fn render_syncs(&self, out: &mut String) {
+        let all = lock(&self.syncs).clone();
+        if all.is_empty() {
+            return;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        type Value = fn(&SyncCounters, i64) -> String;
+        let per_sync: [(&str, &str, &str, Value); 7] = [
+            ("auditsync_sync_objects_copied_total", "counter", "Objects copied and verified by the sync.", |s, _| s.objects.to_string()),
+            ("auditsync_sync_bytes_copied_total", "counter", "Bytes copied by the sync.", |s, _| s.bytes.to_string()),
+            ("auditsync_sync_conflicts", "gauge", "Keys whose bytes differ between source and target at the last run (left alone).", |s, _| s.conflicts.to_string()),
+            ("auditsync_sync_errors_total", "counter", "Objects that failed to copy or verify.", |s, _| s.errors.to_string()),
+            ("auditsync_sync_missing_objects", "gauge", "Objects the target still lacked after the last run.", |s, _| s.missing.to_string()),
+            ("auditsync_sync_failed_runs_total", "counter", "Runs with a conflict, an error, or a failed listing.", |s, _| s.runs_failed.to_string()),
+            ("auditsync_sync_lag_seconds", "gauge", "Seconds since the last run that left the target complete and conflict-free (-1: never).", |s, now| {
+                s.last_success_ms.map_or("-1".into(), |ms| format!("{:.3}", (now - ms).max(0) as f64 / 1000.0))
+            }),
+        ];
+        for (name, kind, help, value) in per_sync {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (sync, counters) in &all {
+                let _ = writeln!(out, "{name}{{sync=\"{sync}\"}} {}", value(counters, now_ms));
+            }
+        }
     }
 }

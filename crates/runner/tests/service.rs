@@ -831,3 +831,59 @@ fn an_async_export_survives_a_restart_and_its_download_is_audited() {
         .count();
     assert_eq!(changes, 1, "{own:?}");
 }
+
+#[test]
+fn a_configured_sync_mirrors_the_export_tree_and_reports_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    let env = Env::new(service_config(json!({
+        "syncs": [{"name": "mirror", "from": "local", "to": format!("file://{}", mirror.display()),
+                   "schedule": "@every 1s", "concurrency": 2}],
+    })));
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let stored = client
+        .post("application/x-ndjson", None, &ndjson((0..2_000).map(line)))
+        .unwrap();
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let tree = |root: &std::path::Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        files_under(root)
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(root).unwrap().to_string_lossy().to_string(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
+    };
+    wait_for("the mirror", Duration::from_secs(60), || {
+        let source = tree(&env.path("out"));
+        // 2,000 events in files of 500, plus auditsync's own config event.
+        source.len() >= 4 && tree(&mirror) == source
+    });
+    wait_for("the sync metrics", Duration::from_secs(10), || {
+        metric(
+            &mut client,
+            "auditsync_sync_objects_copied_total{sync=\"mirror\"}",
+        ) >= 4.0
+            && metric(&mut client, "auditsync_sync_lag_seconds{sync=\"mirror\"}") >= 0.0
+    });
+    assert_eq!(
+        metric(&mut client, "auditsync_sync_conflicts{sync=\"mirror\"}"),
+        0.0
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // A sync naming a destination that does not exist is refused at start, naming the key.
+    let bad = Env::new(service_config(json!({
+        "syncs": [{"name": "x", "from": "nowhere", "to": "file:///tmp/x", "schedule": "@every 1s"}],
+    })));
+    let out = bad.run(&["config", "check"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config key `syncs[0].from`: `nowhere`"),
+        "{stderr}"
+    );
+}
