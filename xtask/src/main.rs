@@ -2,7 +2,8 @@
 //!
 //! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
 //!   them if missing) and runs every test of the workspace against them.
-//! - `bench`: HTTP ingest throughput and latency; export throughput and peak RSS at two
+//! - `bench`: HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
+//!   and boto3) and a 1M-event range export; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
 //!
 //! Kept dependency-free so that it builds in seconds on a fresh machine.
@@ -157,5 +158,12 @@ fn bench(extra: &[String]) -> Result<(), String> {
         ]);
         run(&format!("export benchmark, backlog {size}"), cmd)?;
     }
-    Ok(())
+    // Sync on volumes and on moto (against cp -r and boto3), and a 1M-event range export.
+    let emulators = emulators::Emulators::start(&root())?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "auditsync", "--bench", "sync_range"]);
+    cmd.envs(emulators.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let result = run("sync and range-export benchmark", cmd);
+    drop(emulators);
+    result
 }
