@@ -78,39 +78,50 @@ impl Compression {
         }
     }
 
-    fn writer(self, capacity: usize) -> io::Result<Compressor> {
-        let buf = Vec::with_capacity(capacity);
+    /// A writer that compresses into `inner`.
+    pub(crate) fn writer<W: Write>(self, inner: W) -> io::Result<Compressed<W>> {
         Ok(match self {
-            Compression::None => Compressor::Plain(buf),
-            Compression::Gzip(level) => Compressor::Gzip(flate2::write::GzEncoder::new(
-                buf,
+            Compression::None => Compressed::Plain(inner),
+            Compression::Gzip(level) => Compressed::Gzip(flate2::write::GzEncoder::new(
+                inner,
                 flate2::Compression::new(level),
             )),
-            Compression::Zstd(level) => Compressor::Zstd(zstd::Encoder::new(buf, level)?),
+            Compression::Zstd(level) => Compressed::Zstd(zstd::Encoder::new(inner, level)?),
         })
     }
 }
 
-enum Compressor {
-    Plain(Vec<u8>),
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    Zstd(zstd::Encoder<'static, Vec<u8>>),
+/// A compressor over any writer; `finish` ends the stream and returns the writer.
+pub(crate) enum Compressed<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::Encoder<'static, W>),
 }
 
-impl Compressor {
-    fn finish(self) -> io::Result<Vec<u8>> {
+impl<W: Write> Compressed<W> {
+    pub(crate) fn finish(self) -> io::Result<W> {
         match self {
-            Compressor::Plain(v) => Ok(v),
-            Compressor::Gzip(e) => e.finish(),
-            Compressor::Zstd(e) => e.finish(),
+            Compressed::Plain(w) => Ok(w),
+            Compressed::Gzip(e) => e.finish(),
+            Compressed::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressed::Plain(w) => w.write(buf),
+            Compressed::Gzip(e) => e.write(buf),
+            Compressed::Zstd(e) => e.write(buf),
         }
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         match self {
-            Compressor::Plain(v) => v.write_all(buf),
-            Compressor::Gzip(e) => e.write_all(buf),
-            Compressor::Zstd(e) => e.write_all(buf),
+            Compressed::Plain(w) => w.flush(),
+            Compressed::Gzip(e) => e.flush(),
+            Compressed::Zstd(e) => e.flush(),
         }
     }
 }
@@ -131,8 +142,8 @@ enum Output {
 
 impl Output {
     fn new(compression: Compression, capacity: usize) -> io::Result<Self> {
-        let compressor = compression.writer(capacity)?;
-        if let Compressor::Plain(buf) = compressor {
+        let compressor = compression.writer(Vec::with_capacity(capacity))?;
+        if let Compressed::Plain(buf) = compressor {
             return Ok(Output::Plain(buf));
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);

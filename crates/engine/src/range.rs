@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::encode::{Compression, FileFormat};
+use crate::encode::FileFormat;
 
 /// Candidates sorted in memory at once before spilling a run.
-pub const RUN_EVENTS: usize = 50_000;
+pub const RUN_EVENTS: usize = 20_000;
 
 /// Which events a range export takes.
 #[derive(Debug, Clone, Default)]
@@ -249,51 +249,6 @@ fn read_item(reader: &mut impl BufRead) -> io::Result<Option<Item>> {
         .map_err(io::Error::other)
 }
 
-/// A compressor over any writer.
-enum Compressed<W: Write> {
-    Plain(W),
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::Encoder<'static, W>),
-}
-
-impl<W: Write> Compressed<W> {
-    fn new(compression: Compression, inner: W) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::None => Compressed::Plain(inner),
-            Compression::Gzip(level) => Compressed::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::new(level),
-            )),
-            Compression::Zstd(level) => Compressed::Zstd(zstd::Encoder::new(inner, level)?),
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Compressed::Plain(w) => Ok(w),
-            Compressed::Gzip(e) => e.finish(),
-            Compressed::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Compressed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressed::Plain(w) => w.write(buf),
-            Compressed::Gzip(e) => e.write(buf),
-            Compressed::Zstd(e) => e.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressed::Plain(w) => w.flush(),
-            Compressed::Gzip(e) => e.flush(),
-            Compressed::Zstd(e) => e.flush(),
-        }
-    }
-}
-
 /// Exports `query`'s events from `store` and `archive` into `out`, in `format`.
 pub async fn export_range<W: Write + Send + 'static>(
     store: Arc<dyn Store>,
@@ -337,12 +292,8 @@ pub async fn export_range<W: Write + Send + 'static>(
             .store(listed.len() as u64, Ordering::Relaxed);
         for meta in listed {
             let body = archive.sink.get(&meta.key).await?;
-            let key = meta.key.as_str().to_string();
-            let events = decode_file(&key, &body, archive.schema.as_ref())?;
-            progress
-                .scanned
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            for event in events {
+            decode_file(meta.key.as_str(), &body, archive.schema.as_ref(), |event| {
+                progress.scanned.fetch_add(1, Ordering::Relaxed);
                 if query.matches(&event) {
                     let item = Item {
                         t: event.time,
@@ -352,7 +303,8 @@ pub async fn export_range<W: Write + Send + 'static>(
                     };
                     runs.push(item)?;
                 }
-            }
+                Ok(())
+            })?;
             files += 1;
             progress.files.fetch_add(1, Ordering::Relaxed);
         }
@@ -387,7 +339,7 @@ fn merge<W: Write>(
         }
     }
     let mut report = RangeReport::default();
-    let mut compressed = Compressed::new(format.compression, BufWriter::new(out))?;
+    let mut compressed = format.compression.writer(BufWriter::new(out))?;
     {
         let columns = format.schema.columns().to_vec();
         let mut writer = format.formatter.begin(&columns, &mut compressed)?;
@@ -444,66 +396,68 @@ fn merge<W: Write>(
     Ok((report, out))
 }
 
-/// Reads the events of one export file: decompressed by its suffix, records parsed by its
-/// format (`.ndjson` or `.csv`) and mapped back through `schema`.
-pub fn decode_file(key: &str, body: &[u8], schema: &dyn Schema) -> Result<Vec<Event>, RangeError> {
+/// Reads the events of one export file, streaming: decompressed by its suffix, records parsed
+/// by its format (`.ndjson` or `.csv`) and mapped back through `schema`, each handed to `each`
+/// as it is read (a file is never held decoded in memory).
+pub fn decode_file(
+    key: &str,
+    body: &[u8],
+    schema: &dyn Schema,
+    mut each: impl FnMut(Event) -> Result<(), RangeError>,
+) -> Result<(), RangeError> {
     let fail = |problem: String| RangeError::Archive {
         key: key.to_string(),
         problem,
     };
-    let mut text = String::new();
     let name = key.rsplit('/').next().unwrap_or(key);
-    let (stem, read) = if let Some(stem) = name.strip_suffix(".gz") {
-        (
-            stem,
-            flate2::read::GzDecoder::new(body).read_to_string(&mut text),
-        )
+    let (stem, reader): (&str, Box<dyn Read + '_>) = if let Some(stem) = name.strip_suffix(".gz") {
+        (stem, Box::new(flate2::read::GzDecoder::new(body)))
     } else if let Some(stem) = name.strip_suffix(".zst") {
-        let decoded =
-            zstd::stream::read::Decoder::new(body).and_then(|mut d| d.read_to_string(&mut text));
-        (stem, decoded)
+        let decoder = zstd::stream::read::Decoder::new(body)
+            .map_err(|e| fail(format!("cannot decompress: {e}")))?;
+        (stem, Box::new(decoder))
     } else {
-        (
-            name,
-            std::str::from_utf8(body)
-                .map(|s| {
-                    text.push_str(s);
-                    s.len()
-                })
-                .map_err(io::Error::other),
-        )
+        (name, Box::new(body))
     };
-    read.map_err(|e| fail(format!("cannot decompress: {e}")))?;
-    let records: Vec<Value> = if stem.ends_with(".ndjson") {
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| serde_json::from_str(l).map_err(|e| fail(format!("line {}: {e}", i + 1))))
-            .collect::<Result<_, _>>()?
+    let mut record_no = 0usize;
+    let mut parse = |record: Value| -> Result<(), RangeError> {
+        record_no += 1;
+        let event = schema
+            .parse(record)
+            .map_err(|e| fail(format!("record {record_no}: {e}")))?;
+        each(event)
+    };
+    if stem.ends_with(".ndjson") {
+        for (i, line) in BufReader::new(reader).lines().enumerate() {
+            let line = line.map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record =
+                serde_json::from_str(&line).map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
+            parse(record)?;
+        }
+        Ok(())
     } else if stem.ends_with(".csv") {
-        csv_records(&text, schema).map_err(fail)?
+        csv_records(reader, schema, &mut parse, &fail)
     } else {
-        return Err(fail(
+        Err(fail(
             "not an export file (.ndjson or .csv, optionally .gz or .zst)".into(),
-        ));
-    };
-    records
-        .into_iter()
-        .enumerate()
-        .map(|(i, record)| {
-            schema
-                .parse(record)
-                .map_err(|e| fail(format!("record {}: {e}", i + 1)))
-        })
-        .collect()
+        ))
+    }
 }
 
 /// CSV rows back into typed JSON records, by the schema's column types.
-fn csv_records(text: &str, schema: &dyn Schema) -> Result<Vec<Value>, String> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
+fn csv_records(
+    reader: impl Read,
+    schema: &dyn Schema,
+    each: &mut impl FnMut(Value) -> Result<(), RangeError>,
+    fail: &impl Fn(String) -> RangeError,
+) -> Result<(), RangeError> {
+    let mut reader = csv::Reader::from_reader(reader);
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| fail(e.to_string()))?
         .iter()
         .map(String::from)
         .collect();
@@ -515,33 +469,30 @@ fn csv_records(text: &str, schema: &dyn Schema) -> Result<Vec<Value>, String> {
                 .iter()
                 .find(|c| &c.name == h)
                 .map(|c| c.ty)
-                .ok_or_else(|| format!("column `{h}` is not in schema `{}`", schema.name()))
+                .ok_or_else(|| fail(format!("column `{h}` is not in schema `{}`", schema.name())))
         })
         .collect::<Result<_, _>>()?;
-    let mut records = Vec::new();
     for (row, result) in reader.records().enumerate() {
-        let cells = result.map_err(|e| format!("row {}: {e}", row + 1))?;
+        let row = row + 1;
+        let cells = result.map_err(|e| fail(format!("row {row}: {e}")))?;
         let mut map = serde_json::Map::new();
         for ((name, ty), cell) in header.iter().zip(&types).zip(cells.iter()) {
-            let value = if cell.is_empty() {
-                Value::Null
-            } else {
-                match ty {
-                    ColumnType::Integer | ColumnType::TimestampMillis => cell
-                        .parse::<i64>()
-                        .map(Value::from)
-                        .map_err(|e| format!("row {}: `{name}`: {e}", row + 1))?,
-                    ColumnType::Boolean => Value::Bool(cell == "true"),
-                    ColumnType::Json | ColumnType::StringArray => serde_json::from_str(cell)
-                        .map_err(|e| format!("row {}: `{name}`: {e}", row + 1))?,
-                    _ => Value::String(cell.to_string()),
-                }
-            };
-            if !value.is_null() {
-                map.insert(name.clone(), value);
+            if cell.is_empty() {
+                continue;
             }
+            let value = match ty {
+                ColumnType::Integer | ColumnType::TimestampMillis => cell
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .map_err(|e| fail(format!("row {row}: `{name}`: {e}")))?,
+                ColumnType::Boolean => Value::Bool(cell == "true"),
+                ColumnType::Json | ColumnType::StringArray => serde_json::from_str(cell)
+                    .map_err(|e| fail(format!("row {row}: `{name}`: {e}")))?,
+                _ => Value::String(cell.to_string()),
+            };
+            map.insert(name.clone(), value);
         }
-        records.push(Value::Object(map));
+        each(Value::Object(map))?;
     }
-    Ok(records)
+    Ok(())
 }

@@ -141,41 +141,26 @@ pub async fn sync(
         .total
         .store((to_copy.len() + to_compare.len()) as u64, Ordering::Relaxed);
     let limit = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let sides = Arc::new(Sides {
+        source,
+        target,
+        cache,
+        progress,
+    });
+    let copies = if options.dry_run { Vec::new() } else { to_copy };
+    let work = to_compare
+        .into_iter()
+        .map(|(meta, size)| Work::Compare(meta, size))
+        .chain(copies.into_iter().map(Work::Copy));
     let mut tasks = tokio::task::JoinSet::new();
-    for (meta, target_size) in to_compare {
-        let (source, target, limit, progress, cache) = (
-            source.clone(),
-            target.clone(),
-            limit.clone(),
-            progress.clone(),
-            cache.clone(),
-        );
+    for item in work {
+        let (sides, limit) = (sides.clone(), limit.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let outcome = compare(&*source, &*target, &meta, target_size, &cache).await;
-            progress.done.fetch_add(1, Ordering::Relaxed);
-            (meta.key, Step::Compared(outcome))
+            let step = sides.run(item).await;
+            sides.progress.done.fetch_add(1, Ordering::Relaxed);
+            step
         });
-    }
-    if !options.dry_run {
-        for meta in to_copy {
-            let (source, target, limit, progress, cache) = (
-                source.clone(),
-                target.clone(),
-                limit.clone(),
-                progress.clone(),
-                cache.clone(),
-            );
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let outcome = copy(&*source, &*target, &meta, &cache).await;
-                if let Ok(CopyOutcome::Copied(bytes)) = &outcome {
-                    progress.bytes.fetch_add(*bytes, Ordering::Relaxed);
-                }
-                progress.done.fetch_add(1, Ordering::Relaxed);
-                (meta.key, Step::Copied(outcome))
-            });
-        }
     }
     while let Some(joined) = tasks.join_next().await {
         let (key, step) = match joined {
@@ -201,6 +186,40 @@ pub async fn sync(
     report.conflicts.sort_by(|a, b| a.key.cmp(&b.key));
     report.errors.sort();
     Ok(report)
+}
+
+/// Both sides of a sync and what its tasks share.
+struct Sides {
+    source: Arc<dyn Sink>,
+    target: Arc<dyn Sink>,
+    cache: Arc<VerifiedCache>,
+    progress: Arc<SyncProgress>,
+}
+
+enum Work {
+    /// A key on both sides (with the target's size).
+    Compare(ObjectMeta, u64),
+    /// A key the target lacks.
+    Copy(ObjectMeta),
+}
+
+impl Sides {
+    async fn run(&self, work: Work) -> (ObjectKey, Step) {
+        let (source, target, cache) = (&*self.source, &*self.target, &*self.cache);
+        match work {
+            Work::Compare(meta, size) => {
+                let outcome = compare(source, target, &meta, size, cache).await;
+                (meta.key, Step::Compared(outcome))
+            }
+            Work::Copy(meta) => {
+                let outcome = copy(source, target, &meta, cache).await;
+                if let Ok(CopyOutcome::Copied(bytes)) = &outcome {
+                    self.progress.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                }
+                (meta.key, Step::Copied(outcome))
+            }
+        }
+    }
 }
 
 enum Step {

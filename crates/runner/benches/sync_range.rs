@@ -23,14 +23,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_auditsync");
 /// /proc: VmHWM only grows, so the last sample before exit is the peak, give or take 10 ms).
 fn measure(mut cmd: Command) -> (Duration, f64) {
     let start = Instant::now();
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             assert!(status.success(), "{cmd:?} failed: {err}");
             break;
         }
@@ -67,7 +76,11 @@ fn auditsync(config: &Path, args: &[&str]) -> Command {
 fn make_tree(root: &Path, files: usize, size: usize) -> u64 {
     let mut total = 0;
     for i in 0..files {
-        let dir = root.join(format!("acme/audit/2024/03/{:02}/{:02}", 1 + i % 28, i % 24));
+        let dir = root.join(format!(
+            "acme/audit/2024/03/{:02}/{:02}",
+            1 + i % 28,
+            i % 24
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut body = String::with_capacity(size + 512);
         let mut n = i as u64 * 100_000;
@@ -112,7 +125,15 @@ fn main() {
     });
     let (took, rss) = measure(auditsync(
         &config,
-        &["sync", "--from", &url(&src), "--to", &url(&dir.path().join("synced")), "--concurrency", "8"],
+        &[
+            "sync",
+            "--from",
+            &url(&src),
+            "--to",
+            &url(&dir.path().join("synced")),
+            "--concurrency",
+            "8",
+        ],
     ));
     println!(
         "sync volume->volume: 256 files, {:.1} MB in {:.2} s = {:.0} MB/s (peak RSS {rss:.0} MiB); cp -r: {:.2} s = {:.0} MB/s",
@@ -124,15 +145,28 @@ fn main() {
     );
     let (again, _) = measure(auditsync(
         &config,
-        &["sync", "--from", &url(&src), "--to", &url(&dir.path().join("synced"))],
+        &[
+            "sync",
+            "--from",
+            &url(&src),
+            "--to",
+            &url(&dir.path().join("synced")),
+        ],
     ));
-    println!("sync volume->volume, second run (nothing to copy, both sides compared): {:.2} s", again.as_secs_f64());
+    println!(
+        "sync volume->volume, second run (nothing to copy, both sides compared): {:.2} s",
+        again.as_secs_f64()
+    );
 
     // sync S3 -> S3 on moto, beside boto3
     match std::env::var("EMULATOR_S3_ENDPOINT") {
-        Err(_) => println!("sync S3->S3: skipped (EMULATOR_S3_ENDPOINT not set; `cargo xtask bench` starts moto)"),
+        Err(_) => println!(
+            "sync S3->S3: skipped (EMULATOR_S3_ENDPOINT not set; `cargo xtask bench` starts moto)"
+        ),
         Ok(endpoint) => {
-            let s3 = |bucket: &str| format!("s3://{bucket}?endpoint={endpoint}&force_path_style=true&region=us-east-1");
+            let s3 = |bucket: &str| {
+                format!("s3://{bucket}?endpoint={endpoint}&force_path_style=true&region=us-east-1")
+            };
             let small = dir.path().join("small");
             let bytes = make_tree(&small, 64, 512 * 1024);
             let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -146,10 +180,21 @@ fn main() {
             };
             let setup = "import boto3,os\ns=boto3.client('s3',endpoint_url=os.environ['ENDPOINT'],region_name='us-east-1')\nfor b in ['bench-src','bench-dst','bench-boto']:\n  s.create_bucket(Bucket=b)";
             measure(boto(setup));
-            measure(auditsync(&config, &["sync", "--from", &url(&small), "--to", &s3("bench-src")]));
+            measure(auditsync(
+                &config,
+                &["sync", "--from", &url(&small), "--to", &s3("bench-src")],
+            ));
             let (took, _) = measure(auditsync(
                 &config,
-                &["sync", "--from", &s3("bench-src"), "--to", &s3("bench-dst"), "--concurrency", "8"],
+                &[
+                    "sync",
+                    "--from",
+                    &s3("bench-src"),
+                    "--to",
+                    &s3("bench-dst"),
+                    "--concurrency",
+                    "8",
+                ],
             ));
             let copy = "import boto3,os\nfrom concurrent.futures import ThreadPoolExecutor\ns=boto3.client('s3',endpoint_url=os.environ['ENDPOINT'],region_name='us-east-1')\nkeys=[o['Key'] for p in s.get_paginator('list_objects_v2').paginate(Bucket='bench-src') for o in p.get('Contents',[])]\ndef cp(k):\n  s.put_object(Bucket='bench-boto',Key=k,Body=s.get_object(Bucket='bench-src',Key=k)['Body'].read())\nlist(ThreadPoolExecutor(8).map(cp,keys))";
             let (boto_took, _) = measure(boto(copy));
@@ -173,11 +218,16 @@ fn main() {
     let input = dir.path().join("chunk.ndjson");
     let ingest_start = Instant::now();
     for start in (0..n).step_by(chunk as usize) {
-        let body: String = (start..(start + chunk).min(n)).map(|i| format!("{}\n", line(i))).collect();
+        let body: String = (start..(start + chunk).min(n))
+            .map(|i| format!("{}\n", line(i)))
+            .collect();
         std::fs::write(&input, body).unwrap();
         measure(auditsync(&config, &["ingest", input.to_str().unwrap()]));
     }
-    eprintln!("(ingested {n} events in {:.1} s)", ingest_start.elapsed().as_secs_f64());
+    eprintln!(
+        "(ingested {n} events in {:.1} s)",
+        ingest_start.elapsed().as_secs_f64()
+    );
     let base = line(0)["createdAt"].as_i64().unwrap();
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
@@ -187,7 +237,17 @@ fn main() {
     let (from, to) = (at(base), at(base + n as i64 * 1_000));
     let out = dir.path().join("range.csv");
     let range = |source: bool| {
-        let mut args = vec!["export", "--from", &from, "--to", &to, "--format", "csv", "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "export",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "csv",
+            "--out",
+            out.to_str().unwrap(),
+        ];
         if source {
             args.extend(["--source", "archive"]);
         }

@@ -638,6 +638,23 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sleeps until `next`; false when the service is stopping first (or `next` never comes,
+/// in which case it waits for the stop).
+async fn wait_until(
+    next: Option<chrono::DateTime<chrono::Utc>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let Some(next) = next else {
+        let _ = stop.wait_for(|s| *s).await;
+        return false;
+    };
+    let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
 /// Runs one configured sync on its schedule until shutdown; a run in progress finishes.
 /// Objects verified equal are remembered, so later runs compare sizes only for them.
 async fn run_sync(
@@ -656,14 +673,8 @@ async fn run_sync(
     };
     let cache = Arc::new(VerifiedCache::default());
     loop {
-        let Some(next) = schedule.next_after(chrono::Utc::now()) else {
-            let _ = stop.wait_for(|s| *s).await;
+        if !wait_until(schedule.next_after(chrono::Utc::now()), &mut stop).await {
             return;
-        };
-        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
         }
         let result = sync(
             source.clone(),
@@ -709,15 +720,12 @@ async fn run_schedules(
     let mut next_gc = gc_schedule.next_after(now);
     tracing::info!(?next_export, ?next_gc, "schedules started");
     loop {
-        let Some(next) = [next_export, next_gc].into_iter().flatten().min() else {
+        let next = [next_export, next_gc].into_iter().flatten().min();
+        if next.is_none() {
             tracing::warn!("neither schedule will fire again");
-            let _ = stop.wait_for(|s| *s).await;
+        }
+        if !wait_until(next, &mut stop).await {
             return;
-        };
-        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
         }
         // Not raced against `stop`: an export or GC that started runs to its end.
         let now = chrono::Utc::now();

@@ -496,6 +496,35 @@ fn sync_copies_s3_to_gcs_and_to_a_volume_resumes_after_a_kill_and_leaves_conflic
         "{stdout}"
     );
 
+    // S3 -> Azure by URL, the SAS from the environment.
+    let container = unique("sync-az");
+    let azure = azure_destination(&ep.azure, &container, AZURITE_KEY);
+    let azure_sink = rt.block_on(sink_for(&azure));
+    let az = format!(
+        "az://{AZURITE_ACCOUNT}/{container}/mirror?endpoint={}",
+        ep.azure
+    );
+    let out = with_aws_env(env.command(&["sync", "--from", "s3", "--to", &az]))
+        .env(
+            "AZURE_STORAGE_SAS_TOKEN",
+            azure["sas_token"].as_str().unwrap(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("sig="), "no SAS in the output: {stdout}");
+    let mirrored: std::collections::BTreeMap<String, Vec<u8>> = rt
+        .block_on(tree(azure_sink.as_ref()))
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix("mirror/").unwrap().to_string(), v))
+        .collect();
+    assert_eq!(mirrored, source_tree);
+
     // S3 -> volume, killed halfway, then run again.
     let volume = env.path("volume");
     let url = format!("file://{}", volume.display());
