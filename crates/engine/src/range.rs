@@ -258,10 +258,13 @@ pub async fn export_range<W: Write + Send + 'static>(
     out: W,
     progress: Arc<RangeProgress>,
 ) -> Result<(RangeReport, W), RangeError> {
-    let identity = match &archive {
+    let identity = Arc::new(match &archive {
         Some(a) if !carries_id(a.schema.as_ref()) => Identity::Content(a.schema.clone()),
         _ => Identity::Id,
-    };
+    });
+    let query = Arc::new(query.clone());
+    // Filtering, keying, sorting and spilling are CPU and disk work: they run off the async
+    // threads (the service keeps taking events meanwhile), the runs moving in and out.
     let mut runs = Runs::new();
     let mut after = 0;
     loop {
@@ -271,17 +274,21 @@ pub async fn export_range<W: Write + Send + 'static>(
         progress
             .scanned
             .fetch_add(page.len() as u64, Ordering::Relaxed);
-        for stored in page {
-            if query.matches(&stored.event) {
-                let item = Item {
-                    t: stored.event.time,
-                    k: identity.key(&stored.event),
-                    o: 0,
-                    e: stored.event,
-                };
-                runs.push(item)?;
+        let (query, identity) = (query.clone(), identity.clone());
+        runs = blocking(move || {
+            for stored in page {
+                if query.matches(&stored.event) {
+                    runs.push(Item {
+                        t: stored.event.time,
+                        k: identity.key(&stored.event),
+                        o: 0,
+                        e: stored.event,
+                    })?;
+                }
             }
-        }
+            Ok(runs)
+        })
+        .await?;
     }
     let mut files = 0;
     if let Some(archive) = &archive {
@@ -292,32 +299,44 @@ pub async fn export_range<W: Write + Send + 'static>(
             .store(listed.len() as u64, Ordering::Relaxed);
         for meta in listed {
             let body = archive.sink.get(&meta.key).await?;
-            decode_file(meta.key.as_str(), &body, archive.schema.as_ref(), |event| {
-                progress.scanned.fetch_add(1, Ordering::Relaxed);
-                if query.matches(&event) {
-                    let item = Item {
-                        t: event.time,
-                        k: identity.key(&event),
-                        o: 1,
-                        e: event,
-                    };
-                    runs.push(item)?;
-                }
-                Ok(())
-            })?;
+            let (query, identity, progress) = (query.clone(), identity.clone(), progress.clone());
+            let schema = archive.schema.clone();
+            runs = blocking(move || {
+                decode_file(meta.key.as_str(), &body, schema.as_ref(), |event| {
+                    progress.scanned.fetch_add(1, Ordering::Relaxed);
+                    if query.matches(&event) {
+                        runs.push(Item {
+                            t: event.time,
+                            k: identity.key(&event),
+                            o: 1,
+                            e: event,
+                        })?;
+                    }
+                    Ok(())
+                })?;
+                progress.files.fetch_add(1, Ordering::Relaxed);
+                Ok(runs)
+            })
+            .await?;
             files += 1;
-            progress.files.fetch_add(1, Ordering::Relaxed);
         }
     }
     runs.spill()?;
     let format = format.clone();
-    let by_id = matches!(identity, Identity::Id);
-    let merged = tokio::task::spawn_blocking(move || merge(runs, by_id, &format, out, &progress))
-        .await
-        .map_err(|e| io::Error::other(format!("merge task failed: {e}")))??;
+    let by_id = matches!(*identity, Identity::Id);
+    let merged = blocking(move || merge(runs, by_id, &format, out, &progress)).await?;
     let (mut report, out) = merged;
     report.files = files;
     Ok((report, out))
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RangeError> + Send + 'static,
+) -> Result<T, RangeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RangeError::Io(io::Error::other(format!("range export task failed: {e}"))))?
 }
 
 fn merge<W: Write>(

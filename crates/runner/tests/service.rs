@@ -887,3 +887,44 @@ fn a_configured_sync_mirrors_the_export_tree_and_reports_metrics() {
         "{stderr}"
     );
 }
+
+#[test]
+fn permissive_ingest_answers_with_the_flagged_events_and_counts_them() {
+    let env = Env::new(service_config(
+        json!({"ingest": {"validation": "permissive"}}),
+    ));
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let mut unknown = line(1);
+    unknown["nameHints"] = json!(["getUsr"]);
+    let mut missing = line(2);
+    missing["requestParams"] = json!({"n": 2});
+    let reply = client
+        .post(
+            "application/x-ndjson",
+            None,
+            &ndjson([line(0), unknown, missing]),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["stored"], 3);
+    assert_eq!(
+        body["flagged"],
+        json!([
+            {"at": "line 2", "field": "nameHints", "problem": "unknown action getUsr: not among the 69 actions of the `uevents` catalog"},
+            {"at": "line 3", "field": "requestParams.email", "problem": "missing; action `getUser` requires it"},
+        ])
+    );
+    assert_eq!(metric(&mut client, "auditsync_events_flagged_total"), 2.0);
+    assert_eq!(metric(&mut client, "auditsync_events_ingested_total"), 3.0);
+    // A wrong type is refused in permissive mode too, and nothing of the request is stored.
+    let mut wrong = line(3);
+    wrong["responseCode"] = json!("200");
+    let reply = client
+        .post("application/x-ndjson", None, &ndjson([line(4), wrong]))
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert_eq!(metric(&mut client, "auditsync_events_ingested_total"), 3.0);
+    assert_eq!(server.terminate().code(), Some(0));
+}
