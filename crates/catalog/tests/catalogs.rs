@@ -353,3 +353,69 @@ fn built_in_files_are_valid_definitions_and_custom_files_load() {
         "{err}"
     );
 }
+
+fn fixture_rows(text: &str) -> Vec<Vec<&str>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('|').collect())
+        .collect()
+}
+
+#[test]
+fn the_warehouse_schema_has_every_column_type_and_event_type_of_seed_003() {
+    let warehouse = schema("warehouse");
+    let catalog = warehouse.catalog().unwrap();
+    let rows = fixture_rows(include_str!("fixtures/seed_003.txt"));
+    let columns: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r[0] == "column")
+        .map(|r| (r[1], r[2]))
+        .collect();
+    assert_eq!(columns.len(), 29);
+    for ((name, declared), column) in columns.iter().zip(warehouse.columns()) {
+        assert_eq!(*name, column.name);
+        let ty = auditsync_catalog::type_name(column.ty);
+        let expected = match declared.split_whitespace().next().unwrap() {
+            "VARCHAR" => "string",
+            "NUMBER" => "integer",
+            "DATE" => "date",
+            "TIMESTAMPNTZ" => "timestamp",
+            other => panic!("seed type {other}"),
+        };
+        assert_eq!(ty, expected, "{name}");
+    }
+    let types: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[0] == "event_type")
+        .map(|r| r[1])
+        .collect();
+    assert_eq!(types.len(), 45);
+    assert_eq!(catalog.len(), 45);
+    for ty in types {
+        assert!(catalog.lookup(ty).next().is_some(), "{ty}");
+    }
+}
+
+#[test]
+fn the_actor_change_schema_has_every_column_and_action_of_seed_004() {
+    let actor = schema("actor_change");
+    let rows = fixture_rows(include_str!("fixtures/seed_004.txt"));
+    let columns: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[0] == "column")
+        .map(|r| r[1])
+        .collect();
+    let names: Vec<&str> = actor.columns().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(columns, names);
+    let actions: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[0] == "action")
+        .map(|r| r[1])
+        .collect();
+    assert_eq!(actions.len(), 32);
+    let catalog = actor.catalog().unwrap();
+    assert_eq!(catalog.len(), 32);
+    for action in actions {
+        assert!(catalog.lookup(action).next().is_some(), "{action}");
+    }
+}
