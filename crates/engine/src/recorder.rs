@@ -92,16 +92,19 @@ impl Recorder {
         self.commit(encoded).await
     }
 
-    /// Validates a record of `schema` and records it (redacted); returns once it is durable.
+    /// Validates a record of `schema` (its types, then its rules: catalog and actor, as
+    /// strict ingest does) and records it (redacted); returns once it is durable.
     pub async fn record_value(
         &self,
         schema: &dyn Schema,
         record: Value,
     ) -> Result<Appended, IngestError> {
-        let event = schema.parse(record).map_err(|error| IngestError::Invalid {
+        let invalid = |error| IngestError::Invalid {
             at: Location::Index(0),
             error,
-        })?;
+        };
+        let event = schema.parse(record).map_err(invalid)?;
+        schema.check(&event).map_err(invalid)?;
         self.record(event).await
     }
 
@@ -178,6 +181,39 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CommitRequest
 mod tests {
     use super::*;
     use auditsync_store::SqliteStore;
+
+    #[tokio::test]
+    async fn record_value_checks_types_and_the_catalog_before_storing() {
+        auditsync_catalog::link();
+        let schema = auditsync_core::registry::build_schema("uevents").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("a.db")).unwrap());
+        let recorder = Recorder::start(store.clone());
+        let record = |hint: &str, params: Value| {
+            serde_json::json!({"opType": "Query", "createdAt": 1, "nameHints": [hint],
+                               "requestParams": params})
+        };
+        let ok = recorder
+            .record_value(
+                schema.as_ref(),
+                record("User", serde_json::json!({"email": "x"})),
+            )
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        for (bad, field) in [
+            (record("getUsr", serde_json::json!({})), "nameHints"),
+            (
+                record("getUser", serde_json::json!({})),
+                "requestParams.email",
+            ),
+        ] {
+            match recorder.record_value(schema.as_ref(), bad).await {
+                Err(IngestError::Invalid { error, .. }) => assert_eq!(error.field, field),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(store.stats().await.unwrap().events, 1);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_records_are_all_durable_with_distinct_seqs() {

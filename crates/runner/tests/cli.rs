@@ -681,6 +681,16 @@ fn a_range_export_merges_store_and_archive_each_event_once_in_time_order() {
     for (r, n) in records.iter().zip(500u64..) {
         assert_eq!(r, &line(n), "record {n} as it went in");
     }
+    // The same range to stdout: the same bytes.
+    let piped = env
+        .command(&[
+            "export", "--from", &from, "--to", &to, "--source", "archive", "--format", "csv",
+            "--out", "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, body, "stdout and file differ");
     // Dates take whole days; a filter narrows; nothing is left behind on a bad request.
     let day = &rfc3339(base)[..10];
     let summary = run(&[
