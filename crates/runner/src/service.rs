@@ -341,6 +341,19 @@ async fn create_export(
                     format!("field `{}`: {}", e.path(), e.inner()),
                 )
             })?;
+    // Over HTTP an archive must be a configured destination: a URL would let a token holder
+    // point the service at any bucket or directory it can reach.
+    if params
+        .source
+        .as_deref()
+        .is_some_and(auditsync_engine::sink_url::is_url)
+    {
+        return Err(api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "field `source`: over HTTP, name a configured destination; sink URLs are for the CLI",
+        ));
+    }
     let job = shared
         .jobs
         .create(&shared.app, params, &admin)
