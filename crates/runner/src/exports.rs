@@ -181,6 +181,13 @@ impl Jobs {
         Ok(job)
     }
 
+    /// Every job, newest first.
+    pub fn list(&self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = lock(&self.jobs).values().cloned().collect();
+        jobs.sort_by(|a, b| b.id.cmp(&a.id));
+        jobs
+    }
+
     /// A job and its live progress.
     pub fn get(&self, id: &str) -> Option<(Job, Option<Arc<RangeProgress>>)> {
         let job = lock(&self.jobs).get(id).cloned()?;

@@ -369,6 +369,23 @@ async fn create_export(
     Ok((StatusCode::ACCEPTED, Json(job_json(&job, None))).into_response())
 }
 
+async fn list_exports(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&headers, &shared.admins)?;
+    let jobs: Vec<serde_json::Value> = shared
+        .jobs
+        .list()
+        .iter()
+        .map(|job| {
+            let progress = shared.jobs.get(&job.id).and_then(|(_, p)| p);
+            job_json(job, progress.as_deref())
+        })
+        .collect();
+    Ok(Json(json!({"exports": jobs})).into_response())
+}
+
 async fn get_export(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
