@@ -494,7 +494,9 @@ fn router(shared: Arc<Shared>, max_body: usize) -> Router {
         .route("/v1/events", post(post_events).fallback(method_not_allowed))
         .route(
             "/v1/exports",
-            post(create_export).fallback(method_not_allowed),
+            post(create_export)
+                .get(list_exports)
+                .fallback(method_not_allowed),
         )
         .route(
             "/v1/exports/{id}",

@@ -789,6 +789,11 @@ fn an_async_export_survives_a_restart_and_its_download_is_audited() {
     assert_eq!(status["status"], "done", "{status}");
     assert_eq!(status["result"]["events"], 4_000, "{status}");
     assert_eq!(status["requested_by"], "auditor");
+    let listed = client
+        .request("GET", "/v1/exports", &auth, b"")
+        .unwrap()
+        .json();
+    assert_eq!(listed["exports"][0]["id"], json!(id), "{listed}");
     let missing = client
         .request("GET", "/v1/exports/nope", &auth, b"")
         .unwrap();
