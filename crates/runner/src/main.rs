@@ -83,7 +83,7 @@ enum Command {
     Status,
     /// Serve HTTP ingest and run the export and GC schedules until SIGTERM or SIGINT.
     Run,
-    /// Manage ingest bearer tokens.
+    /// Manage bearer tokens (ingest and admin).
     Token {
         #[command(subcommand)]
         action: TokenAction,
@@ -147,7 +147,7 @@ enum SchemaAction {
 
 #[derive(Debug, Subcommand)]
 enum TokenAction {
-    /// Print a new random token and the hash line for `ingest.token_hashes`.
+    /// Print a new random token and its hash for `ingest.token_hashes` or `admin.tokens`.
     New,
 }
 
@@ -689,9 +689,10 @@ fn new_token() -> anyhow::Result<ExitCode> {
     println!("token: {token}");
     println!("hash:  \"sha256:{hash}\"");
     println!();
-    println!("Give the token to the producer (header `Authorization: Bearer <token>`) and add the");
     println!(
-        "hash to \"ingest\": {{\"token_hashes\": [...]}}. The token itself is not stored anywhere."
+        "Give the token to its holder (header `Authorization: Bearer <token>`) and add the hash"
     );
+    println!("for a producer to \"ingest\": {{\"token_hashes\": [...]}}, or for an auditor to");
+    println!("\"admin\": {{\"tokens\": [{{\"name\": \"...\", \"hash\": ...}}]}}. The token itself is not stored anywhere.");
     Ok(ExitCode::SUCCESS)
 }
