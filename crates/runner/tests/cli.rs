@@ -731,3 +731,77 @@ fn a_range_export_merges_store_and_archive_each_event_once_in_time_order() {
         .contains("--from: \"yesterday\" is not an RFC 3339 time"));
     assert!(!env.path("x.csv").exists());
 }
+
+#[test]
+fn a_range_export_reads_a_csv_zstd_archive_and_merges_by_event_id() {
+    // The warehouse schema carries the event id (EVENT_ID), so store and archive are merged
+    // by id; its CSV files are read back by column type.
+    let mut cfg = config(json!([
+        {"name": "archive", "type": "pv", "root": "archive", "format": "csv", "compression": "zstd",
+         "schema": "warehouse", "max_events": 300}
+    ]));
+    cfg["schema"] = json!("warehouse");
+    let env = Env::new(cfg);
+    let base: i64 = 1_709_251_200_000; // 2024-03-01T00:00:00Z
+    let event = |i: i64| {
+        let kind = ["user_login", "app_deployed", "new_api_key"][(i % 3) as usize];
+        json!({"EVENT_ID": format!("ev-{i:05}"), "EVENT_TIME": base + i * 60_000,
+               "EVENT_TYPE": kind,
+               "EMAIL": format!("u{i}@example.com"), "APP_ID": format!("app,{}", i % 4),
+               "ORGANIZATION_ID": "acme"})
+    };
+    let ingest = |range: std::ops::Range<i64>| {
+        let body: String = range.map(|i| format!("{}\n", event(i))).collect();
+        std::fs::write(env.path("in.ndjson"), body).unwrap();
+        env.ok(&["ingest", env.path("in.ndjson").to_str().unwrap()]);
+    };
+    ingest(0..2_000);
+    env.ok(&["export", "--once"]);
+    env.ok(&["gc", "--once"]);
+    ingest(2_000..2_500);
+    env.ok(&["export", "--once"]); // in both
+    ingest(2_500..2_700); // store only
+    let out = env.path("range.ndjson");
+    let out_path = out.to_str().unwrap();
+    let run = env
+        .command(&[
+            "export",
+            "--from",
+            "2024-03-01T10:00:00Z",
+            "--to",
+            "2024-03-02T20:00:00Z",
+            "--source",
+            "archive",
+            "--format",
+            "ndjson",
+            "--compression",
+            "gzip",
+            "--out",
+            out_path,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // minutes 600 .. 2640 (exclusive): 2,040 events, 500 of them in both places.
+    assert!(
+        stderr.contains("exported 2040 events") && stderr.contains("500 found in both"),
+        "{stderr}"
+    );
+    let text = support::decode("range.ndjson.gz", &std::fs::read(&out).unwrap());
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["EVENT_ID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (600..2_640).map(|i| format!("ev-{i:05}")).collect();
+    assert_eq!(ids, expected);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["APP_ID"], json!("app,0"));
+    assert_eq!(first["EVENT_TIME"], json!("2024-03-01 10:00:00.000"));
+    assert_eq!(first["EVENT_DATE"], json!("2024-03-01"));
+}
