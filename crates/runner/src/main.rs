@@ -553,6 +553,24 @@ async fn export_range(
     use std::sync::atomic::Ordering;
     let out = out.ok_or_else(|| anyhow::anyhow!("--out: missing (a file, or - for stdout)"))?;
     let plan = range_export::RangePlan::new(app, args).map_err(|e| anyhow::anyhow!("--{e:#}"))?;
+    // Taking audit data out is itself audited, before any of it is written.
+    let mut event = auditsync_core::Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        time: chrono::Utc::now().timestamp_millis(),
+        action: "auditsync.export.range".into(),
+        ..auditsync_core::Event::default()
+    };
+    event.actor.token_name = Some("cli".into());
+    event.actor.user_name = std::env::var("USER").ok().filter(|u| !u.is_empty());
+    if let Ok(serde_json::Value::Object(params)) = serde_json::to_value(args) {
+        event.params = params.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    }
+    event.params.insert("out".into(), out.into());
+    app.redactor.redact(&mut event);
+    app.store
+        .append_events(vec![event])
+        .await
+        .context("cannot record the export in the store; nothing was exported")?;
     let progress = std::sync::Arc::new(RangeProgress::default());
     let shown = progress.clone();
     let bar = progress::Progress::start(move |elapsed| {

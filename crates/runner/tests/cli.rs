@@ -722,6 +722,14 @@ fn a_range_export_merges_store_and_archive_each_event_once_in_time_order() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("--from: \"yesterday\" is not an RFC 3339 time"));
     assert!(!env.path("x.csv").exists());
+    // Each range taken out was recorded first (the refused one was not).
+    run(&["export", "--once"]);
+    let recorded = files_under(&env.path("archive"))
+        .iter()
+        .flat_map(|p| support::records(&p.to_string_lossy(), &std::fs::read(p).unwrap()))
+        .filter(|r| r["nameHints"][0] == "auditsync.export.range")
+        .count();
+    assert_eq!(recorded, 3);
 }
 
 #[test]
