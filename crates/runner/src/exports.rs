@@ -119,9 +119,20 @@ impl Jobs {
             if !(name.starts_with("job-") && name.ends_with(".json")) {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)?;
-            let mut job: Job = serde_json::from_str(&text)
-                .with_context(|| format!("export job file {} is damaged", path.display()))?;
+            // A damaged job file must not keep the service (and its ingest) from starting: it
+            // is set aside, named in the log, and the job is no longer offered.
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str::<Job>(&text).map_err(|e| e.to_string()));
+            let mut job = match parsed {
+                Ok(job) => job,
+                Err(e) => {
+                    let aside = path.with_extension("json.damaged");
+                    tracing::error!(file = %path.display(), error = %e, aside = %aside.display(), "export job file is damaged; set aside");
+                    let _ = std::fs::rename(&path, &aside);
+                    continue;
+                }
+            };
             if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
                 job.status = JobStatus::Queued;
                 resume.push(job.id.clone());

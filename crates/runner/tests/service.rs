@@ -933,3 +933,22 @@ fn permissive_ingest_answers_with_the_flagged_events_and_counts_them() {
     assert_eq!(metric(&mut client, "auditsync_events_ingested_total"), 3.0);
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+#[test]
+fn a_damaged_export_job_file_is_set_aside_and_the_service_starts() {
+    let env = Env::new(service_config(json!({})));
+    let exports = env.path("db/exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(exports.join("job-0190-broken.json"), b"{\"id\": ").unwrap();
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let reply = client
+        .post("application/x-ndjson", None, &ndjson([line(0)]))
+        .unwrap();
+    assert_eq!(reply.status, 200, "ingest works: {}", reply.text());
+    assert!(exports.join("job-0190-broken.json.damaged").exists());
+    assert!(!exports.join("job-0190-broken.json").exists());
+    assert_eq!(server.terminate().code(), Some(0));
+    let log = std::fs::read_to_string(env.path("server.log")).unwrap();
+    assert!(log.contains("export job file is damaged"), "{log}");
+}
