@@ -86,7 +86,7 @@ fn default_sync_concurrency() -> usize {
 }
 
 /// `admin` settings: who may run and download range exports over HTTP.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Admin tokens, each with a name that becomes the actor of what it does. Without any,
@@ -96,6 +96,24 @@ pub struct AdminConfig {
     /// Where export jobs and their files are kept (default: `exports/` beside the store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exports_dir: Option<PathBuf>,
+    /// Finished export jobs and their files are deleted this many days after they finished
+    /// (the events themselves stay in the store and the destinations).
+    #[serde(default = "default_keep_exports_days")]
+    pub keep_exports_days: u32,
+}
+
+fn default_keep_exports_days() -> u32 {
+    7
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            exports_dir: None,
+            keep_exports_days: default_keep_exports_days(),
+        }
+    }
 }
 
 /// One admin token.

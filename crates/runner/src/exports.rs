@@ -192,6 +192,25 @@ impl Jobs {
         Ok(job)
     }
 
+    /// Deletes finished jobs (their record and file) that finished more than `keep` ago;
+    /// returns how many.
+    pub fn prune(&self, keep: std::time::Duration) -> usize {
+        let cutoff = now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let old: Vec<Job> = lock(&self.jobs)
+            .values()
+            .filter(|j| matches!(j.status, JobStatus::Done | JobStatus::Failed))
+            .filter(|j| j.finished_ms.unwrap_or(j.created_ms) < cutoff)
+            .cloned()
+            .collect();
+        for job in &old {
+            let _ = std::fs::remove_file(self.file(job));
+            let _ = std::fs::remove_file(self.dir.join(format!("job-{}.json", job.id)));
+            lock(&self.jobs).remove(&job.id);
+            tracing::info!(job = %job.id, "export job expired: record and file deleted");
+        }
+        old.len()
+    }
+
     /// Every job, newest first.
     pub fn list(&self) -> Vec<Job> {
         let mut jobs: Vec<Job> = lock(&self.jobs).values().cloned().collect();

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use auditsync_engine::cron::Schedule;
@@ -365,6 +366,8 @@ async fn create_export(
             )
         })?;
     tracing::info!(job = %job.id, admin = %admin, "export job queued");
+    let keep = u64::from(shared.app.config.admin.keep_exports_days) * 86_400;
+    shared.jobs.prune(std::time::Duration::from_secs(keep));
     tokio::spawn(shared.jobs.clone().run(shared.app.clone(), job.id.clone()));
     Ok((StatusCode::ACCEPTED, Json(job_json(&job, None))).into_response())
 }
@@ -586,6 +589,8 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let admins = app.config.admin.token_digests()?;
     let (jobs, resume) = Jobs::open(app.config.admin.exports_dir(&app.config.store))?;
     let jobs = Arc::new(jobs);
+    let keep = Duration::from_secs(u64::from(app.config.admin.keep_exports_days) * 86_400);
+    jobs.prune(keep);
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn Store> = app.store.clone();
     let recorder = Recorder::start_with(store, app.redactor.clone());

@@ -935,11 +935,31 @@ fn permissive_ingest_answers_with_the_flagged_events_and_counts_them() {
 }
 
 #[test]
-fn a_damaged_export_job_file_is_set_aside_and_the_service_starts() {
+fn damaged_job_files_are_set_aside_and_expired_jobs_deleted_at_start() {
     let env = Env::new(service_config(json!({})));
     let exports = env.path("db/exports");
     std::fs::create_dir_all(&exports).unwrap();
     std::fs::write(exports.join("job-0190-broken.json"), b"{\"id\": ").unwrap();
+    // A job that finished long ago (beyond admin.keep_exports_days, 7) goes, file and all;
+    // a recent one stays.
+    let job = |id: &str, finished_ms: i64| {
+        json!({"id": id, "status": "done", "params": {"from": "2024-01-01", "to": "2024-01-02"},
+               "requested_by": "auditor", "created_ms": finished_ms, "finished_ms": finished_ms,
+               "extension": "csv", "result": {"events": 0, "from_store": 0, "from_archive": 0,
+               "duplicates": 0, "bytes": 0}})
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for (id, finished) in [
+        ("old", now_ms - 8 * 86_400_000),
+        ("new", now_ms - 86_400_000),
+    ] {
+        std::fs::write(
+            exports.join(format!("job-{id}.json")),
+            job(id, finished).to_string(),
+        )
+        .unwrap();
+        std::fs::write(exports.join(format!("{id}.csv")), b"x\r\n").unwrap();
+    }
     let server = env.start();
     let mut client = Client::connect(server.addr).unwrap();
     let reply = client
@@ -948,6 +968,8 @@ fn a_damaged_export_job_file_is_set_aside_and_the_service_starts() {
     assert_eq!(reply.status, 200, "ingest works: {}", reply.text());
     assert!(exports.join("job-0190-broken.json.damaged").exists());
     assert!(!exports.join("job-0190-broken.json").exists());
+    assert!(!exports.join("job-old.json").exists() && !exports.join("old.csv").exists());
+    assert!(exports.join("job-new.json").exists() && exports.join("new.csv").exists());
     assert_eq!(server.terminate().code(), Some(0));
     let log = std::fs::read_to_string(env.path("server.log")).unwrap();
     assert!(log.contains("export job file is damaged"), "{log}");
