@@ -38,6 +38,8 @@ pub struct RangeQuery {
     pub actions: Vec<String>,
     /// Only events whose actor (user id, email or name, token id or name) is one of these.
     pub actors: Vec<String>,
+    /// Only events of these organizations (tenants).
+    pub organizations: Vec<String>,
 }
 
 impl RangeQuery {
@@ -46,6 +48,14 @@ impl RangeQuery {
             return false;
         }
         if !self.actions.is_empty() && !self.actions.contains(&event.action) {
+            return false;
+        }
+        if !self.organizations.is_empty()
+            && !event
+                .organization
+                .as_ref()
+                .is_some_and(|o| self.organizations.contains(o))
+        {
             return false;
         }
         if self.actors.is_empty() {

@@ -35,7 +35,8 @@ pub struct RangeArgs {
     #[arg(long)]
     #[serde(default)]
     pub compression: Option<String>,
-    /// `action=NAME` and `actor=ID` terms, comma-separated; terms of one kind are alternatives.
+    /// `action=NAME`, `actor=ID` and `organization=NAME` terms, comma-separated; terms of one
+    /// kind are alternatives, kinds must all match.
     #[arg(long)]
     #[serde(default)]
     pub filter: Option<String>,
@@ -84,7 +85,8 @@ fn parse_filter(text: &str, query: &mut RangeQuery) -> anyhow::Result<()> {
         match key.trim() {
             "action" => query.actions.push(value.trim().to_string()),
             "actor" => query.actors.push(value.trim().to_string()),
-            other => bail!("filter: unknown key `{other}`; known: action, actor"),
+            "organization" => query.organizations.push(value.trim().to_string()),
+            other => bail!("filter: unknown key `{other}`; known: action, actor, organization"),
         }
     }
     Ok(())

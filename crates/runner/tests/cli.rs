@@ -800,6 +800,47 @@ fn a_range_export_reads_a_csv_zstd_archive_and_merges_by_event_id() {
         .collect();
     let expected: Vec<String> = (600..2_640).map(|i| format!("ev-{i:05}")).collect();
     assert_eq!(ids, expected);
+    // Filters: a tenant that has no events, and one that has them all.
+    for (filter, expected) in [
+        ("organization=globex", 0),
+        ("organization=acme,action=user_login", 680),
+    ] {
+        let out = env
+            .command(&[
+                "export",
+                "--from",
+                "2024-03-01T10:00:00Z",
+                "--to",
+                "2024-03-02T20:00:00Z",
+                "--source",
+                "archive",
+                "--filter",
+                filter,
+                "--out",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let rows = support::records("x.csv", &out.stdout).len();
+        assert_eq!(rows, expected, "{filter}");
+    }
+    let bad = env
+        .command(&[
+            "export",
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-02",
+            "--filter",
+            "tenant=x",
+            "--out",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("unknown key `tenant`; known: action, actor, organization"));
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["APP_ID"], json!("app,0"));
     assert_eq!(first["EVENT_TIME"], json!("2024-03-01 10:00:00.000"));
