@@ -266,7 +266,10 @@ impl Redactor {
             Value::String(text) => {
                 let looks_like_json =
                     matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
-                if !looks_like_json {
+                // Only an object has keys to match: JSON without a `{` (a list of field names,
+                // as `requestPayload` often is) cannot hold anything to redact, and is not
+                // parsed on the ingest path for nothing.
+                if !looks_like_json || !text.contains('{') {
                     return 0;
                 }
                 let Ok(mut inner) = serde_json::from_str::<Value>(text) else {
