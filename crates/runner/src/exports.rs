@@ -218,11 +218,15 @@ impl Jobs {
         jobs
     }
 
+    /// The live progress of a running job.
+    pub fn progress(&self, id: &str) -> Option<Arc<RangeProgress>> {
+        lock(&self.progress).get(id).cloned()
+    }
+
     /// A job and its live progress.
     pub fn get(&self, id: &str) -> Option<(Job, Option<Arc<RangeProgress>>)> {
         let job = lock(&self.jobs).get(id).cloned()?;
-        let progress = lock(&self.progress).get(id).cloned();
-        Some((job, progress))
+        Some((job, self.progress(id)))
     }
 
     /// Runs a queued job to the end (waiting for the export slot first).

@@ -91,8 +91,13 @@ fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 fn authorize(headers: &HeaderMap, tokens: &[[u8; 32]]) -> Result<(), ApiError> {
+    matching_token(headers, tokens).map(|_| ())
+}
+
+/// Which of `tokens` the request's bearer token is (`None` when no token is configured).
+fn matching_token(headers: &HeaderMap, tokens: &[[u8; 32]]) -> Result<Option<usize>, ApiError> {
     if tokens.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let unauthorized = |m: &str| api_error(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let value = headers
@@ -107,14 +112,16 @@ fn authorize(headers: &HeaderMap, tokens: &[[u8; 32]]) -> Result<(), ApiError> {
         .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     // Check every configured token, so the time taken does not tell which one was close.
-    let matched = tokens
-        .iter()
-        .fold(false, |found, t| found | digest_eq(t, &digest));
-    if matched {
-        Ok(())
-    } else {
-        Err(unauthorized("the bearer token is not accepted"))
-    }
+    let matched = tokens.iter().enumerate().fold(None, |found, (i, t)| {
+        if digest_eq(t, &digest) {
+            Some(i)
+        } else {
+            found
+        }
+    });
+    matched
+        .map(Some)
+        .ok_or_else(|| unauthorized("the bearer token is not accepted"))
 }
 
 enum BodyKind {
@@ -285,25 +292,9 @@ fn authorize_admin(headers: &HeaderMap, admins: &[(String, [u8; 32])]) -> Result
         ));
     }
     let digests: Vec<[u8; 32]> = admins.iter().map(|(_, d)| *d).collect();
-    authorize(headers, &digests)?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    admins
-        .iter()
-        .find(|(_, d)| digest_eq(d, &digest))
-        .map(|(name, _)| name.clone())
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the bearer token is not accepted",
-            )
-        })
+    // `admins` is not empty, so a match is a name.
+    let index = matching_token(headers, &digests)?.unwrap_or_default();
+    Ok(admins[index].0.clone())
 }
 
 fn job_json(
@@ -381,10 +372,7 @@ async fn list_exports(
         .jobs
         .list()
         .iter()
-        .map(|job| {
-            let progress = shared.jobs.get(&job.id).and_then(|(_, p)| p);
-            job_json(job, progress.as_deref())
-        })
+        .map(|job| job_json(job, shared.jobs.progress(&job.id).as_deref()))
         .collect();
     Ok(Json(json!({"exports": jobs})).into_response())
 }
