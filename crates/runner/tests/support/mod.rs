@@ -132,6 +132,9 @@ impl Response {
 pub struct Client {
     reader: BufReader<TcpStream>,
     addr: SocketAddr,
+    /// Whether a response has been read on this connection, i.e. whether the server may
+    /// since have closed it as idle or after a request whose body it did not read.
+    reused: bool,
 }
 
 impl Client {
@@ -145,7 +148,40 @@ impl Client {
         Ok(Self {
             reader: BufReader::new(stream),
             addr,
+            reused: false,
         })
+    }
+
+    /// Replaces the connection by a fresh one when the server has closed it since the last
+    /// response, as any HTTP client does before reusing a kept-alive connection. (The server
+    /// closes after answering a request whose body it did not read, e.g. a 404.)
+    fn reconnect_if_closed(&mut self) -> std::io::Result<()> {
+        if !self.reused || !self.reader.buffer().is_empty() {
+            return Ok(());
+        }
+        let stream = self.reader.get_ref();
+        stream.set_nonblocking(true)?;
+        let mut probe = [0u8; 1];
+        let closed = match stream.peek(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        };
+        stream.set_nonblocking(false)?;
+        if closed {
+            *self = Self::connect(self.addr)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `e`, met on a reused connection, means the server had closed it.
+    fn is_stale_connection(e: &std::io::Error) -> bool {
+        use std::io::ErrorKind::*;
+        matches!(
+            e.kind(),
+            BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+        )
     }
 
     /// Sends raw bytes as the whole request head and body, then reads one response.
@@ -204,10 +240,27 @@ impl Client {
             return self.read_response();
         }
         head.push_str("\r\n");
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-        self.read_response()
+        // One write, so the body arrives with the head and a server that answers without
+        // reading it can drain it and keep the connection.
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        self.reconnect_if_closed()?;
+        let was_reused = self.reused;
+        let sent = self
+            .reader
+            .get_mut()
+            .write_all(&request)
+            .and_then(|()| self.read_response());
+        match sent {
+            // A GET cannot have changed anything, so it is safe to send again when the
+            // server closed the kept-alive connection just as it was reused.
+            Err(e) if was_reused && method == "GET" && Self::is_stale_connection(&e) => {
+                *self = Self::connect(self.addr)?;
+                self.reader.get_mut().write_all(&request)?;
+                self.read_response()
+            }
+            other => other,
+        }
     }
 
     /// POST to /v1/events.
@@ -260,6 +313,7 @@ impl Client {
         }
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body)?;
+        self.reused = true;
         Ok(Response {
             status,
             headers,
