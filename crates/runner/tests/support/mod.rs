@@ -175,6 +175,17 @@ impl Client {
         Ok(())
     }
 
+    /// Writes `bytes` and reads the response. A server may answer before it has read the
+    /// whole body (e.g. 413 once an event is over the limit) and close, so a write that
+    /// fails because the peer closed is followed by an attempt to read that early answer.
+    fn send_body_then_read(&mut self, bytes: &[u8]) -> std::io::Result<Response> {
+        match self.reader.get_mut().write_all(bytes) {
+            Ok(()) => self.read_response(),
+            Err(e) if Self::is_stale_connection(&e) => self.read_response().map_err(|_| e),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `e`, met on a reused connection, means the server had closed it.
     fn is_stale_connection(e: &std::io::Error) -> bool {
         use std::io::ErrorKind::*;
@@ -236,8 +247,7 @@ impl Client {
             if first.status != 100 {
                 return Ok(first);
             }
-            self.reader.get_mut().write_all(body)?;
-            return self.read_response();
+            return self.send_body_then_read(body);
         }
         head.push_str("\r\n");
         // One write, so the body arrives with the head and a server that answers without
@@ -246,18 +256,13 @@ impl Client {
         request.extend_from_slice(body);
         self.reconnect_if_closed()?;
         let was_reused = self.reused;
-        let sent = self
-            .reader
-            .get_mut()
-            .write_all(&request)
-            .and_then(|()| self.read_response());
+        let sent = self.send_body_then_read(&request);
         match sent {
             // A GET cannot have changed anything, so it is safe to send again when the
             // server closed the kept-alive connection just as it was reused.
             Err(e) if was_reused && method == "GET" && Self::is_stale_connection(&e) => {
                 *self = Self::connect(self.addr)?;
-                self.reader.get_mut().write_all(&request)?;
-                self.read_response()
+                self.send_body_then_read(&request)
             }
             other => other,
         }
