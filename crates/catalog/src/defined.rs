@@ -164,18 +164,7 @@ impl Schema for DefinedSchema {
                     other => event.action = opt_string(other).unwrap_or_default(),
                 },
                 Target::Organization => event.organization = opt_string(value),
-                Target::Actor(field) => {
-                    let slot = match field {
-                        ActorField::UserId => &mut event.actor.user_id,
-                        ActorField::UserEmail => &mut event.actor.user_email,
-                        ActorField::UserName => &mut event.actor.user_name,
-                        ActorField::TokenId => &mut event.actor.token_id,
-                        ActorField::TokenName => &mut event.actor.token_name,
-                        ActorField::Ip => &mut event.actor.ip,
-                        ActorField::UserAgent => &mut event.actor.user_agent,
-                    };
-                    *slot = opt_string(value);
-                }
+                Target::Actor(field) => *field.slot(&mut event.actor) = opt_string(value),
                 Target::EntityKind => {
                     event.entity.get_or_insert_with(Entity::default).kind =
                         opt_string(value).unwrap_or_default();
@@ -230,15 +219,7 @@ impl Schema for DefinedSchema {
                     _ => Value::String(event.action.clone()),
                 },
                 Target::Organization => string(event.organization.take()),
-                Target::Actor(field) => string(match field {
-                    ActorField::UserId => event.actor.user_id.take(),
-                    ActorField::UserEmail => event.actor.user_email.take(),
-                    ActorField::UserName => event.actor.user_name.take(),
-                    ActorField::TokenId => event.actor.token_id.take(),
-                    ActorField::TokenName => event.actor.token_name.take(),
-                    ActorField::Ip => event.actor.ip.take(),
-                    ActorField::UserAgent => event.actor.user_agent.take(),
-                }),
+                Target::Actor(field) => string(field.slot(&mut event.actor).take()),
                 Target::EntityKind => string(event.entity.as_ref().map(|e| e.kind.clone())),
                 Target::EntityId => string(event.entity.as_ref().and_then(|e| e.id.clone())),
                 Target::OutcomeCode => event.outcome.code.map_or(Value::Null, Value::from),

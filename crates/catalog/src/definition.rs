@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use auditsync_core::{Catalog, ColumnType, ConfigError};
+use auditsync_core::{Actor, Catalog, ColumnType, ConfigError};
 use serde::{Deserialize, Serialize};
 
 /// A schema as a file describes it (JSON). The built-in schemas are such files, embedded.
@@ -94,6 +94,21 @@ pub(crate) enum ActorField {
     TokenName,
     Ip,
     UserAgent,
+}
+
+impl ActorField {
+    /// The actor's field this names.
+    pub(crate) fn slot(self, actor: &mut Actor) -> &mut Option<String> {
+        match self {
+            ActorField::UserId => &mut actor.user_id,
+            ActorField::UserEmail => &mut actor.user_email,
+            ActorField::UserName => &mut actor.user_name,
+            ActorField::TokenId => &mut actor.token_id,
+            ActorField::TokenName => &mut actor.token_name,
+            ActorField::Ip => &mut actor.ip,
+            ActorField::UserAgent => &mut actor.user_agent,
+        }
+    }
 }
 
 impl Target {
@@ -247,8 +262,7 @@ impl SchemaDefinition {
                     ),
                 ));
             }
-            if target != Target::Extra(col.name.clone())
-                && !matches!(target, Target::Extra(_) | Target::Derived(_))
+            if !matches!(target, Target::Extra(_) | Target::Derived(_))
                 && out.iter().any(|c| c.target == target)
             {
                 return Err(invalid(

@@ -147,6 +147,16 @@ struct Item {
 }
 
 impl Item {
+    /// `origin` is 0 for the store, 1 for the archive.
+    fn new(event: Event, origin: u8, identity: &Identity) -> Self {
+        Self {
+            t: event.time,
+            k: identity.key(&event),
+            o: origin,
+            e: event,
+        }
+    }
+
     fn order(&self, other: &Self) -> CmpOrdering {
         (self.t, &self.k, self.o).cmp(&(other.t, &other.k, other.o))
     }
@@ -288,19 +298,13 @@ pub async fn export_range<W: Write + Send + 'static>(
         runs = blocking(move || {
             for stored in page {
                 if query.matches(&stored.event) {
-                    runs.push(Item {
-                        t: stored.event.time,
-                        k: identity.key(&stored.event),
-                        o: 0,
-                        e: stored.event,
-                    })?;
+                    runs.push(Item::new(stored.event, 0, &identity))?;
                 }
             }
             Ok(runs)
         })
         .await?;
     }
-    let mut files = 0;
     if let Some(archive) = &archive {
         let tree = format!("{}/audit/", archive.namespace);
         let listed = archive.sink.list(&tree).await?;
@@ -315,12 +319,7 @@ pub async fn export_range<W: Write + Send + 'static>(
                 decode_file(meta.key.as_str(), &body, schema.as_ref(), |event| {
                     progress.scanned.fetch_add(1, Ordering::Relaxed);
                     if query.matches(&event) {
-                        runs.push(Item {
-                            t: event.time,
-                            k: identity.key(&event),
-                            o: 1,
-                            e: event,
-                        })?;
+                        runs.push(Item::new(event, 1, &identity))?;
                     }
                     Ok(())
                 })?;
@@ -328,14 +327,13 @@ pub async fn export_range<W: Write + Send + 'static>(
                 Ok(runs)
             })
             .await?;
-            files += 1;
         }
     }
     runs.spill()?;
     let format = format.clone();
     let by_id = matches!(*identity, Identity::Id);
-    let merged = blocking(move || merge(runs, by_id, &format, out, &progress)).await?;
-    let (mut report, out) = merged;
+    let files = progress.files.load(Ordering::Relaxed);
+    let (mut report, out) = blocking(move || merge(runs, by_id, &format, out, &progress)).await?;
     report.files = files;
     Ok((report, out))
 }

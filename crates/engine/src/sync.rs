@@ -163,24 +163,21 @@ pub async fn sync(
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        let (key, step) = match joined {
+        let (key, outcome) = match joined {
             Ok(done) => done,
             Err(e) => {
                 report.errors.push(format!("a copy task failed: {e}"));
                 continue;
             }
         };
-        match step {
-            Step::Compared(Ok(None)) => report.identical += 1,
-            Step::Compared(Ok(Some(conflict))) => report.conflicts.push(conflict),
-            Step::Compared(Err(e)) => report.errors.push(format!("{}: {e}", key.as_str())),
-            Step::Copied(Ok(CopyOutcome::Copied(bytes))) => {
+        match outcome {
+            Ok(Outcome::Identical) => report.identical += 1,
+            Ok(Outcome::Conflict(conflict)) => report.conflicts.push(conflict),
+            Ok(Outcome::Copied(bytes)) => {
                 report.copied += 1;
                 report.copied_bytes += bytes;
             }
-            Step::Copied(Ok(CopyOutcome::Raced(None))) => report.identical += 1,
-            Step::Copied(Ok(CopyOutcome::Raced(Some(conflict)))) => report.conflicts.push(conflict),
-            Step::Copied(Err(e)) => report.errors.push(format!("{}: {e}", key.as_str())),
+            Err(e) => report.errors.push(format!("{}: {e}", key.as_str())),
         }
     }
     report.conflicts.sort_by(|a, b| a.key.cmp(&b.key));
@@ -204,34 +201,33 @@ enum Work {
 }
 
 impl Sides {
-    async fn run(&self, work: Work) -> (ObjectKey, Step) {
+    async fn run(&self, work: Work) -> (ObjectKey, Result<Outcome, SinkError>) {
         let (source, target, cache) = (&*self.source, &*self.target, &*self.cache);
         match work {
             Work::Compare(meta, size) => {
                 let outcome = compare(source, target, &meta, size, cache).await;
-                (meta.key, Step::Compared(outcome))
+                (meta.key, outcome)
             }
             Work::Copy(meta) => {
                 let outcome = copy(source, target, &meta, cache).await;
-                if let Ok(CopyOutcome::Copied(bytes)) = &outcome {
+                if let Ok(Outcome::Copied(bytes)) = &outcome {
                     self.progress.bytes.fetch_add(*bytes, Ordering::Relaxed);
                 }
-                (meta.key, Step::Copied(outcome))
+                (meta.key, outcome)
             }
         }
     }
 }
 
-enum Step {
-    Compared(Result<Option<Conflict>, SinkError>),
-    Copied(Result<CopyOutcome, SinkError>),
-}
-
-enum CopyOutcome {
+/// What became of one key.
+enum Outcome {
+    /// Both sides hold the same bytes (found so, or another writer created the key between
+    /// listing and writing, with the same bytes).
+    Identical,
+    /// Both sides hold different bytes; left alone.
+    Conflict(Conflict),
     /// Written and verified; the byte count.
     Copied(u64),
-    /// Another writer created the key between listing and writing: compared instead.
-    Raced(Option<Conflict>),
 }
 
 async fn compare(
@@ -240,16 +236,16 @@ async fn compare(
     meta: &ObjectMeta,
     target_size: u64,
     cache: &VerifiedCache,
-) -> Result<Option<Conflict>, SinkError> {
+) -> Result<Outcome, SinkError> {
     let source_body = source.get(&meta.key).await?;
     let source_sha = sha256_hex(&source_body);
     let target_body = target.get(&meta.key).await?;
     let target_sha = sha256_hex(&target_body);
-    if source_body.len() as u64 == target_body.len() as u64 && source_sha == target_sha {
+    if source_body.len() == target_body.len() && source_sha == target_sha {
         cache.insert(meta.key.as_str(), target_size);
-        return Ok(None);
+        return Ok(Outcome::Identical);
     }
-    Ok(Some(Conflict {
+    Ok(Outcome::Conflict(Conflict {
         key: meta.key.as_str().to_string(),
         source: (source_body.len() as u64, source_sha),
         target: (target_body.len() as u64, target_sha),
@@ -261,7 +257,7 @@ async fn copy(
     target: &dyn Sink,
     meta: &ObjectMeta,
     cache: &VerifiedCache,
-) -> Result<CopyOutcome, SinkError> {
+) -> Result<Outcome, SinkError> {
     let body: Bytes = source.get(&meta.key).await?;
     let size = body.len() as u64;
     if size != meta.size {
@@ -278,15 +274,12 @@ async fn copy(
     let sha = sha256_hex(&body);
     match target.put(&meta.key, body).await? {
         PutOutcome::Created => {}
-        PutOutcome::AlreadyExists => {
-            return compare(source, target, meta, size, cache)
-                .await
-                .map(CopyOutcome::Raced)
-        }
+        // Another writer created the key between listing and writing: compare instead.
+        PutOutcome::AlreadyExists => return compare(source, target, meta, size, cache).await,
     }
     verify_copy(target, &meta.key, size, &sha).await?;
     cache.insert(meta.key.as_str(), size);
-    Ok(CopyOutcome::Copied(size))
+    Ok(Outcome::Copied(size))
 }
 
 async fn verify_copy(

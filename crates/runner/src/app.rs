@@ -1,7 +1,6 @@
 //! Builds the store, destinations and ingestor a config describes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use auditsync_catalog::SchemaSet;
@@ -33,11 +32,7 @@ pub struct App {
 impl App {
     /// Opens the store and builds every destination; errors name the config key.
     pub fn build(config: Config) -> anyhow::Result<Self> {
-        let retry = RetryPolicy {
-            max_attempts: config.retry.max_attempts,
-            initial_delay: Duration::from_millis(config.retry.initial_delay_ms),
-            max_delay: Duration::from_millis(config.retry.max_delay_ms),
-        };
+        let retry = config.retry.policy();
         let schemas = config.schemas()?;
         let destinations = config
             .destinations

@@ -143,6 +143,11 @@ impl AdminConfig {
             .collect()
     }
 
+    /// How long finished export jobs are kept.
+    pub fn keep_exports(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.keep_exports_days) * 86_400)
+    }
+
     /// The directory of export jobs.
     pub fn exports_dir(&self, store: &StoreConfig) -> PathBuf {
         self.exports_dir.clone().unwrap_or_else(|| {
@@ -355,6 +360,17 @@ fn default_initial_delay() -> u64 {
 }
 fn default_max_delay() -> u64 {
     10_000
+}
+
+impl RetryConfig {
+    /// The policy the retry layer applies.
+    pub fn policy(&self) -> auditsync_engine::retry::RetryPolicy {
+        auditsync_engine::retry::RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_delay: std::time::Duration::from_millis(self.initial_delay_ms),
+            max_delay: std::time::Duration::from_millis(self.max_delay_ms),
+        }
+    }
 }
 
 impl Default for RetryConfig {

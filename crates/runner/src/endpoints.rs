@@ -1,7 +1,6 @@
 //! `--from`, `--to` and `--source` arguments: a configured destination's name, or a sink URL.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use auditsync_core::{registry, Sink};
@@ -22,11 +21,7 @@ pub struct Endpoint {
 }
 
 fn retry_policy(config: Option<&Config>) -> RetryPolicy {
-    config.map_or_else(RetryPolicy::default, |c| RetryPolicy {
-        max_attempts: c.retry.max_attempts,
-        initial_delay: Duration::from_millis(c.retry.initial_delay_ms),
-        max_delay: Duration::from_millis(c.retry.max_delay_ms),
-    })
+    config.map_or_else(RetryPolicy::default, |c| c.retry.policy())
 }
 
 /// Opens `spec`: a URL (`s3://bucket/prefix`, `az://`, `gs://`, `file://`) or the name of a

@@ -6,6 +6,7 @@ mod config;
 mod endpoints;
 mod exports;
 mod metrics;
+mod own_events;
 mod plugins;
 mod progress;
 mod range_export;
@@ -90,28 +91,32 @@ enum Command {
     },
     /// Copy the objects the target lacks from SRC to DST (names or URLs), verified, never
     /// overwriting; exit 1 on a conflict.
-    Sync {
-        /// Source: a destination's name or a sink URL (s3://, az://, gs://, file://).
-        #[arg(long)]
-        from: String,
-        /// Target: a destination's name or a sink URL.
-        #[arg(long)]
-        to: String,
-        /// Only keys under this prefix (relative to both roots).
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// List and compare only; copy nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Objects copied at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-    },
+    Sync(SyncArgs),
     /// List the schemas, show one, or print the CREATE TABLE that loads its files.
     Schema {
         #[command(subcommand)]
         action: SchemaAction,
     },
+}
+
+/// `auditsync sync` arguments.
+#[derive(Debug, clap::Args)]
+struct SyncArgs {
+    /// Source: a destination's name or a sink URL (s3://, az://, gs://, file://).
+    #[arg(long)]
+    from: String,
+    /// Target: a destination's name or a sink URL.
+    #[arg(long)]
+    to: String,
+    /// Only keys under this prefix (relative to both roots).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// List and compare only; copy nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,14 +211,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         return schema_command(&schemas, action);
     }
-    if let Command::Sync { .. } = &cli.command {
+    if let Command::Sync(args) = &cli.command {
         // URLs need no config; destination names do, when there is one.
         let app = if cli.config.exists() {
             Some(App::build(load_config(&cli.config)?)?)
         } else {
             None
         };
-        return runtime()?.block_on(sync_command(app.as_ref(), &cli.command));
+        return runtime()?.block_on(sync_command(app.as_ref(), args));
     }
     let config = load_config(&cli.config)?;
     if let Command::Config {
@@ -260,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Config { .. }
             | Command::Token { .. }
             | Command::Schema { .. }
-            | Command::Sync { .. } => {
+            | Command::Sync(_) => {
                 unreachable!("handled above")
             }
         }
@@ -274,19 +279,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn sync_command(app: Option<&App>, command: &Command) -> anyhow::Result<ExitCode> {
+async fn sync_command(app: Option<&App>, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     use auditsync_engine::sync::{sync, SyncOptions, SyncProgress};
     use std::sync::atomic::Ordering;
-    let Command::Sync {
+    let SyncArgs {
         from,
         to,
         prefix,
         dry_run,
         concurrency,
-    } = command
-    else {
-        unreachable!("called for sync only")
-    };
+    } = args;
     let config = app.map(|a| &a.config);
     let destinations = app.map_or(&[][..], |a| a.exporter.destinations());
     let source = endpoints::open(from, config, destinations, "--from")?;
@@ -554,17 +556,9 @@ async fn export_range(
     let out = out.ok_or_else(|| anyhow::anyhow!("--out: missing (a file, or - for stdout)"))?;
     let plan = range_export::RangePlan::new(app, args).map_err(|e| anyhow::anyhow!("--{e:#}"))?;
     // Taking audit data out is itself audited, before any of it is written.
-    let mut event = auditsync_core::Event {
-        id: uuid::Uuid::now_v7().to_string(),
-        time: chrono::Utc::now().timestamp_millis(),
-        action: "auditsync.export.range".into(),
-        ..auditsync_core::Event::default()
-    };
-    event.actor.token_name = Some("cli".into());
+    let mut event = own_events::own_event("auditsync.export.range", "cli");
     event.actor.user_name = std::env::var("USER").ok().filter(|u| !u.is_empty());
-    if let Ok(serde_json::Value::Object(params)) = serde_json::to_value(args) {
-        event.params = params.into_iter().filter(|(_, v)| !v.is_null()).collect();
-    }
+    event.params = own_events::params_of(args);
     event.params.insert("out".into(), out.into());
     app.redactor.redact(&mut event);
     app.store
@@ -652,15 +646,9 @@ async fn verify(app: &App) -> anyhow::Result<ExitCode> {
     }
     // A verify run is audited like any other action (when the store can take it).
     if !failed || app.store.check_writable().await.is_ok() {
-        let mut event = auditsync_core::Event {
-            time: chrono::Utc::now().timestamp_millis(),
-            action: "auditsync.verify.completed".into(),
-            params: outcomes,
-            ..auditsync_core::Event::default()
-        };
+        let mut event = own_events::own_event("auditsync.verify.completed", "auditsync");
+        event.params = outcomes;
         event.outcome.code = Some(i64::from(failed));
-        event.actor.token_name = Some("auditsync".into());
-        event.id = uuid::Uuid::now_v7().to_string();
         app.store
             .append_events(vec![event])
             .await

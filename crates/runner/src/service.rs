@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use auditsync_engine::cron::Schedule;
@@ -25,6 +24,7 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::exports::{JobStatus, Jobs};
 use crate::metrics::{Backlog, Metrics};
+use crate::own_events::{own_event, params_of};
 use crate::range_export::RangeArgs;
 
 struct Shared {
@@ -357,8 +357,7 @@ async fn create_export(
             )
         })?;
     tracing::info!(job = %job.id, admin = %admin, "export job queued");
-    let keep = u64::from(shared.app.config.admin.keep_exports_days) * 86_400;
-    shared.jobs.prune(std::time::Duration::from_secs(keep));
+    shared.jobs.prune(shared.app.config.admin.keep_exports());
     tokio::spawn(shared.jobs.clone().run(shared.app.clone(), job.id.clone()));
     Ok((StatusCode::ACCEPTED, Json(job_json(&job, None))).into_response())
 }
@@ -377,19 +376,33 @@ async fn list_exports(
     Ok(Json(json!({"exports": jobs})).into_response())
 }
 
+/// The job `id` and its progress while it runs; 404 when there is none.
+fn find_job(
+    shared: &Shared,
+    id: &str,
+) -> Result<
+    (
+        crate::exports::Job,
+        Option<Arc<auditsync_engine::range::RangeProgress>>,
+    ),
+    ApiError,
+> {
+    shared.jobs.get(id).ok_or_else(|| {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no export job `{id}`"),
+        )
+    })
+}
+
 async fn get_export(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize_admin(&headers, &shared.admins)?;
-    let (job, progress) = shared.jobs.get(&id).ok_or_else(|| {
-        api_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no export job `{id}`"),
-        )
-    })?;
+    let (job, progress) = find_job(&shared, &id)?;
     Ok(Json(job_json(&job, progress.as_deref())).into_response())
 }
 
@@ -399,13 +412,7 @@ async fn download_export(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let admin = authorize_admin(&headers, &shared.admins)?;
-    let (job, _) = shared.jobs.get(&id).ok_or_else(|| {
-        api_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no export job `{id}`"),
-        )
-    })?;
+    let (job, _) = find_job(&shared, &id)?;
     if job.status != JobStatus::Done {
         return Err(api_error(
             StatusCode::CONFLICT,
@@ -427,19 +434,12 @@ async fn download_export(
     })?;
     let length = file.metadata().await.map(|m| m.len()).unwrap_or_default();
     // The download is itself an audit event, durable before the first byte is sent.
-    let mut event = auditsync_core::Event {
-        time: chrono::Utc::now().timestamp_millis(),
-        action: "audit_log.export.downloaded".into(),
-        entity: Some(auditsync_core::Entity {
-            kind: "audit_log_export".into(),
-            id: Some(job.id.clone()),
-        }),
-        ..auditsync_core::Event::default()
-    };
-    event.actor.token_name = Some(admin);
-    if let Ok(serde_json::Value::Object(params)) = serde_json::to_value(&job.params) {
-        event.params = params.into_iter().filter(|(_, v)| !v.is_null()).collect();
-    }
+    let mut event = own_event("audit_log.export.downloaded", admin);
+    event.entity = Some(auditsync_core::Entity {
+        kind: "audit_log_export".into(),
+        id: Some(job.id.clone()),
+    });
+    event.params = params_of(&job.params);
     shared.recorder.record(event).await?;
     let content_type = if job.extension.starts_with("csv") {
         "text/csv"
@@ -546,14 +546,9 @@ async fn record_config_change(app: &App, recorder: &Recorder) -> anyhow::Result<
     if previous.as_ref() == Some(&current) {
         return Ok(());
     }
-    let mut event = auditsync_core::Event {
-        time: chrono::Utc::now().timestamp_millis(),
-        action: "auditsync.config.changed".into(),
-        previous,
-        next: Some(current.clone()),
-        ..auditsync_core::Event::default()
-    };
-    event.actor.token_name = Some("auditsync".into());
+    let mut event = own_event("auditsync.config.changed", "auditsync");
+    event.previous = previous;
+    event.next = Some(current.clone());
     recorder.record(event).await?;
     std::fs::write(&state, serde_json::to_vec_pretty(&current)?)
         .with_context(|| format!("cannot write {}", state.display()))?;
@@ -577,8 +572,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let admins = app.config.admin.token_digests()?;
     let (jobs, resume) = Jobs::open(app.config.admin.exports_dir(&app.config.store))?;
     let jobs = Arc::new(jobs);
-    let keep = Duration::from_secs(u64::from(app.config.admin.keep_exports_days) * 86_400);
-    jobs.prune(keep);
+    jobs.prune(app.config.admin.keep_exports());
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn Store> = app.store.clone();
     let recorder = Recorder::start_with(store, app.redactor.clone());

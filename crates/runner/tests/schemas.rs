@@ -101,21 +101,8 @@ fn the_same_events_in_every_schema_and_format_load_into_duckdb_with_the_printed_
     }));
     let input: String = (0..N).map(|i| format!("{}\n", event(i))).collect();
     std::fs::write(env.path("events.ndjson"), input).unwrap();
-    let ingest = env
-        .command(&["ingest", env.path("events.ndjson").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        ingest.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ingest.stderr)
-    );
-    let export = env.command(&["export", "--once"]).output().unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stdout)
-    );
+    env.ok(&["ingest", env.path("events.ndjson").to_str().unwrap()]);
+    env.ok(&["export", "--once"]);
 
     for schema in SCHEMAS {
         // NDJSON: every record once, with the schema's columns in order.
@@ -134,26 +121,17 @@ fn the_same_events_in_every_schema_and_format_load_into_duckdb_with_the_printed_
 
         // CSV: into DuckDB with the printed DDL.
         let table = format!("t_{schema}");
-        let ddl = env
-            .command(&[
-                "schema",
-                "ddl",
-                schema,
-                "--dialect",
-                "duckdb",
-                "--format",
-                "csv",
-                "--table",
-                &table,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            ddl.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ddl.stderr)
-        );
-        let ddl = String::from_utf8(ddl.stdout).unwrap();
+        let ddl = env.ok(&[
+            "schema",
+            "ddl",
+            schema,
+            "--dialect",
+            "duckdb",
+            "--format",
+            "csv",
+            "--table",
+            &table,
+        ]);
         let files: Vec<String> = files_under(&env.path(&format!("out/{schema}-csv")))
             .iter()
             .map(|p| p.to_string_lossy().to_string())
@@ -168,10 +146,7 @@ fn the_same_events_in_every_schema_and_format_load_into_duckdb_with_the_printed_
 }
 
 fn schema_columns(env: &Env, schema: &str) -> Vec<String> {
-    let out = env.command(&["schema", "show", schema]).output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
+    env.ok(&["schema", "show", schema])
         .lines()
         .filter(|l| l.starts_with("  "))
         .map(|l| l.split_whitespace().next().unwrap().to_string())

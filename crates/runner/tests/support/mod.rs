@@ -186,7 +186,7 @@ impl Client {
         }
     }
 
-    /// Whether `e`, met on a reused connection, means the server had closed it.
+    /// Whether `e` means the server had closed the connection.
     fn is_stale_connection(e: &std::io::Error) -> bool {
         use std::io::ErrorKind::*;
         matches!(
@@ -238,6 +238,7 @@ impl Client {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        self.reconnect_if_closed()?;
         if body.len() > 1 << 20 {
             // Let the server refuse a large body before it is sent (it answers 413 at
             // once); otherwise it may close on unread data and the answer is lost.
@@ -254,10 +255,8 @@ impl Client {
         // reading it can drain it and keep the connection.
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
-        self.reconnect_if_closed()?;
         let was_reused = self.reused;
-        let sent = self.send_body_then_read(&request);
-        match sent {
+        match self.send_body_then_read(&request) {
             // A GET cannot have changed anything, so it is safe to send again when the
             // server closed the kept-alive connection just as it was reused.
             Err(e) if was_reused && method == "GET" && Self::is_stale_connection(&e) => {
