@@ -417,5 +417,40 @@ auditsync_core::inventory::submit! {
         name: "azure",
         summary: "Azure Blob Storage (azure_storage_blob), SAS or Entra ID",
         build,
+        url_schemes: &[auditsync_core::UrlScheme {
+            scheme: "az",
+            query: &["endpoint"],
+            parse: parse_url,
+        }],
     }
+}
+
+/// `az://ACCOUNT/CONTAINER/prefix?endpoint=`: a SAS from `AZURE_STORAGE_SAS_TOKEN`, else
+/// Entra ID; an explicit endpoint (Azurite, a sovereign cloud) replaces the account URL.
+fn parse_url(
+    url: &auditsync_core::SinkUrlParts,
+) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
+    let mut options = serde_json::Map::new();
+    let account = url.required_host("account", "az://ACCOUNT/container/prefix")?;
+    let container = url
+        .segments
+        .first()
+        .ok_or_else(|| url.fail("container", "missing: az://account/CONTAINER/prefix"))?;
+    options.insert(
+        "account_url".into(),
+        format!("https://{account}.blob.core.windows.net").into(),
+    );
+    options.insert("container".into(), container.clone().into());
+    if let Ok(sas) = std::env::var("AZURE_STORAGE_SAS_TOKEN") {
+        options.insert("sas_token".into(), sas.into());
+    }
+    for (name, value) in &url.query {
+        if name == "endpoint" {
+            options.insert("account_url".into(), value.clone().into());
+        }
+    }
+    Ok(auditsync_core::SinkUrlTarget {
+        options,
+        prefix: url.prefix_after(1),
+    })
 }

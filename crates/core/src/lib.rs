@@ -9,6 +9,7 @@
 //! - [`Formatter`]: streams records into a file format (NDJSON, CSV, ...).
 //! - [`Sink`]: an object store that takes whole objects atomically and idempotently.
 //! - [`ObjectKey`]: a validated relative key that cannot escape a sink's root.
+//! - [`sink_url`]: what a sink's URL scheme parser receives and returns.
 //! - [`registry`]: factories registered with `inventory`, looked up by name from config.
 
 mod catalog;
@@ -19,6 +20,7 @@ mod key;
 pub mod registry;
 mod schema;
 mod sink;
+pub mod sink_url;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use error::{
@@ -29,6 +31,7 @@ pub use format::{Formatter, RecordWriter};
 pub use key::{KeyError, ObjectKey};
 pub use schema::{Column, ColumnType, Schema};
 pub use sink::{verify_sink, ObjectMeta, PutOutcome, Sink, VERIFY_PREFIX};
+pub use sink_url::{SinkUrlError, SinkUrlParts, SinkUrlTarget, UrlScheme};
 
 // Re-exported so that plugin crates register factories without naming `inventory` themselves.
 #[doc(hidden)]

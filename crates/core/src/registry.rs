@@ -21,6 +21,9 @@ pub struct SinkFactory {
     pub summary: &'static str,
     /// Builds the sink; errors name the option at fault, relative to the destination.
     pub build: fn(&Options) -> Result<Arc<dyn Sink>, ConfigError>,
+    /// The URL schemes that name this sink in `sync --from/--to`, `export --source` and
+    /// `syncs` (may be empty).
+    pub url_schemes: &'static [crate::UrlScheme],
 }
 
 /// Builds a formatter from its JSON options.
@@ -67,6 +70,15 @@ pub fn sink_names() -> Vec<&'static str> {
 /// The factory of the sink called `name`, if linked.
 pub fn sink_factory(name: &str) -> Option<&'static SinkFactory> {
     inventory::iter::<SinkFactory>().find(|f| f.name == name)
+}
+
+/// Every linked URL scheme with the sink it names, sorted by scheme.
+pub fn url_schemes() -> Vec<(&'static crate::UrlScheme, &'static SinkFactory)> {
+    let mut all: Vec<_> = inventory::iter::<SinkFactory>()
+        .flat_map(|f| f.url_schemes.iter().map(move |s| (s, f)))
+        .collect();
+    all.sort_by_key(|(s, _)| s.scheme);
+    all
 }
 
 /// Builds the sink called `name`; an unknown name is an error listing the known ones.

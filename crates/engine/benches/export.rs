@@ -13,7 +13,8 @@ use auditsync_core::registry::{build_formatter, build_schema};
 use auditsync_core::Event;
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
 use auditsync_pv::{PvConfig, PvSink};
-use auditsync_store::{SqliteStore, Store};
+use auditsync_store::Store;
+use auditsync_store_sqlite::SqliteStore;
 use serde_json::{json, Map, Value};
 
 fn uevent(i: u64) -> Event {

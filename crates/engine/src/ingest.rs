@@ -29,6 +29,7 @@ impl fmt::Display for Location {
 
 /// Why an ingest was refused. Nothing of a refused input is stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IngestError {
     /// `enableUserEvents` is false.
     #[error("user events are disabled (enableUserEvents is false): nothing was recorded")]
@@ -73,6 +74,9 @@ pub enum IngestError {
     /// The store failed; nothing was committed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The input could not be read to its end; nothing was committed.
+    #[error("cannot read the input: {0}")]
+    Read(#[source] std::io::Error),
 }
 
 /// Default per-event size limit: 1 MiB.
@@ -92,6 +96,7 @@ impl IngestError {
             IngestError::Empty => "empty",
             IngestError::TooMany { .. } => "too_many_events",
             IngestError::Store(_) => "store_error",
+            IngestError::Read(_) => "read_error",
         }
     }
 }
@@ -274,12 +279,27 @@ impl Ingestor {
 
     /// Parses NDJSON (blank lines are skipped) into validated events with ids.
     pub fn parse_ndjson(&self, input: &[u8]) -> Result<Parsed, IngestError> {
+        let mut parsed = Parsed::default();
+        self.parse_ndjson_lines(1, input, &mut parsed)?;
+        if parsed.events.is_empty() {
+            return Err(IngestError::Empty);
+        }
+        Ok(parsed)
+    }
+
+    /// Parses NDJSON lines whose first is line `first_line` of the input into `parsed`
+    /// (one chunk of a streamed file; see [`crate::bulk`]).
+    pub fn parse_ndjson_lines(
+        &self,
+        first_line: usize,
+        input: &[u8],
+        parsed: &mut Parsed,
+    ) -> Result<(), IngestError> {
         if !self.enabled {
             return Err(IngestError::Disabled);
         }
-        let mut parsed = Parsed::default();
         for (i, line) in input.split(|b| *b == b'\n').enumerate() {
-            let at = Location::Line(i + 1);
+            let at = Location::Line(first_line + i);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -302,19 +322,16 @@ impl Ingestor {
                 });
             }
             if let Some(event) = self.schema.parse_text(text) {
-                self.finish(at, event, &mut parsed)?;
+                self.finish(at, event, parsed)?;
                 continue;
             }
             let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
                 at,
                 message: e.to_string(),
             })?;
-            self.prepare(at, value, &mut parsed)?;
+            self.prepare(at, value, parsed)?;
         }
-        if parsed.events.is_empty() {
-            return Err(IngestError::Empty);
-        }
-        Ok(parsed)
+        Ok(())
     }
 
     /// Validates one record, gives it an id (UUIDv7) if the producer gave none, redacts its
@@ -333,6 +350,16 @@ impl Ingestor {
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
         self.finish(at, event, parsed)
+    }
+
+    /// The store events are appended to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The most bytes one event (one NDJSON line) may have.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     /// Appends validated events in one transaction; returns once they are durable.

@@ -180,7 +180,7 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CommitRequest
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auditsync_store::SqliteStore;
+    use auditsync_store_sqlite::SqliteStore;
 
     #[tokio::test]
     async fn record_value_checks_types_and_the_catalog_before_storing() {

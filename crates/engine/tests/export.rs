@@ -10,7 +10,8 @@ use auditsync_engine::encode::{encode_file, FileLimits};
 use auditsync_engine::export::batch_key;
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
 use auditsync_pv::{PvConfig, PvSink};
-use auditsync_store::{Batch, SqliteStore, Store};
+use auditsync_store::{Batch, Store};
+use auditsync_store_sqlite::SqliteStore;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 

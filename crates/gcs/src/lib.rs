@@ -311,7 +311,27 @@ auditsync_core::inventory::submit! {
         name: "gcs",
         summary: "Google Cloud Storage (gcloud-storage, JSON API)",
         build,
+        url_schemes: &[auditsync_core::UrlScheme {
+            scheme: "gs",
+            query: &["endpoint", "anonymous"],
+            parse: parse_url,
+        }],
     }
+}
+
+/// `gs://BUCKET/prefix?endpoint=&anonymous=`: credentials from
+/// `GOOGLE_APPLICATION_CREDENTIALS` or the metadata server, never from the URL.
+fn parse_url(
+    url: &auditsync_core::SinkUrlParts,
+) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
+    let mut options = serde_json::Map::new();
+    let bucket = url.required_host("bucket", "gs://BUCKET/prefix")?;
+    options.insert("bucket".into(), bucket.into());
+    url.query_into(&mut options, &["anonymous"])?;
+    Ok(auditsync_core::SinkUrlTarget {
+        options,
+        prefix: url.prefix_after(0),
+    })
 }
 
 #[cfg(test)]

@@ -333,5 +333,22 @@ auditsync_core::inventory::submit! {
         name: "pv",
         summary: "persistent volume: a local directory, atomic create-if-absent writes",
         build,
+        url_schemes: &[auditsync_core::UrlScheme {
+            scheme: "file",
+            query: &[],
+            parse: parse_url,
+        }],
     }
+}
+
+/// `file:///path`: the directory is the root; there is no prefix.
+fn parse_url(
+    url: &auditsync_core::SinkUrlParts,
+) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
+    let mut options = serde_json::Map::new();
+    options.insert("root".into(), url.local_path()?.into());
+    Ok(auditsync_core::SinkUrlTarget {
+        options,
+        prefix: String::new(),
+    })
 }

@@ -9,7 +9,7 @@ use auditsync_engine::ingest::Ingestor;
 use auditsync_engine::redact::Redactor;
 use auditsync_engine::retry::{RetryPolicy, RetryingSink};
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
-use auditsync_store::SqliteStore;
+use auditsync_store::Store;
 
 use crate::config::{Config, DestinationConfig};
 
@@ -18,7 +18,7 @@ pub struct App {
     /// The validated config.
     pub config: Config,
     /// The outbox.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     /// Exports to every destination.
     pub exporter: Arc<Exporter>,
     /// Validates and stores incoming records.
@@ -43,9 +43,8 @@ impl App {
                     .map_err(|e| e.under(&format!("destinations[{i}]")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
-            format!("config key `store.path` ({})", config.store.path.display())
-        })?);
+        let store =
+            auditsync_store::registry::build_store(&config.store.kind, &config.store.options())?;
         let schema = schemas.get(&config.schema)?;
         let redactor = app_redactor(&config)?;
         let ingestor = Ingestor::new(store.clone(), schema, config.enable_user_events)

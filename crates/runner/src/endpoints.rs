@@ -24,7 +24,7 @@ fn retry_policy(config: Option<&Config>) -> RetryPolicy {
     config.map_or_else(RetryPolicy::default, |c| c.retry.policy())
 }
 
-/// Opens `spec`: a URL (`s3://bucket/prefix`, `az://`, `gs://`, `file://`) or the name of a
+/// Opens `spec`: a sink URL (`s3://bucket/prefix`, `file:///dir`, a linked sink's scheme) or the name of a
 /// destination in `destinations`.
 pub fn open(
     spec: &str,
@@ -47,7 +47,12 @@ pub fn open(
     let Some(d) = destinations.iter().find(|d| d.name == spec) else {
         let names: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
         return Err(anyhow!(
-            "{what}: `{spec}` is neither a sink URL (s3://, az://, gs://, file://) nor a configured destination{}",
+            "{what}: `{spec}` is neither a sink URL ({}) nor a configured destination{}",
+            registry::url_schemes()
+                .iter()
+                .map(|(s, _)| format!("{}://", s.scheme))
+                .collect::<Vec<_>>()
+                .join(", "),
             if names.is_empty() {
                 " (the config has none)".to_string()
             } else {

@@ -281,3 +281,15 @@ impl Metrics {
         }
     }
 }
+/// The scheduler reports each run here.
+impl auditsync_engine::schedule::ScheduleObserver for Metrics {
+    fn exported(&self, report: &DestinationReport, now_ms: i64) {
+        Metrics::exported(self, report, now_ms);
+    }
+    fn gc_deleted(&self, deleted: u64) {
+        Metrics::gc_deleted(self, deleted);
+    }
+    fn synced(&self, name: &str, report: Option<&auditsync_engine::sync::SyncReport>, now_ms: i64) {
+        Metrics::synced(self, name, report, now_ms);
+    }
+}

@@ -28,6 +28,8 @@ pub const FORMATTERS: &[&str] = &[
 /// References every enabled plugin crate.
 pub fn link() {
     auditsync_catalog::link();
+    #[cfg(feature = "sqlite")]
+    auditsync_store_sqlite::link();
     #[cfg(feature = "pv")]
     auditsync_pv::link();
     #[cfg(feature = "s3")]

@@ -462,5 +462,25 @@ auditsync_core::inventory::submit! {
         name: "s3",
         summary: "AWS S3 or an S3-compatible store (aws-sdk-s3)",
         build,
+        url_schemes: &[auditsync_core::UrlScheme {
+            scheme: "s3",
+            query: &["region", "endpoint", "force_path_style", "sse", "kms_key_id"],
+            parse: parse_url,
+        }],
     }
+}
+
+/// `s3://BUCKET/prefix?region=&endpoint=&force_path_style=`: credentials come from the
+/// AWS provider chain (the environment, a profile, ...), never from the URL.
+fn parse_url(
+    url: &auditsync_core::SinkUrlParts,
+) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
+    let mut options = serde_json::Map::new();
+    let bucket = url.required_host("bucket", "s3://BUCKET/prefix")?;
+    options.insert("bucket".into(), bucket.into());
+    url.query_into(&mut options, &["force_path_style"])?;
+    Ok(auditsync_core::SinkUrlTarget {
+        options,
+        prefix: url.prefix_after(0),
+    })
 }

@@ -1,14 +1,19 @@
 //! The durable outbox between ingest and export.
 //!
 //! The engine talks only to the [`Store`] trait and never assumes it is the store's only
-//! user. [`SqliteStore`] is the embedded default; other backends implement the same trait.
+//! user. This crate carries no database driver: each backend is a crate of its own
+//! (`auditsync-store-sqlite` is the embedded default) that registers a [`StoreFactory`] under
+//! its `store.type`, and runs the conformance suite of [`testkit`] (feature `testkit`).
 
-mod sqlite;
+pub mod registry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
-pub use sqlite::SqliteStore;
+pub use registry::StoreFactory;
 
 use async_trait::async_trait;
 use auditsync_core::Event;
+use tokio::sync::mpsc;
 
 /// An event serialized for the store, ready to append.
 ///
@@ -97,8 +102,29 @@ pub struct StoreStats {
     pub last_seq: u64,
 }
 
+/// One message of a [`Store::append_bulk`] stream.
+#[derive(Debug)]
+pub enum BulkItem {
+    /// Events to add to the open transaction, in input order.
+    Events(Vec<EncodedEvent>),
+    /// The input ended well: commit everything sent so far.
+    Commit,
+}
+
+/// What a [`Store::append_bulk`] committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BulkOutcome {
+    /// Events newly stored.
+    pub stored: u64,
+    /// Events whose id was already stored (or repeated in the input): not stored again.
+    pub duplicates: u64,
+    /// Lowest and highest sequence number assigned, if anything was stored.
+    pub seqs: Option<(u64, u64)>,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database failed (I/O, locking, corruption).
     #[error("store {operation} failed: {source}")]
@@ -127,6 +153,9 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// A bulk append's input stopped without [`BulkItem::Commit`]: nothing was stored.
+    #[error("bulk append abandoned before its commit: nothing was stored")]
+    Abandoned,
 }
 
 impl StoreError {
@@ -147,6 +176,9 @@ impl StoreError {
 /// Every method is atomic: it commits whole or not at all.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// A short description for logs and `verify`, without secrets, e.g. `sqlite:/data/a.db`.
+    fn describe(&self) -> String;
+
     /// Stores events in one transaction and returns once they are durable. An event whose
     /// id is already stored (or repeated within `events`) is not stored again.
     async fn append(&self, events: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError>;
@@ -158,6 +190,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             .map(EncodedEvent::new)
             .collect::<Result<Vec<_>, _>>()?;
         self.append(encoded).await
+    }
+
+    /// Appends a stream of event chunks in **one** transaction, all or nothing, with memory
+    /// bounded by the channel rather than by the input (CLI `ingest` of a large file).
+    ///
+    /// Everything is committed when [`BulkItem::Commit`] arrives; if the channel closes
+    /// first (the producer met a bad line, or was dropped), nothing is stored and the
+    /// result is [`StoreError::Abandoned`]. Ids already stored, or repeated in the input,
+    /// are skipped as in [`Store::append`].
+    ///
+    /// The default collects the chunks and makes one [`Store::append`] call (correct, but
+    /// memory grows with the input); stores that can hold a transaction open override it.
+    async fn append_bulk(
+        &self,
+        mut items: mpsc::Receiver<BulkItem>,
+    ) -> Result<BulkOutcome, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            match items.recv().await {
+                Some(BulkItem::Events(events)) => all.extend(events),
+                Some(BulkItem::Commit) => break,
+                None => return Err(StoreError::Abandoned),
+            }
+        }
+        let mut outcome = BulkOutcome::default();
+        if all.is_empty() {
+            return Ok(outcome);
+        }
+        for appended in self.append(all).await? {
+            if appended.duplicate {
+                outcome.duplicates += 1;
+            } else {
+                outcome.stored += 1;
+                let (lo, hi) = outcome.seqs.unwrap_or((appended.seq, appended.seq));
+                outcome.seqs = Some((lo.min(appended.seq), hi.max(appended.seq)));
+            }
+        }
+        Ok(outcome)
     }
 
     /// Up to `limit` events with `after < seq <= up_to`, in sequence order.

@@ -163,5 +163,22 @@ auditsync_core::inventory::submit! {
         name: "sqlite-table",
         summary: "example third-party sink: objects as rows of a SQLite table",
         build,
+        url_schemes: &[auditsync_core::UrlScheme {
+            scheme: "sqlite-table",
+            query: &[],
+            parse: parse_url,
+        }],
     }
+}
+
+/// `sqlite-table:///path/to/objects.db`: the database file; there is no prefix.
+fn parse_url(
+    url: &auditsync_core::SinkUrlParts,
+) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
+    let mut options = serde_json::Map::new();
+    options.insert("path".into(), url.local_path()?.into());
+    Ok(auditsync_core::SinkUrlTarget {
+        options,
+        prefix: String::new(),
+    })
 }

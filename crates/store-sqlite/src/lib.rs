@@ -1,11 +1,46 @@
+//! The embedded store of auditsync: one SQLite file (`store.type` `sqlite`).
+//!
+//! Linking this crate (calling [`link`]) registers it in `auditsync_store::registry`.
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use auditsync_core::registry::{parse_options, Options};
+use auditsync_core::ConfigError;
+use auditsync_store::{
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, Store, StoreError, StoreFactory,
+    StoreStats, StoredEvent,
+};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use tokio::sync::mpsc;
 
-use crate::{Appended, Batch, EncodedEvent, Store, StoreError, StoreStats, StoredEvent};
+/// Keeps this crate linked into a binary that finds it only through the registry.
+pub fn link() {}
+
+/// Options of a `{"type": "sqlite"}` store.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file, created with its directory if missing.
+    pub path: PathBuf,
+}
+
+fn build(options: &Options) -> Result<Arc<dyn Store>, ConfigError> {
+    let config: SqliteConfig = parse_options(options)?;
+    let store = SqliteStore::open(&config.path)
+        .map_err(|e| ConfigError::invalid("path", format!("{}: {e}", config.path.display())))?;
+    Ok(Arc::new(store))
+}
+
+auditsync_core::inventory::submit! {
+    StoreFactory {
+        name: "sqlite",
+        summary: "one SQLite file in WAL mode, fsynced on every commit (embedded default)",
+        build,
+    }
+}
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is
 /// on disk before [`Store::append`] returns.
@@ -156,8 +191,64 @@ fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
     .map(Option::unwrap_or_default)
 }
 
+/// Appends every chunk of `items` in one transaction on `conn`; commits only on
+/// [`BulkItem::Commit`]. Runs on a blocking thread: it waits for the producer's chunks.
+fn append_bulk_blocking(
+    conn: &mut Connection,
+    mut items: mpsc::Receiver<BulkItem>,
+) -> Result<BulkOutcome, StoreError> {
+    let err = backend("bulk append");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let mut outcome = BulkOutcome::default();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (id, time_ms, tenant, body) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(&err)?;
+        loop {
+            match items.blocking_recv() {
+                Some(BulkItem::Events(rows)) => {
+                    for row in rows {
+                        let inserted = insert
+                            .execute(params![row.id, row.time, row.tenant, row.body])
+                            .map_err(&err)?;
+                        if inserted == 1 {
+                            let seq = tx.last_insert_rowid() as u64;
+                            outcome.stored += 1;
+                            let lo = outcome.seqs.map_or(seq, |(lo, _)| lo);
+                            outcome.seqs = Some((lo, seq));
+                        } else {
+                            outcome.duplicates += 1;
+                        }
+                    }
+                }
+                Some(BulkItem::Commit) => break,
+                // Dropping `tx` rolls everything back.
+                None => return Err(StoreError::Abandoned),
+            }
+        }
+    }
+    tx.commit().map_err(&err)?;
+    Ok(outcome)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn append_bulk(
+        &self,
+        items: mpsc::Receiver<BulkItem>,
+    ) -> Result<BulkOutcome, StoreError> {
+        self.with_conn(move |conn| append_bulk_blocking(conn, items))
+            .await
+    }
+
     async fn append(&self, rows: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError> {
         self.with_conn(move |conn| {
             let err = backend("append");
@@ -426,16 +517,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auditsync_core::Event;
-
-    fn event(id: &str, time: i64) -> Event {
-        Event {
-            id: id.into(),
-            time,
-            action: "getUser".into(),
-            ..Event::default()
-        }
-    }
+    use auditsync_store::testkit::event;
 
     fn batch(first: u64, last: u64) -> Batch {
         Batch {
@@ -448,69 +530,6 @@ mod tests {
             sha256: "00".into(),
             created_ms: 1,
         }
-    }
-
-    #[tokio::test]
-    async fn ids_are_idempotency_keys_and_seqs_increase() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("sub/a.db")).unwrap();
-        let first = store
-            .append_events(vec![event("a", 1), event("b", 2), event("a", 3)])
-            .await
-            .unwrap();
-        assert_eq!(
-            first
-                .iter()
-                .map(|a| (a.seq, a.duplicate))
-                .collect::<Vec<_>>(),
-            vec![(1, false), (2, false), (1, true)]
-        );
-        let again = store
-            .append_events(vec![event("b", 9), event("c", 4)])
-            .await
-            .unwrap();
-        assert_eq!(
-            again[0],
-            Appended {
-                id: "b".into(),
-                seq: 2,
-                duplicate: true
-            }
-        );
-        assert!(again[1].seq >= 3, "increasing, gaps allowed");
-        let read = store.read_after(0, u64::MAX, 10).await.unwrap();
-        assert_eq!(read.len(), 3);
-        // the first copy of `b` wins; the replay's different time is not stored
-        assert_eq!(read[1].event.time, 2);
-        assert_eq!(store.read_after(1, 2, 10).await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn batches_move_cursors_and_gc_keeps_what_a_destination_lacks() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("a.db")).unwrap();
-        let events = (0..5).map(|i| event(&format!("e{i}"), i)).collect();
-        store.append_events(events).await.unwrap();
-
-        store.begin_batch(&batch(1, 3)).await.unwrap();
-        // a second pending batch, or one that skips events, is refused
-        assert!(store.begin_batch(&batch(4, 5)).await.is_err());
-        assert_eq!(store.pending_batch("d").await.unwrap(), Some(batch(1, 3)));
-        assert_eq!(store.cursor("d").await.unwrap(), 0);
-        store.complete_batch("d", 1).await.unwrap();
-        assert_eq!(store.cursor("d").await.unwrap(), 3);
-        assert_eq!(store.pending_batch("d").await.unwrap(), None);
-        assert!(store.begin_batch(&batch(2, 5)).await.is_err());
-
-        // `other` never exported: nothing can go
-        let both = ["d".to_string(), "other".to_string()];
-        assert_eq!(store.gc(&both).await.unwrap(), 0);
-        assert_eq!(store.gc(&both[..1]).await.unwrap(), 3);
-        let stats = store.stats().await.unwrap();
-        assert_eq!(
-            (stats.events, stats.first_seq, stats.last_seq),
-            (2, Some(4), 5)
-        );
     }
 
     #[tokio::test]

@@ -1,0 +1,272 @@
+//! The schedules of a running auditsync: export on one cron schedule, GC on another, and
+//! each configured sync on its own. `auditsync run` uses it, and so can any application
+//! that embeds the [`crate::recorder::Recorder`]:
+//!
+//! ```no_run
+//! # async fn demo(exporter: std::sync::Arc<auditsync_engine::Exporter>,
+//! #               store: std::sync::Arc<dyn auditsync_store::Store>) -> Result<(), auditsync_engine::cron::CronError> {
+//! use auditsync_engine::cron::Schedule;
+//! use auditsync_engine::schedule::Scheduler;
+//! let running = Scheduler::new(exporter, store)
+//!     .export_on(Schedule::parse("@every 5m")?)
+//!     .gc_on(Schedule::parse("0 0 1 * * *")?)
+//!     .start();
+//! // ... serve requests ...
+//! running.shutdown().await; // lets an export in progress finish
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use auditsync_core::Sink;
+use auditsync_store::Store;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cron::Schedule;
+use crate::gc::{gc_once, GcOutcome};
+use crate::sync::{sync, SyncOptions, SyncReport, VerifiedCache};
+use crate::{DestinationReport, Exporter};
+
+/// Told what each scheduled run did (for metrics). Every method defaults to nothing; the
+/// scheduler logs runs itself.
+pub trait ScheduleObserver: Send + Sync {
+    /// One destination's part of a scheduled export, at `now_ms`.
+    fn exported(&self, _report: &DestinationReport, _now_ms: i64) {}
+    /// A scheduled GC deleted `deleted` events.
+    fn gc_deleted(&self, _deleted: u64) {}
+    /// A scheduled sync ran (`None`: it failed before copying, e.g. listing).
+    fn synced(&self, _name: &str, _report: Option<&SyncReport>, _now_ms: i64) {}
+}
+
+struct Unobserved;
+impl ScheduleObserver for Unobserved {}
+
+/// One sync run on its own schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduledSync {
+    /// Its name, for logs and metrics.
+    pub name: String,
+    /// Where objects come from.
+    pub source: Arc<dyn Sink>,
+    /// Where they go.
+    pub target: Arc<dyn Sink>,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Prefix and concurrency (a scheduled sync never runs dry).
+    pub options: SyncOptions,
+}
+
+/// Builds the set of schedules; [`Scheduler::start`] runs them on the current runtime.
+pub struct Scheduler {
+    exporter: Arc<Exporter>,
+    store: Arc<dyn Store>,
+    export: Option<Schedule>,
+    gc: Option<Schedule>,
+    gc_disabled: bool,
+    syncs: Vec<ScheduledSync>,
+    observer: Arc<dyn ScheduleObserver>,
+}
+
+impl Scheduler {
+    /// No schedule yet: add them with the `*_on` methods.
+    pub fn new(exporter: Arc<Exporter>, store: Arc<dyn Store>) -> Self {
+        Self {
+            exporter,
+            store,
+            export: None,
+            gc: None,
+            gc_disabled: false,
+            syncs: Vec::new(),
+            observer: Arc::new(Unobserved),
+        }
+    }
+
+    /// Exports every destination on `schedule` (`ueventsSchedule`).
+    pub fn export_on(mut self, schedule: Schedule) -> Self {
+        self.export = Some(schedule);
+        self
+    }
+
+    /// Collects what every destination has on `schedule` (`ueventsGCSchedule`).
+    pub fn gc_on(mut self, schedule: Schedule) -> Self {
+        self.gc = Some(schedule);
+        self
+    }
+
+    /// `disableUeventsGC`: the GC schedule still fires, but deletes nothing.
+    pub fn gc_disabled(mut self, disabled: bool) -> Self {
+        self.gc_disabled = disabled;
+        self
+    }
+
+    /// Adds a sync with its own schedule.
+    pub fn sync_on(mut self, sync: ScheduledSync) -> Self {
+        self.syncs.push(sync);
+        self
+    }
+
+    /// Reports each run to `observer`.
+    pub fn observed_by(mut self, observer: Arc<dyn ScheduleObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Starts every schedule as a task of the current tokio runtime.
+    pub fn start(self) -> RunningSchedules {
+        let (stop, rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(run_export_and_gc(
+            self.exporter,
+            self.store,
+            self.export,
+            self.gc,
+            self.gc_disabled,
+            self.observer.clone(),
+            rx.clone(),
+        ))];
+        for job in self.syncs {
+            tasks.push(tokio::spawn(run_sync(
+                job,
+                self.observer.clone(),
+                rx.clone(),
+            )));
+        }
+        RunningSchedules { stop, tasks }
+    }
+}
+
+/// Schedules that are running; [`RunningSchedules::shutdown`] stops them.
+#[derive(Debug)]
+pub struct RunningSchedules {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningSchedules {
+    /// Stops every schedule: nothing new starts, and a run in progress (an export, a GC, a
+    /// sync) finishes before this returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a schedule task failed");
+            }
+        }
+    }
+}
+
+/// Sleeps until `next`; false when stopping comes first (or `next` never comes, in which
+/// case it waits for the stop).
+async fn wait_until(next: Option<DateTime<Utc>>, stop: &mut watch::Receiver<bool>) -> bool {
+    let Some(next) = next else {
+        let _ = stop.wait_for(|s| *s).await;
+        return false;
+    };
+    let wait = (next - Utc::now()).to_std().unwrap_or_default();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+fn next(schedule: Option<&Schedule>) -> Option<DateTime<Utc>> {
+    schedule.and_then(|s| s.next_after(Utc::now()))
+}
+
+async fn run_export_and_gc(
+    exporter: Arc<Exporter>,
+    store: Arc<dyn Store>,
+    export: Option<Schedule>,
+    gc: Option<Schedule>,
+    gc_disabled: bool,
+    observer: Arc<dyn ScheduleObserver>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next_export = next(export.as_ref());
+    let mut next_gc = next(gc.as_ref());
+    tracing::info!(?next_export, ?next_gc, "schedules started");
+    loop {
+        let next_run = [next_export, next_gc].into_iter().flatten().min();
+        if next_run.is_none() && (export.is_some() || gc.is_some()) {
+            tracing::warn!("neither the export nor the GC schedule will fire again");
+        }
+        if !wait_until(next_run, &mut stop).await {
+            return;
+        }
+        // Not raced against `stop`: an export or GC that started runs to its end.
+        let now = Utc::now();
+        if next_export.is_some_and(|t| t <= now) {
+            for report in exporter.export_once().await {
+                observer.exported(&report, Utc::now().timestamp_millis());
+                if report.files > 0 || report.error.is_some() {
+                    tracing::info!(
+                        destination = %report.destination,
+                        files = report.files,
+                        events = report.events,
+                        bytes = report.bytes,
+                        failing = report.error.is_some(),
+                        "export run done"
+                    );
+                }
+            }
+            next_export = next(export.as_ref());
+        }
+        if next_gc.is_some_and(|t| t <= now) {
+            let names = exporter.destination_names();
+            match gc_once(store.as_ref(), &names, gc_disabled).await {
+                Ok(GcOutcome::Deleted(n)) => observer.gc_deleted(n),
+                Ok(GcOutcome::Disabled) => {}
+                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+            }
+            next_gc = next(gc.as_ref());
+        }
+    }
+}
+
+/// Runs one sync on its schedule until stopped; a run in progress finishes. Objects
+/// verified equal are remembered, so later runs compare sizes only for them.
+async fn run_sync(
+    job: ScheduledSync,
+    observer: Arc<dyn ScheduleObserver>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let options = SyncOptions {
+        dry_run: false,
+        ..job.options.clone()
+    };
+    let cache = Arc::new(VerifiedCache::default());
+    loop {
+        if !wait_until(job.schedule.next_after(Utc::now()), &mut stop).await {
+            return;
+        }
+        let result = sync(
+            job.source.clone(),
+            job.target.clone(),
+            &options,
+            Arc::default(),
+            cache.clone(),
+        )
+        .await;
+        let now_ms = Utc::now().timestamp_millis();
+        let name = &job.name;
+        match &result {
+            Ok(report) => {
+                observer.synced(name, Some(report), now_ms);
+                for c in &report.conflicts {
+                    tracing::warn!(sync = %name, key = %c.key, "conflict: the key differs between source and target; left alone");
+                }
+                for e in &report.errors {
+                    tracing::warn!(sync = %name, error = %e, "sync copy failed");
+                }
+                if report.copied > 0 || !report.is_clean() {
+                    tracing::info!(sync = %name, copied = report.copied, bytes = report.copied_bytes, conflicts = report.conflicts.len(), errors = report.errors.len(), "sync run done");
+                }
+            }
+            Err(e) => {
+                observer.synced(name, None, now_ms);
+                tracing::warn!(sync = %name, error = %e, "sync run failed");
+            }
+        }
+    }
+}

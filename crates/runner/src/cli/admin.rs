@@ -1,0 +1,108 @@
+//! `auditsync gc`, `verify`, `status` and `token new`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use auditsync_engine::gc::{gc_once, GcOutcome};
+use clap::Subcommand;
+
+use crate::app::App;
+use crate::own_events;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenAction {
+    /// Print a new random token and its hash for `ingest.token_hashes` or `admin.tokens`.
+    New,
+}
+
+pub(crate) async fn gc(app: &App) -> anyhow::Result<ExitCode> {
+    let names = app.exporter.destination_names();
+    match gc_once(app.store.as_ref(), &names, app.config.disable_uevents_gc).await? {
+        GcOutcome::Disabled => println!("gc: disabled by disableUeventsGC; nothing deleted"),
+        GcOutcome::Deleted(n) => println!("gc: deleted {n} exported events"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn verify(app: &App) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    match app.store.check_writable().await {
+        Ok(()) => println!("store ({}): ok", app.store.describe()),
+        Err(e) => {
+            failed = true;
+            println!("store ({}): FAILED: {e}", app.store.describe());
+        }
+    }
+    let mut outcomes = serde_json::Map::new();
+    for d in app.exporter.destinations() {
+        match d.sink.verify(&d.prefix).await {
+            Ok(()) => {
+                println!("{} ({}): ok", d.name, d.sink.describe());
+                outcomes.insert(d.name.clone(), "ok".into());
+            }
+            Err(e) => {
+                failed = true;
+                println!("{} ({}): FAILED: {e}", d.name, d.sink.describe());
+                outcomes.insert(d.name.clone(), format!("failed: {:?}", e.kind).into());
+            }
+        }
+    }
+    // A verify run is audited like any other action (when the store can take it).
+    if !failed || app.store.check_writable().await.is_ok() {
+        let mut event = own_events::own_event("auditsync.verify.completed", "auditsync");
+        event.params = outcomes;
+        event.outcome.code = Some(i64::from(failed));
+        app.store
+            .append_events(vec![event])
+            .await
+            .context("cannot record the verify run")?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
+    let stats = app.store.stats().await?;
+    println!(
+        "store: {} events held, sequence {}..={}",
+        stats.events,
+        stats.first_seq.unwrap_or(stats.last_seq + 1),
+        stats.last_seq
+    );
+    for d in app.exporter.destinations() {
+        let cursor = app.store.cursor(&d.name).await?;
+        let pending = app.store.pending_batch(&d.name).await?;
+        println!(
+            "{}: cursor {cursor}, backlog {} events{}",
+            d.name,
+            app.store.count_after(cursor).await?,
+            pending
+                .map(|b| format!(", pending batch {}", b.key))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn new_token() -> anyhow::Result<ExitCode> {
+    use sha2::{Digest, Sha256};
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom")?;
+    let token = format!("ast_{}", hex::encode(random));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    println!("token: {token}");
+    println!("hash:  \"sha256:{hash}\"");
+    println!();
+    println!(
+        "Give the token to its holder (header `Authorization: Bearer <token>`) and add the hash"
+    );
+    println!("for a producer to \"ingest\": {{\"token_hashes\": [...]}}, or for an auditor to");
+    println!("\"admin\": {{\"tokens\": [{{\"name\": \"...\", \"hash\": ...}}]}}. The token itself is not stored anywhere.");
+    Ok(ExitCode::SUCCESS)
+}

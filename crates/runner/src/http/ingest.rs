@@ -1,0 +1,161 @@
+//! `POST /v1/events`, `/healthz` and `/metrics`.
+
+use super::*;
+
+pub(super) enum BodyKind {
+    Json,
+    Ndjson,
+}
+
+pub(super) fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let unsupported = |got: &str| {
+        api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type {got} is not accepted; send application/json (an object or an array of objects) or application/x-ndjson"),
+        )
+    };
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .ok_or_else(|| unsupported("(none)"))?
+        .to_str()
+        .map_err(|_| unsupported("(not text)"))?;
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "application/x-ndjson" => Ok(BodyKind::Ndjson),
+        _ => Err(unsupported(&format!("`{value}`"))),
+    }
+}
+
+pub(super) async fn post_events(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match ingest(&shared, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            shared.metrics.rejected(e.code);
+            tracing::info!(
+                status = e.status.as_u16(),
+                reason = e.code,
+                "ingest request rejected"
+            );
+            e.into_response()
+        }
+    }
+}
+
+pub(super) async fn ingest(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(headers, &shared.tokens)?;
+    if !shared.ingestor.enabled() {
+        return Err(IngestError::Disabled.into());
+    }
+    let kind = body_kind(headers)?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_body"
+        };
+        api_error(
+            status,
+            code,
+            format!("cannot read the request body: {}", rejection.body_text()),
+        )
+    })?;
+    let parsed = match kind {
+        BodyKind::Json => shared.ingestor.parse_json(&body)?,
+        BodyKind::Ndjson => shared.ingestor.parse_ndjson(&body)?,
+    };
+    let encoded = parsed
+        .events
+        .iter()
+        .map(EncodedEvent::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(IngestError::from)?;
+    let appended = shared.recorder.commit(encoded).await?;
+    let duplicates = appended.iter().filter(|a| a.duplicate).count();
+    shared
+        .metrics
+        .ingested((appended.len() - duplicates) as u64, duplicates as u64);
+    shared.metrics.flagged(parsed.flagged.len() as u64);
+    for f in &parsed.flagged {
+        // The field and the rule only: no value of the event reaches the log.
+        tracing::warn!(at = %f.at, error = %f.error, "stored an event that breaks the schema's rules (permissive validation)");
+    }
+    let ids: Vec<&str> = appended.iter().map(|a| a.id.as_str()).collect();
+    let flagged: Vec<serde_json::Value> = parsed
+        .flagged
+        .iter()
+        .map(
+            |f| json!({"at": f.at.to_string(), "field": f.error.field, "problem": f.error.problem}),
+        )
+        .collect();
+    Ok(Json(json!({
+        "stored": appended.len() - duplicates,
+        "duplicates": duplicates,
+        "ids": ids,
+        "flagged": flagged,
+    }))
+    .into_response())
+}
+
+pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.store.check_writable().await {
+        Ok(()) => Json(json!({"status": "ok", "store": "writable"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "store": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let result: Result<String, auditsync_store::StoreError> = async {
+        let stats = shared.store.stats().await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut backlogs = Vec::new();
+        for d in shared.exporter.destinations() {
+            let cursor = shared.store.cursor(&d.name).await?;
+            let oldest = shared.store.read_after(cursor, u64::MAX, 1).await?;
+            backlogs.push(Backlog {
+                destination: d.name.clone(),
+                events: shared.store.count_after(cursor).await?,
+                oldest_age_secs: oldest
+                    .first()
+                    .map_or(0.0, |e| (now_ms - e.event.time).max(0) as f64 / 1000.0),
+            });
+        }
+        Ok(shared.metrics.render(stats.events, &backlogs))
+    }
+    .await;
+    match result {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,234 @@
+//! `auditsync run`: the HTTP API (ingest, exports, health, metrics), the schedules, and a
+//! clean shutdown.
+
+mod auth;
+mod export_api;
+mod ingest;
+
+use auth::*;
+use export_api::*;
+use ingest::*;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use auditsync_engine::cron::Schedule;
+use auditsync_engine::ingest::{IngestError, Ingestor};
+use auditsync_engine::recorder::Recorder;
+use auditsync_engine::schedule::{ScheduledSync, Scheduler};
+use auditsync_engine::sync::SyncOptions;
+use auditsync_engine::Exporter;
+use auditsync_store::{EncodedEvent, Store};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::exports::{JobStatus, Jobs};
+use crate::metrics::{Backlog, Metrics};
+use crate::own_events::{own_event, params_of};
+use crate::range_export::RangeArgs;
+
+struct Shared {
+    app: Arc<App>,
+    jobs: Arc<Jobs>,
+    /// (name, SHA-256 digest) of the admin tokens.
+    admins: Vec<(String, [u8; 32])>,
+    ingestor: Ingestor,
+    recorder: Recorder,
+    store: Arc<dyn Store>,
+    exporter: Arc<Exporter>,
+    metrics: Arc<Metrics>,
+    /// SHA-256 digests of the accepted bearer tokens; empty means no authentication.
+    tokens: Vec<[u8; 32]>,
+}
+
+fn router(shared: Arc<Shared>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events).fallback(method_not_allowed))
+        .route(
+            "/v1/exports",
+            post(create_export)
+                .get(list_exports)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/exports/{id}",
+            get(get_export).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/exports/{id}/download",
+            get(download_export).fallback(method_not_allowed),
+        )
+        .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(shared)
+}
+
+/// Refuses an unauthenticated service on anything but loopback.
+fn check_exposure(addr: SocketAddr, tokens: &[[u8; 32]]) -> anyhow::Result<()> {
+    if tokens.is_empty() && !addr.ip().is_loopback() {
+        bail!(
+            "config key `ingest.listen`: {addr} is not a loopback address and `ingest.token_hashes` is empty; \
+             refusing to accept events without authentication (add a hash from `auditsync token new`)"
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal(tx: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = tx.send(true);
+}
+
+/// Records `auditsync.config.changed` when the config differs from the one the service last
+/// started with (secrets masked in both), so that configuration is audited like any action.
+async fn record_config_change(app: &App, recorder: &Recorder) -> anyhow::Result<()> {
+    let current = app.config.masked();
+    let state = app
+        .config
+        .admin
+        .exports_dir(&app.config.store)
+        .join("last-config.json");
+    let previous: Option<serde_json::Value> = std::fs::read(&state)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if previous.as_ref() == Some(&current) {
+        return Ok(());
+    }
+    let mut event = own_event("auditsync.config.changed", "auditsync");
+    event.previous = previous;
+    event.next = Some(current.clone());
+    recorder.record(event).await?;
+    std::fs::write(&state, serde_json::to_vec_pretty(&current)?)
+        .with_context(|| format!("cannot write {}", state.display()))?;
+    Ok(())
+}
+
+/// Serves until SIGTERM/SIGINT: stops accepting, answers requests in flight, finishes an
+/// export in progress, then returns.
+pub async fn serve(app: App) -> anyhow::Result<()> {
+    let addr = app.config.ingest.listen_addr()?;
+    let tokens = app.config.ingest.token_digests()?;
+    check_exposure(addr, &tokens)?;
+    let export_schedule = Schedule::parse(&app.config.uevents_schedule)?;
+    let gc_schedule = Schedule::parse(&app.config.uevents_gc_schedule)?;
+    if !app.config.enable_user_events {
+        tracing::warn!("enableUserEvents is false: ingest answers 403 and records nothing; stored events are still exported");
+    }
+    if tokens.is_empty() {
+        tracing::warn!(%addr, "no ingest.token_hashes: ingest is unauthenticated (loopback only)");
+    }
+    let admins = app.config.admin.token_digests()?;
+    let (jobs, resume) = Jobs::open(app.config.admin.exports_dir(&app.config.store))?;
+    let jobs = Arc::new(jobs);
+    jobs.prune(app.config.admin.keep_exports());
+    let metrics = Arc::new(Metrics::default());
+    let store: Arc<dyn Store> = app.store.clone();
+    let recorder = Recorder::start_with(store, app.redactor.clone());
+    record_config_change(&app, &recorder).await?;
+    let app = Arc::new(app);
+    for id in resume {
+        tracing::info!(job = %id, "export job resumed after a restart");
+        tokio::spawn(jobs.clone().run(app.clone(), id));
+    }
+    let shared = Arc::new(Shared {
+        app: app.clone(),
+        jobs,
+        admins,
+        ingestor: app
+            .ingestor
+            .clone()
+            .with_max_events(app.config.ingest.max_events_per_request),
+        // HTTP requests reach `commit` already redacted by the ingestor; the recorder's own
+        // redactor applies to `record` calls only.
+        recorder,
+        store: app.store.clone(),
+        exporter: app.exporter.clone(),
+        metrics: metrics.clone(),
+        tokens,
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("config key `ingest.listen`: cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    // Tests and supervisors read this line to learn the port (e.g. with `listen` port 0).
+    println!("listening on http://{local}");
+    tracing::info!(%local, "ingest listening");
+
+    let (tx, mut stop) = watch::channel(false);
+    tokio::spawn(shutdown_signal(tx));
+    let mut scheduler = Scheduler::new(app.exporter.clone(), app.store.clone())
+        .export_on(export_schedule)
+        .gc_on(gc_schedule)
+        .gc_disabled(app.config.disable_uevents_gc)
+        .observed_by(metrics.clone());
+    for sync in &app.config.syncs {
+        let open = |spec: &str, side: &str| {
+            crate::endpoints::open(
+                spec,
+                Some(&app.config),
+                app.exporter.destinations(),
+                &format!("syncs `{}` {side}", sync.name),
+            )
+        };
+        let (source, target) = (open(&sync.from, "from")?, open(&sync.to, "to")?);
+        metrics.sync_registered(&sync.name);
+        scheduler = scheduler.sync_on(ScheduledSync {
+            name: sync.name.clone(),
+            source: source.sink,
+            target: target.sink,
+            schedule: Schedule::parse(&sync.schedule)?,
+            options: SyncOptions {
+                prefix: sync.prefix.clone(),
+                dry_run: false,
+                concurrency: sync.concurrency,
+            },
+        });
+    }
+    let schedules = scheduler.start();
+    axum::serve(listener, router(shared, app.config.ingest.max_body_bytes))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("HTTP server failed")?;
+    schedules.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthenticated_service_only_on_loopback() {
+        assert!(check_exposure("127.0.0.1:1".parse().unwrap(), &[]).is_ok());
+        assert!(check_exposure("[::1]:1".parse().unwrap(), &[]).is_ok());
+        let err = check_exposure("0.0.0.0:1".parse().unwrap(), &[]).unwrap_err();
+        assert!(err.to_string().contains("`ingest.listen`"), "{err}");
+        assert!(check_exposure("0.0.0.0:1".parse().unwrap(), &[[1; 32]]).is_ok());
+    }
+}

@@ -1,0 +1,195 @@
+//! The store conformance suite: the behaviour the engine relies on, checked against any
+//! [`Store`]. Every store crate runs it on its real backend (SQLite on a file, PostgreSQL on
+//! a server), and so can a third party's:
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let n = std::sync::atomic::AtomicUsize::new(0);
+//!     auditsync_store::testkit::run(|| {
+//!         let path = dir.path().join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
+//!         async move { Arc::new(MyStore::open(path).unwrap()) as Arc<dyn Store> }
+//!     })
+//!     .await;
+//! }
+//! ```
+//!
+//! `fresh` must return an empty store each time it is called. A failed check panics with
+//! its name.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use auditsync_core::Event;
+use tokio::sync::mpsc;
+
+use crate::{Appended, Batch, BulkItem, EncodedEvent, Store, StoreError};
+
+/// Runs every check, each on a fresh store from `fresh`.
+pub async fn run<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    ids_are_idempotency_keys_and_seqs_increase(fresh().await).await;
+    batches_move_cursors_and_gc_keeps_what_a_destination_lacks(fresh().await).await;
+    a_committed_bulk_append_stores_everything_once(fresh().await).await;
+    an_abandoned_bulk_append_stores_nothing(fresh().await).await;
+    counts_and_health(fresh().await).await;
+}
+
+/// An event with an id and a time, valid for any store.
+pub fn event(id: &str, time: i64) -> Event {
+    Event {
+        id: id.into(),
+        time,
+        action: "getUser".into(),
+        ..Event::default()
+    }
+}
+
+fn batch(first: u64, last: u64) -> Batch {
+    Batch {
+        destination: "d".into(),
+        first_seq: first,
+        last_seq: last,
+        key: format!("k{first}"),
+        events: last - first + 1,
+        bytes: 10,
+        sha256: "00".into(),
+        created_ms: 1,
+    }
+}
+
+fn encoded(ids: impl IntoIterator<Item = usize>) -> Vec<EncodedEvent> {
+    ids.into_iter()
+        .map(|i| EncodedEvent::new(&event(&format!("e{i}"), i as i64)).unwrap())
+        .collect()
+}
+
+/// An id is an idempotency key; sequence numbers increase (gaps allowed); the first copy of
+/// an id wins.
+pub async fn ids_are_idempotency_keys_and_seqs_increase(store: Arc<dyn Store>) {
+    let first = store
+        .append_events(vec![event("a", 1), event("b", 2), event("a", 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|a| (a.seq, a.duplicate))
+            .collect::<Vec<_>>(),
+        vec![(1, false), (2, false), (1, true)]
+    );
+    let again = store
+        .append_events(vec![event("b", 9), event("c", 4)])
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0],
+        Appended {
+            id: "b".into(),
+            seq: 2,
+            duplicate: true
+        }
+    );
+    assert!(again[1].seq >= 3, "increasing, gaps allowed");
+    let read = store.read_after(0, u64::MAX, 10).await.unwrap();
+    assert_eq!(read.len(), 3);
+    // the first copy of `b` wins; the replay's different time is not stored
+    assert_eq!(read[1].event.time, 2);
+    assert_eq!(store.read_after(1, 2, 10).await.unwrap().len(), 1);
+}
+
+/// Batches are recorded before their upload, move the cursor when completed, and GC keeps
+/// what any destination still lacks.
+pub async fn batches_move_cursors_and_gc_keeps_what_a_destination_lacks(store: Arc<dyn Store>) {
+    let events = (0..5).map(|i| event(&format!("e{i}"), i)).collect();
+    store.append_events(events).await.unwrap();
+
+    store.begin_batch(&batch(1, 3)).await.unwrap();
+    // a second pending batch, or one that skips events, is refused
+    assert!(store.begin_batch(&batch(4, 5)).await.is_err());
+    assert_eq!(store.pending_batch("d").await.unwrap(), Some(batch(1, 3)));
+    assert_eq!(store.cursor("d").await.unwrap(), 0);
+    store.complete_batch("d", 1).await.unwrap();
+    assert_eq!(store.cursor("d").await.unwrap(), 3);
+    assert_eq!(store.pending_batch("d").await.unwrap(), None);
+    assert!(store.begin_batch(&batch(2, 5)).await.is_err());
+
+    // `other` never exported: nothing can go
+    let both = ["d".to_string(), "other".to_string()];
+    assert_eq!(store.gc(&both).await.unwrap(), 0);
+    assert_eq!(store.gc(&both[..1]).await.unwrap(), 3);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.events, stats.first_seq, stats.last_seq),
+        (2, Some(4), 5)
+    );
+}
+
+/// A bulk append in several chunks commits them together, in input order, skipping ids
+/// already stored and ids repeated across chunks.
+pub async fn a_committed_bulk_append_stores_everything_once(store: Arc<dyn Store>) {
+    store.append(encoded([0, 1])).await.unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    let bulk = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append_bulk(rx).await })
+    };
+    tx.send(BulkItem::Events(encoded(1..1000))).await.unwrap();
+    tx.send(BulkItem::Events(encoded(999..2000))).await.unwrap();
+    tx.send(BulkItem::Commit).await.unwrap();
+    let outcome = bulk.await.unwrap().unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (1998, 2));
+    let (lo, hi) = outcome.seqs.expect("something was stored");
+    assert!(lo >= 3 && hi >= lo + 1997, "{lo}..={hi}");
+    let read = store.read_after(0, u64::MAX, 5000).await.unwrap();
+    let ids: Vec<String> = read.into_iter().map(|e| e.event.id).collect();
+    let expected: Vec<String> = (0..2000).map(|i| format!("e{i}")).collect();
+    assert_eq!(ids, expected, "each id once, in input order");
+}
+
+/// A bulk append whose input stops before its commit stores nothing, not even the chunks
+/// that arrived, and leaves the store writable.
+pub async fn an_abandoned_bulk_append_stores_nothing(store: Arc<dyn Store>) {
+    let before = store.stats().await.unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    let bulk = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append_bulk(rx).await })
+    };
+    tx.send(BulkItem::Events(encoded(0..500))).await.unwrap();
+    tx.send(BulkItem::Events(encoded(500..1000))).await.unwrap();
+    drop(tx);
+    let result = bulk.await.unwrap();
+    assert!(
+        matches!(result, Err(StoreError::Abandoned)),
+        "abandoned bulk append: {result:?}"
+    );
+    assert_eq!(store.stats().await.unwrap(), before, "nothing stored");
+    let appended = store.append(encoded([7])).await.unwrap();
+    assert!(
+        !appended[0].duplicate,
+        "e7 was not kept by the abandoned append"
+    );
+    store.check_writable().await.unwrap();
+}
+
+/// Counts, backlogs, the write check and the description.
+pub async fn counts_and_health(store: Arc<dyn Store>) {
+    assert_eq!(store.stats().await.unwrap().events, 0);
+    store.append(encoded(0..10)).await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, 10);
+    assert_eq!(store.count_after(0).await.unwrap(), 10);
+    assert_eq!(store.count_after(stats.last_seq).await.unwrap(), 0);
+    store.check_writable().await.unwrap();
+    assert_eq!(
+        store.stats().await.unwrap().events,
+        10,
+        "the write check stores no event"
+    );
+    assert!(!store.describe().is_empty());
+}
