@@ -105,7 +105,7 @@ fn serve_emulators() -> Result<(), String> {
     Ok(())
 }
 
-/// A binary built with only some features lists exactly those sinks and formatters.
+/// A binary built with only some features lists exactly those sinks, formatters and stores.
 fn features_select_sinks() -> Result<(), String> {
     let mut build = cargo();
     build.args([
@@ -114,10 +114,10 @@ fn features_select_sinks() -> Result<(), String> {
         "auditsync",
         "--no-default-features",
         "--features",
-        "s3,ndjson",
+        "sqlite,s3,ndjson",
     ]);
     run(
-        "cargo build -p auditsync --no-default-features --features s3,ndjson",
+        "cargo build -p auditsync --no-default-features --features sqlite,s3,ndjson",
         build,
     )?;
     let target = env::var("CARGO_TARGET_DIR")
@@ -128,8 +128,11 @@ fn features_select_sinks() -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run auditsync sinks: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("sinks: s3\n") && text.contains("formatters: ndjson\n") {
-        eprintln!("<== `auditsync sinks` of that build: sinks: s3; formatters: ndjson");
+    if text.contains("sinks: s3\n")
+        && text.contains("formatters: ndjson\n")
+        && text.contains("stores: sqlite\n")
+    {
+        eprintln!("<== `auditsync sinks` of that build: sinks: s3; formatters: ndjson; stores: sqlite");
         Ok(())
     } else {
         Err(format!("a build with features s3,ndjson lists:\n{text}"))

@@ -1,4 +1,4 @@
-//! The sink and formatter crates this binary was built with (Cargo features).
+//! The store, sink and formatter crates this library links (its Cargo features).
 //!
 //! Plugins register themselves with `inventory`, but the linker drops a crate nothing
 //! references; [`link`] references each enabled one so its registrations are kept.
@@ -16,6 +16,13 @@ pub const SINKS: &[&str] = &[
     "s3",
 ];
 
+/// Stores enabled by Cargo features (checked against the registry by a test).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const STORES: &[&str] = &[
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+];
+
 /// Formatters enabled by Cargo features (checked against the registry by a test).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const FORMATTERS: &[&str] = &[
@@ -25,7 +32,8 @@ pub const FORMATTERS: &[&str] = &[
     "csv",
 ];
 
-/// References every enabled plugin crate.
+/// References every enabled plugin crate. [`crate::main`] calls it; an application that
+/// uses [`crate::App`] without `main` calls it once before building one.
 pub fn link() {
     auditsync_catalog::link();
     #[cfg(feature = "sqlite")]
@@ -52,6 +60,7 @@ mod tests {
     fn every_enabled_feature_is_in_the_registry_and_nothing_else() {
         super::link();
         assert_eq!(registry::sink_names(), super::SINKS);
+        assert_eq!(auditsync_store::registry::store_names(), super::STORES);
         let mut formatters = super::FORMATTERS.to_vec();
         formatters.sort_unstable();
         assert_eq!(registry::formatter_names(), formatters);

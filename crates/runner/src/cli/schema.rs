@@ -163,4 +163,5 @@ pub(crate) fn print_plugins() {
         list(auditsync_core::registry::schema_names())
     );
     println!("compression: none, gzip, zstd");
+    println!("stores: {}", list(auditsync_store::registry::store_names()));
 }
