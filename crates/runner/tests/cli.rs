@@ -253,6 +253,71 @@ fn a_bad_line_rejects_the_whole_input_naming_line_and_field() {
 }
 
 #[test]
+fn a_streamed_input_is_stored_whole_or_not_at_all_even_when_only_its_last_line_is_bad() {
+    let env = Env::new(config(
+        json!([{"name": "local", "type": "pv", "root": "out"}]),
+    ));
+    // About 12 MB: many read chunks, parsed in parallel, in one store transaction.
+    let n = 40_000u64;
+    let mut body: String = (0..n).map(|i| format!("{}\n", line(i))).collect();
+    assert!(body.len() > 8 << 20, "{} bytes", body.len());
+    let mut missing = line(n);
+    missing.as_object_mut().unwrap().remove("createdAt");
+    let bad = format!("{body}{missing}\n");
+    let path = env.path("big.ndjson");
+    std::fs::write(&path, &bad).unwrap();
+    let out = env.run(&["ingest", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let expected = format!("line {}: field `createdAt`: missing required field", n + 1);
+    assert!(
+        stderr.contains(&expected) && stderr.contains("nothing was stored"),
+        "{stderr}"
+    );
+    assert_eq!(env.events_held(), 0);
+
+    // The same through standard input, with a line over the size limit at the end instead.
+    body.push_str(&format!("{{\"opType\": \"{}\"}}\n", "x".repeat(2 << 20)));
+    let mut child = env
+        .command(&["ingest", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // The process may stop reading at the bad line: a broken pipe is expected.
+        let _ = stdin.write_all(body.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line {}: event is", n + 1)) && stderr.contains("over the limit"),
+        "{stderr}"
+    );
+    assert_eq!(env.events_held(), 0);
+
+    // Without the bad line, every event is stored, in the input's order.
+    let good: String = (0..n).map(|i| format!("{}\n", line(i))).collect();
+    std::fs::write(&path, good).unwrap();
+    let out = env.ok(&["ingest", path.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!("ingested {n} events (0 already stored, ignored)\n")
+    );
+    assert_eq!(env.events_held(), n);
+    env.ok(&["export", "--once"]);
+    let exported = read_back(&env.path("out"));
+    assert_eq!(exported.len() as u64, n);
+    assert_eq!(exported[&0], line(0));
+    assert_eq!(exported[&(n - 1)], line(n - 1));
+}
+
+#[test]
 fn disabled_user_events_record_nothing_and_say_so() {
     let mut cfg = config(json!([{"name": "local", "type": "pv", "root": "out"}]));
     cfg["enableUserEvents"] = json!(false);

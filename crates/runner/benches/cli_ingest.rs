@@ -1,0 +1,90 @@
+//! `auditsync ingest FILE` of one large NDJSON file (default 1,000,000 uevents-shaped
+//! events, about 457 MB), three runs, each on a fresh store: events/s, the ratio to floors
+//! timed on the same file in the same run (`sha256sum`, `gzip -6`), and the process's peak
+//! RSS. The store commits the whole file in one transaction (all or nothing), so the figure
+//! includes the fsync of everything.
+//!
+//! Run with `cargo xtask bench ingest` (or `cargo bench -p auditsync --bench cli_ingest -- N`).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::line;
+mod common;
+use common::{auditsync, measure};
+
+/// Seconds a shell tool takes to read `input` to /dev/null.
+fn floor(tool: &str, args: &[&str], input: &std::path::Path) -> Option<Duration> {
+    let file = std::fs::File::open(input).ok()?;
+    let start = Instant::now();
+    let status = Command::new(tool)
+        .args(args)
+        .stdin(file)
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then(|| start.elapsed())
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        for i in 0..n {
+            serde_json::to_writer(&mut out, &line(i)).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        out.flush().unwrap();
+    }
+    let bytes = std::fs::metadata(&input).unwrap().len();
+    println!(
+        "cli ingest: {n} events, {:.0} MB ({} bytes/event)",
+        bytes as f64 / 1e6,
+        bytes / n.max(1)
+    );
+    let mut rates = Vec::new();
+    for run in 1..=3 {
+        let sha = floor("sha256sum", &[], &input);
+        let gzip = floor("gzip", &["-6", "-c"], &input);
+        let config = dir.path().join(format!("run{run}.json"));
+        std::fs::write(
+            &config,
+            serde_json::json!({
+                "enableUserEvents": true, "namespace": "acme",
+                "store": {"path": dir.path().join(format!("db{run}/audit.db"))},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let (took, rss) = measure(auditsync(&config, &["ingest", input.to_str().unwrap()]));
+        let rate = n as f64 / took.as_secs_f64();
+        let ratio = |floor: Option<Duration>| {
+            floor.map_or("n/a".to_string(), |f| {
+                format!("{:.2}x", f.as_secs_f64() / took.as_secs_f64())
+            })
+        };
+        println!(
+            "cli ingest run {run}: {:.2} s = {rate:.0} events/s, peak RSS {rss:.0} MiB; speed vs sha256sum {} ({:.2} s), vs gzip -6 {} ({:.2} s)",
+            took.as_secs_f64(),
+            ratio(sha),
+            sha.map_or(0.0, |d| d.as_secs_f64()),
+            ratio(gzip),
+            gzip.map_or(0.0, |d| d.as_secs_f64()),
+        );
+        rates.push(rate);
+        let _ = std::fs::remove_dir_all(dir.path().join(format!("db{run}")));
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "cli ingest: median {:.0} events/s (range {:.0}-{:.0})",
+        rates[1], rates[0], rates[2]
+    );
+}
