@@ -11,20 +11,16 @@ use std::num::NonZero;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auditsync_core::registry::{parse_options, SinkFactory};
-use auditsync_core::{
-    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
-};
+use auditsync_core::{ConfigError, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp};
+use auditsync_sink_kit::classify::{sink_error, Failure};
+use auditsync_sink_kit::listing::ObjectList;
+use auditsync_sink_kit::Secret as KitSecret;
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, RetryOptions, Url};
 use azure_storage_blob::models::{BlobClientUploadOptions, BlobContainerClientListBlobsOptions};
 use azure_storage_blob::{BlobContainerClient, BlobServiceClient, BlobServiceClientOptions};
 use bytes::Bytes;
 use futures::TryStreamExt;
-use serde_json::{Map, Value};
-
-/// Keeps this crate linked into binaries that only register it through `inventory`.
-pub fn link() {}
 
 /// How the sink authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -65,7 +61,7 @@ pub struct AzureConfig {
     pub auth: Option<Auth>,
     /// A SAS token (with or without the leading `?`), for `"auth": "sas"`.
     #[serde(default)]
-    pub sas_token: Option<String>,
+    pub sas_token: Option<KitSecret>,
     /// The Entra ID credential, for `"auth": "entra"`.
     #[serde(default)]
     pub credential: EntraCredential,
@@ -77,7 +73,7 @@ pub struct AzureConfig {
     pub client_id: Option<String>,
     /// Client secret.
     #[serde(default)]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<KitSecret>,
     /// Size of each staged block of a large upload (default 8 MiB).
     #[serde(default = "default_block")]
     pub block_size_bytes: u64,
@@ -149,8 +145,8 @@ impl AzureSink {
             Auth::Sas => {
                 let sas = config
                     .sas_token
-                    .as_deref()
-                    .map(|t| t.trim_start_matches('?'))
+                    .as_ref()
+                    .map(|t| t.expose().trim_start_matches('?'))
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| {
                         ConfigError::invalid("sas_token", "is required with \"auth\": \"sas\"")
@@ -196,22 +192,12 @@ impl AzureSink {
     /// Maps an SDK error, keeping Azure's error code and request id, without any secret.
     fn error(&self, op: SinkOp, key: &str, err: azure_core::Error) -> SinkError {
         use azure_core::error::ErrorKind as Az;
-        let (kind, code, request_id) = match err.kind() {
+        let (status, code, request_id, transport) = match err.kind() {
             Az::HttpResponse {
                 status,
                 error_code,
                 raw_response,
             } => {
-                let s = u16::from(*status);
-                let kind = match s {
-                    408 | 429 => ErrorKind::Transient,
-                    s if s >= 500 => ErrorKind::Transient,
-                    401 | 403 => ErrorKind::PermissionDenied,
-                    404 => ErrorKind::NotFound,
-                    400 => ErrorKind::InvalidInput,
-                    409 | 412 => ErrorKind::Conflict,
-                    _ => ErrorKind::Other,
-                };
                 let request_id = raw_response.as_ref().and_then(|r| {
                     r.headers()
                         .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
@@ -220,22 +206,24 @@ impl AzureSink {
                         .map(str::to_string)
                 });
                 (
-                    kind,
-                    Some(error_code.clone().unwrap_or_else(|| format!("HTTP {s}"))),
+                    Some(u16::from(*status)),
+                    error_code.clone(),
                     request_id,
+                    false,
                 )
             }
-            Az::Connection | Az::Io => (ErrorKind::Transient, None, None),
-            Az::Credential => (ErrorKind::PermissionDenied, Some("Credential".into()), None),
-            _ => (ErrorKind::Other, None, None),
+            Az::Connection | Az::Io => (None, None, None, true),
+            Az::Credential => (None, Some("Credential".to_string()), None, false),
+            _ => (None, None, None, false),
         };
-        let message = self.scrub(&format!(
-            "{}on container {}: {err}",
-            code.as_deref().map(|c| format!("{c} ")).unwrap_or_default(),
-            self.config.container
-        ));
-        let mut error = SinkError::new(op, kind, message).with_key(key);
-        error.code = code;
+        let failure = Failure {
+            status,
+            code: code.as_deref(),
+            transport,
+        };
+        let place = format!("container {}", self.config.container);
+        let mut error = sink_error(op, key, failure, &place, &err);
+        error.message = self.scrub(&error.message);
         error.request_id = request_id;
         error
     }
@@ -261,14 +249,17 @@ fn entra_credential(config: &AzureConfig) -> Result<Arc<dyn TokenCredential>, Co
             WorkloadIdentityCredential::new(None).map_err(|e| invalid("credential", e))?
         }
         EntraCredential::ClientSecret => {
-            let need = |v: &Option<String>, key: &str| {
-                v.clone().ok_or_else(|| {
+            let need = |v: Option<&str>, key: &str| {
+                v.map(str::to_string).ok_or_else(|| {
                     ConfigError::invalid(key, "is required with \"credential\": \"client_secret\"")
                 })
             };
-            let tenant = need(&config.tenant_id, "tenant_id")?;
-            let client = need(&config.client_id, "client_id")?;
-            let secret = need(&config.client_secret, "client_secret")?;
+            let tenant = need(config.tenant_id.as_deref(), "tenant_id")?;
+            let client = need(config.client_id.as_deref(), "client_id")?;
+            let secret = need(
+                config.client_secret.as_ref().map(KitSecret::expose),
+                "client_secret",
+            )?;
             ClientSecretCredential::new(&tenant, client, Secret::new(secret), None)
                 .map_err(|e| invalid("tenant_id", e))?
         }
@@ -345,23 +336,21 @@ impl Sink for AzureSink {
             .container
             .list_blobs(Some(options))
             .map_err(|e| self.error(SinkOp::List, prefix, e))?;
-        let mut out = Vec::new();
+        let mut list = ObjectList::default();
         while let Some(item) = pager
             .try_next()
             .await
             .map_err(|e| self.error(SinkOp::List, prefix, e))?
         {
-            let Some(key) = item.name.and_then(|n| ObjectKey::new(n).ok()) else {
-                continue;
-            };
             let size = item
                 .properties
                 .and_then(|p| p.content_length)
                 .unwrap_or_default();
-            out.push(ObjectMeta { key, size });
+            if let Some(name) = item.name {
+                list.push(name, i64::try_from(size).unwrap_or(i64::MAX));
+            }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        Ok(list.finish())
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), SinkError> {
@@ -407,22 +396,16 @@ pub fn account_sas(
     ))
 }
 
-fn build(options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
-    let config: AzureConfig = parse_options(options)?;
-    Ok(Arc::new(AzureSink::new(config)?))
-}
-
-auditsync_core::inventory::submit! {
-    SinkFactory {
-        name: "azure",
-        summary: "Azure Blob Storage (azure_storage_blob), SAS or Entra ID",
-        build,
-        url_schemes: &[auditsync_core::UrlScheme {
-            scheme: "az",
-            query: &["endpoint"],
-            parse: parse_url,
-        }],
-    }
+auditsync_sink_kit::register_sink! {
+    name: "azure",
+    summary: "Azure Blob Storage (azure_storage_blob), SAS or Entra ID",
+    config: AzureConfig,
+    open: AzureSink::new,
+    url_schemes: &[auditsync_core::UrlScheme {
+        scheme: "az",
+        query: &["endpoint"],
+        parse: parse_url,
+    }],
 }
 
 /// `az://ACCOUNT/CONTAINER/prefix?endpoint=`: a SAS from `AZURE_STORAGE_SAS_TOKEN`, else

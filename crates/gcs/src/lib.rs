@@ -3,18 +3,20 @@
 //! - Create-if-absent: every upload carries `ifGenerationMatch=0`; a 412 means the object
 //!   exists and is reported as [`PutOutcome::AlreadyExists`].
 //! - Files up to `resumable_threshold_bytes` go up in one multipart request (metadata and
-//!   bytes together); larger ones through a resumable upload session.
+//!   bytes together); larger ones through a resumable upload session, in chunks of that
+//!   size (rounded down to 256 KiB, at most 16 MiB) sent in order by the sink kit's driver.
 //! - Auth: Application Default Credentials, a service-account key file, or anonymous (for
 //!   emulators).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use auditsync_core::registry::{parse_options, SinkFactory};
 use auditsync_core::{
     ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
 };
+use auditsync_sink_kit::classify::{sink_error, Failure};
+use auditsync_sink_kit::listing::{collect_pages, Page};
+use auditsync_sink_kit::upload::upload_parts;
 use bytes::Bytes;
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
@@ -24,11 +26,12 @@ use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::objects::Object;
 use gcloud_storage::http::Error as GcsError;
-use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-/// Keeps this crate linked into binaries that only register it through `inventory`.
-pub fn link() {}
+/// GCS wants resumable chunks in multiples of 256 KiB (all but the last).
+const CHUNK_UNIT: u64 = 256 * 1024;
+/// The largest chunk sent in one request.
+const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 
 /// Options of a `{"type": "gcs"}` destination.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -135,6 +138,45 @@ impl GcsSink {
     fn error(&self, op: SinkOp, key: &str, err: GcsError) -> SinkError {
         classify(op, key, &self.config.bucket, err)
     }
+
+    /// Sends `body` through a resumable session in order, chunk by chunk; the session is
+    /// cancelled if a chunk fails.
+    async fn put_chunks(
+        &self,
+        key: &ObjectKey,
+        session: gcloud_storage::http::resumable_upload_client::ResumableUploadClient,
+        body: Bytes,
+    ) -> Result<PutOutcome, SinkError> {
+        use gcloud_storage::http::resumable_upload_client::ChunkSize;
+        let total = body.len() as u64;
+        let chunk = (self.config.resumable_threshold_bytes / CHUNK_UNIT * CHUNK_UNIT)
+            .clamp(CHUNK_UNIT, MAX_CHUNK) as usize;
+        // Resumable chunks must arrive in order: one at a time.
+        let sent = upload_parts(&body, chunk, 1, |part| {
+            let session = &session;
+            async move {
+                let size = ChunkSize::new(part.range.start, part.range.end - 1, Some(total));
+                match session.upload_multiple_chunk(part.body, &size).await {
+                    Ok(_) => Ok(None),
+                    Err(e) if status_of(&e) == Some(412) => Ok(Some(PutOutcome::AlreadyExists)),
+                    Err(e) => Err(self.error(SinkOp::Put, key.as_str(), e)),
+                }
+            }
+        })
+        .await;
+        match sent {
+            Ok(outcomes) => Ok(outcomes
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap_or(PutOutcome::Created)),
+            Err(e) => {
+                // Best effort: an abandoned session expires on its own within a week.
+                let _ = session.cancel().await;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The upload type of a create-if-absent put: the object's metadata travels with the bytes.
@@ -171,7 +213,6 @@ fn status_of(err: &GcsError) -> Option<u16> {
 
 /// Maps a client error to a [`SinkError`], keeping the HTTP status and GCS's reason.
 fn classify(op: SinkOp, key: &str, bucket: &str, err: GcsError) -> SinkError {
-    let status = status_of(&err);
     let reason = match &err {
         GcsError::Response(r) => r.errors.first().map(|e| e.reason.clone()),
         _ => None,
@@ -183,26 +224,15 @@ fn classify(op: SinkOp, key: &str, bucket: &str, err: GcsError) -> SinkError {
         GcsError::HttpMiddleware(_) => true,
         _ => false,
     };
-    let kind = match status {
-        Some(408 | 429) => ErrorKind::Transient,
-        Some(s) if s >= 500 => ErrorKind::Transient,
-        Some(401 | 403) => ErrorKind::PermissionDenied,
-        Some(404) => ErrorKind::NotFound,
-        Some(400) => ErrorKind::InvalidInput,
-        Some(412) => ErrorKind::Conflict,
-        None if transport => ErrorKind::Transient,
-        None if matches!(err, GcsError::TokenSource(_)) => ErrorKind::PermissionDenied,
-        _ => ErrorKind::Other,
+    let failure = Failure {
+        status: status_of(&err),
+        code: reason.as_deref(),
+        transport,
     };
-    let code = reason
-        .clone()
-        .or_else(|| status.map(|s| format!("HTTP {s}")));
-    let message = format!(
-        "{}on bucket {bucket}: {err}",
-        code.as_deref().map(|c| format!("{c} ")).unwrap_or_default()
-    );
-    let mut error = SinkError::new(op, kind, message).with_key(key);
-    error.code = code;
+    let mut error = sink_error(op, key, failure, &format!("bucket {bucket}"), &err);
+    if matches!(err, GcsError::TokenSource(_)) {
+        error.kind = ErrorKind::PermissionDenied;
+    }
     error.source = Some(Box::new(err));
     error
 }
@@ -220,12 +250,11 @@ impl Sink for GcsSink {
         let client = self.client().await?;
         let request = self.upload_request();
         let result = if body.len() as u64 > self.config.resumable_threshold_bytes {
-            let size = body.len();
             match client
                 .prepare_resumable_upload(&request, &upload_type(key))
                 .await
             {
-                Ok(session) => session.upload_single_chunk(body, size).await,
+                Ok(session) => return self.put_chunks(key, session, body).await,
                 Err(e) => Err(e),
             }
         } else {
@@ -257,34 +286,28 @@ impl Sink for GcsSink {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError> {
         let client = self.client().await?;
-        let mut out = Vec::new();
-        let mut page_token = None;
-        loop {
+        collect_pages(|page_token| async move {
             let request = ListObjectsRequest {
                 bucket: self.config.bucket.clone(),
                 prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
-                page_token: page_token.take(),
+                page_token,
                 ..ListObjectsRequest::default()
             };
             let page = client
                 .list_objects(&request)
                 .await
                 .map_err(|e| self.error(SinkOp::List, prefix, e))?;
-            for object in page.items.unwrap_or_default() {
-                if let Ok(key) = ObjectKey::new(object.name) {
-                    out.push(ObjectMeta {
-                        key,
-                        size: object.size.max(0) as u64,
-                    });
-                }
-            }
-            match page.next_page_token {
-                Some(token) if !token.is_empty() => page_token = Some(token),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+            Ok(Page {
+                objects: page
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| (o.name, o.size))
+                    .collect(),
+                next: page.next_page_token,
+            })
+        })
+        .await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), SinkError> {
@@ -301,22 +324,16 @@ impl Sink for GcsSink {
     }
 }
 
-fn build(options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
-    let config: GcsConfig = parse_options(options)?;
-    Ok(Arc::new(GcsSink::new(config)?))
-}
-
-auditsync_core::inventory::submit! {
-    SinkFactory {
-        name: "gcs",
-        summary: "Google Cloud Storage (gcloud-storage, JSON API)",
-        build,
-        url_schemes: &[auditsync_core::UrlScheme {
-            scheme: "gs",
-            query: &["endpoint", "anonymous"],
-            parse: parse_url,
-        }],
-    }
+auditsync_sink_kit::register_sink! {
+    name: "gcs",
+    summary: "Google Cloud Storage (gcloud-storage, JSON API)",
+    config: GcsConfig,
+    open: GcsSink::new,
+    url_schemes: &[auditsync_core::UrlScheme {
+        scheme: "gs",
+        query: &["endpoint", "anonymous"],
+        parse: parse_url,
+    }],
 }
 
 /// `gs://BUCKET/prefix?endpoint=&anonymous=`: credentials from

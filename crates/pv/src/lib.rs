@@ -18,15 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use auditsync_core::registry::{parse_options, SinkFactory};
 use auditsync_core::{
     ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
 };
 use bytes::Bytes;
-use serde_json::{Map, Value};
-
-/// Keeps this crate linked into binaries that only register it through `inventory`.
-pub fn link() {}
 
 const TEMP_PREFIX: &str = ".auditsync-tmp-";
 
@@ -320,25 +315,24 @@ impl Sink for PvSink {
     }
 }
 
-fn build(options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
-    let config: PvConfig = parse_options(options)?;
+/// Checks the config before [`PvSink::new`], which cannot fail.
+fn open(config: PvConfig) -> Result<PvSink, ConfigError> {
     if config.root.as_os_str().is_empty() {
         return Err(ConfigError::invalid("root", "must not be empty"));
     }
-    Ok(Arc::new(PvSink::new(config)))
+    Ok(PvSink::new(config))
 }
 
-auditsync_core::inventory::submit! {
-    SinkFactory {
-        name: "pv",
-        summary: "persistent volume: a local directory, atomic create-if-absent writes",
-        build,
-        url_schemes: &[auditsync_core::UrlScheme {
-            scheme: "file",
-            query: &[],
-            parse: parse_url,
-        }],
-    }
+auditsync_sink_kit::register_sink! {
+    name: "pv",
+    summary: "persistent volume: a local directory, atomic create-if-absent writes",
+    config: PvConfig,
+    open: open,
+    url_schemes: &[auditsync_core::UrlScheme {
+        scheme: "file",
+        query: &[],
+        parse: parse_url,
+    }],
 }
 
 /// `file:///path`: the directory is the root; there is no prefix.

@@ -2,29 +2,28 @@
 //!
 //! - Create-if-absent: `PutObject` and `CompleteMultipartUpload` carry `If-None-Match: *`;
 //!   a 412 means the key exists and is reported as [`PutOutcome::AlreadyExists`].
-//! - Files at or over `multipart_threshold_bytes` go up in parts of `part_size_bytes`.
+//! - Files at or over `multipart_threshold_bytes` go up in parts of `part_size_bytes`,
+//!   `upload_concurrency` parts at once (the sink kit's upload driver).
 //! - Credentials: static keys from the config (or its environment overrides), else the
 //!   standard AWS provider chain (environment, profile, web identity, instance role).
-//! - Errors keep S3's code and request id and say whether a retry can help: timeouts,
-//!   connection failures, throttling and 5xx can; access and missing-bucket errors cannot.
-
-use std::sync::Arc;
+//! - Errors keep S3's code and request id and say whether a retry can help, by the sink
+//!   kit's one classification: timeouts, connection failures, throttling and 5xx can;
+//!   access and missing-bucket errors cannot.
 
 use async_trait::async_trait;
-use auditsync_core::registry::{parse_options, SinkFactory};
 use auditsync_core::{
     ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
 };
+use auditsync_sink_kit::classify::{sink_error, Failure};
+use auditsync_sink_kit::listing::{collect_pages, Page};
+use auditsync_sink_kit::upload::upload_parts;
+use auditsync_sink_kit::Secret;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::Bytes;
-use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
-
-/// Keeps this crate linked into binaries that only register it through `inventory`.
-pub fn link() {}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -48,10 +47,10 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// Static secret access key.
     #[serde(default)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
     /// Session token for temporary static credentials.
     #[serde(default)]
-    pub session_token: Option<String>,
+    pub session_token: Option<Secret>,
     /// Server-side encryption: `AES256` or `aws:kms`.
     #[serde(default)]
     pub sse: Option<String>,
@@ -64,6 +63,9 @@ pub struct S3Config {
     /// Part size of multipart uploads (default 16 MiB; S3's minimum is 5 MiB).
     #[serde(default = "default_part_size")]
     pub part_size_bytes: u64,
+    /// Parts of one multipart upload sent at once (default 4).
+    #[serde(default = "default_upload_concurrency")]
+    pub upload_concurrency: usize,
 }
 
 fn default_threshold() -> u64 {
@@ -72,9 +74,13 @@ fn default_threshold() -> u64 {
 fn default_part_size() -> u64 {
     16 * MIB
 }
+fn default_upload_concurrency() -> usize {
+    4
+}
 
 impl std::fmt::Debug for S3Config {
-    // Hand-written so that secrets never reach a log line through `{:?}`.
+    // Hand-written: the access key id is left out too (it names the account), and the
+    // secrets are `Secret`s besides.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Config")
             .field("bucket", &self.bucket)
@@ -102,6 +108,12 @@ impl S3Config {
             return Err(ConfigError::invalid(
                 "part_size_bytes",
                 "must be at least 5 MiB (5242880)",
+            ));
+        }
+        if self.upload_concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "upload_concurrency",
+                "must be at least 1",
             ));
         }
         if self.multipart_threshold_bytes < self.part_size_bytes {
@@ -170,8 +182,8 @@ impl S3Sink {
                 if let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) {
                     loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                         id.clone(),
-                        secret.clone(),
-                        c.session_token.clone(),
+                        secret.expose().to_string(),
+                        c.session_token.as_ref().map(|t| t.expose().to_string()),
                         None,
                         "auditsync-config",
                     ));
@@ -204,30 +216,28 @@ impl S3Sink {
             .map_err(|e| classify(SinkOp::Put, key.as_str(), &self.config.bucket, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         let result = async {
-            let mut parts = Vec::new();
-            for (i, start) in (0..body.len())
-                .step_by(self.config.part_size_bytes as usize)
-                .enumerate()
-            {
-                let end = (start + self.config.part_size_bytes as usize).min(body.len());
-                let number = i as i32 + 1;
-                let part = client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key.as_str())
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(body.slice(start..end)))
-                    .send()
-                    .await
-                    .map_err(|e| classify(SinkOp::Put, key.as_str(), bucket, e))?;
-                parts.push(
-                    CompletedPart::builder()
+            let part_size = self.config.part_size_bytes as usize;
+            let parts = upload_parts(&body, part_size, self.config.upload_concurrency, |part| {
+                let upload_id = &upload_id;
+                async move {
+                    let number = part.number as i32;
+                    let sent = client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(key.as_str())
+                        .upload_id(upload_id)
                         .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_string))
-                        .build(),
-                );
-            }
+                        .body(ByteStream::from(part.body))
+                        .send()
+                        .await
+                        .map_err(|e| classify(SinkOp::Put, key.as_str(), bucket, e))?;
+                    Ok(CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(sent.e_tag().map(str::to_string))
+                        .build())
+                }
+            })
+            .await?;
             let completed = client
                 .complete_multipart_upload()
                 .bucket(bucket)
@@ -306,49 +316,19 @@ where
 {
     let code = err.code().map(str::to_string);
     let request_id = err.request_id().map(str::to_string);
-    let status = status(&err);
-    let kind = match (&err, status, code.as_deref()) {
-        (
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_),
-            _,
-            _,
-        ) => ErrorKind::Transient,
-        (
-            _,
-            _,
-            Some(
-                "SlowDown"
-                | "RequestTimeout"
-                | "InternalError"
-                | "ServiceUnavailable"
-                | "Throttling"
-                | "ThrottlingException",
-            ),
-        ) => ErrorKind::Transient,
-        (_, Some(s), _) if s >= 500 || s == 429 || s == 409 => ErrorKind::Transient,
-        (_, Some(401 | 403), _) => ErrorKind::PermissionDenied,
-        (
-            _,
-            _,
-            Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"),
-        ) => ErrorKind::PermissionDenied,
-        (_, Some(404), _) => ErrorKind::NotFound,
-        (_, Some(400), _) => ErrorKind::InvalidInput,
-        _ => ErrorKind::Other,
+    let failure = Failure {
+        status: status(&err),
+        code: code.as_deref(),
+        transport: matches!(
+            err,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        ),
     };
     let detail = err
         .message()
         .map(str::to_string)
         .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
-    let message = format!(
-        "{} on bucket {bucket}: {detail}",
-        code.as_deref().unwrap_or(match kind {
-            ErrorKind::Transient => "transient failure",
-            _ => "S3 error",
-        })
-    );
-    let mut error = SinkError::new(op, kind, message).with_key(key);
-    error.code = code;
+    let mut error = sink_error(op, key, failure, &format!("bucket {bucket}"), detail);
     error.request_id = request_id;
     error.source = Some(Box::new(err));
     error
@@ -409,34 +389,28 @@ impl Sink for S3Sink {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, SinkError> {
         let client = self.client().await;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
+        collect_pages(|token| async move {
             let page = client
                 .list_objects_v2()
                 .bucket(&self.config.bucket)
                 .prefix(prefix)
-                .set_continuation_token(token.take())
+                .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| classify(SinkOp::List, prefix, &self.config.bucket, e))?;
-            for object in page.contents() {
-                // A key auditsync could not have written (e.g. `a//b`) is not one of its
-                // objects; leave it out rather than fail the listing.
-                if let Some(key) = object.key().and_then(|k| ObjectKey::new(k).ok()) {
-                    out.push(ObjectMeta {
-                        key,
-                        size: object.size().unwrap_or_default().max(0) as u64,
-                    });
-                }
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+            Ok(Page {
+                objects: page
+                    .contents()
+                    .iter()
+                    .filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or_default())))
+                    .collect(),
+                next: page
+                    .next_continuation_token()
+                    .filter(|_| page.is_truncated() == Some(true))
+                    .map(str::to_string),
+            })
+        })
+        .await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), SinkError> {
@@ -452,22 +426,16 @@ impl Sink for S3Sink {
     }
 }
 
-fn build(options: &Map<String, Value>) -> Result<Arc<dyn Sink>, ConfigError> {
-    let config: S3Config = parse_options(options)?;
-    Ok(Arc::new(S3Sink::new(config)?))
-}
-
-auditsync_core::inventory::submit! {
-    SinkFactory {
-        name: "s3",
-        summary: "AWS S3 or an S3-compatible store (aws-sdk-s3)",
-        build,
-        url_schemes: &[auditsync_core::UrlScheme {
-            scheme: "s3",
-            query: &["region", "endpoint", "force_path_style", "sse", "kms_key_id"],
-            parse: parse_url,
-        }],
-    }
+auditsync_sink_kit::register_sink! {
+    name: "s3",
+    summary: "AWS S3 or an S3-compatible store (aws-sdk-s3)",
+    config: S3Config,
+    open: S3Sink::new,
+    url_schemes: &[auditsync_core::UrlScheme {
+        scheme: "s3",
+        query: &["region", "endpoint", "force_path_style", "sse", "kms_key_id"],
+        parse: parse_url,
+    }],
 }
 
 /// `s3://BUCKET/prefix?region=&endpoint=&force_path_style=`: credentials come from the

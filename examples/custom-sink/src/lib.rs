@@ -6,7 +6,9 @@
 //!   primary key, reporting [`PutOutcome::AlreadyExists`]);
 //! - errors are classified (a busy database is [`ErrorKind::Transient`]);
 //! - typed options with `deny_unknown_fields`, parsed by `parse_options`;
-//! - registration with `inventory` under the type name `sqlite-table`, plus `link()`.
+//! - registration under the type name `sqlite-table` and the URL scheme
+//!   `sqlite-table:///path`, with `auditsync-sink-kit`'s `register_sink!` (which defines
+//!   `link()`).
 //!
 //! `tests/conformance.rs` runs auditsync's conformance suite against it.
 
@@ -14,15 +16,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use auditsync_core::registry::{parse_options, SinkFactory};
 use auditsync_core::{
     ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
 };
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
-
-/// Keeps this crate linked into a binary that only finds it through `inventory`.
-pub fn link() {}
 
 /// Options of a `{"type": "sqlite-table"}` destination.
 #[derive(Debug, serde::Deserialize)]
@@ -153,22 +151,18 @@ impl Sink for TableSink {
     }
 }
 
-fn build(options: &auditsync_core::registry::Options) -> Result<Arc<dyn Sink>, ConfigError> {
-    let config: TableConfig = parse_options(options)?;
-    Ok(Arc::new(TableSink::open(config)?))
-}
-
-auditsync_core::inventory::submit! {
-    SinkFactory {
-        name: "sqlite-table",
-        summary: "example third-party sink: objects as rows of a SQLite table",
-        build,
-        url_schemes: &[auditsync_core::UrlScheme {
-            scheme: "sqlite-table",
-            query: &[],
-            parse: parse_url,
-        }],
-    }
+// The sink kit registers the factory (type name, typed options, constructor, URL scheme)
+// and defines `link()`, which a binary calls to keep this crate linked.
+auditsync_sink_kit::register_sink! {
+    name: "sqlite-table",
+    summary: "example third-party sink: objects as rows of a SQLite table",
+    config: TableConfig,
+    open: TableSink::open,
+    url_schemes: &[auditsync_core::UrlScheme {
+        scheme: "sqlite-table",
+        query: &[],
+        parse: parse_url,
+    }],
 }
 
 /// `sqlite-table:///path/to/objects.db`: the database file; there is no prefix.
