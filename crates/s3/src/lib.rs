@@ -443,12 +443,10 @@ auditsync_sink_kit::register_sink! {
 fn parse_url(
     url: &auditsync_core::SinkUrlParts,
 ) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
-    let mut options = serde_json::Map::new();
-    let bucket = url.required_host("bucket", "s3://BUCKET/prefix")?;
-    options.insert("bucket".into(), bucket.into());
-    url.query_into(&mut options, &["force_path_style"])?;
-    Ok(auditsync_core::SinkUrlTarget {
-        options,
-        prefix: url.prefix_after(0),
-    })
+    auditsync_sink_kit::url::bucket_and_prefix(
+        url,
+        "bucket",
+        "s3://BUCKET/prefix",
+        &["force_path_style"],
+    )
 }

@@ -5,6 +5,7 @@
 //!   [`auditsync_core::ErrorKind`], the same for S3, Azure, GCS and anyone else;
 //! - [`listing`]: collects paged listings into sorted [`auditsync_core::ObjectMeta`];
 //! - [`upload`]: drives a multipart / block / chunked upload with bounded concurrency;
+//! - [`url`]: the usual shapes of sink URLs (`scheme://bucket/prefix`, `scheme:///path`);
 //! - [`Secret`]: a config value masked in `Debug`, `Display` and serialization;
 //! - [`register_sink!`]: a sink's factory, URL schemes and `link()` in one place.
 
@@ -13,6 +14,7 @@ pub mod listing;
 mod register;
 mod secret;
 pub mod upload;
+pub mod url;
 
 pub use secret::Secret;
 

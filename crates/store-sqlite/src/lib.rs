@@ -517,20 +517,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auditsync_store::testkit::event;
-
-    fn batch(first: u64, last: u64) -> Batch {
-        Batch {
-            destination: "d".into(),
-            first_seq: first,
-            last_seq: last,
-            key: format!("k{first}"),
-            events: last - first + 1,
-            bytes: 10,
-            sha256: "00".into(),
-            created_ms: 1,
-        }
-    }
+    use auditsync_store::testkit::{batch, event};
 
     #[tokio::test]
     async fn sequence_numbers_are_not_reused_after_gc_and_reopen() {

@@ -49,7 +49,8 @@ pub fn event(id: &str, time: i64) -> Event {
     }
 }
 
-fn batch(first: u64, last: u64) -> Batch {
+/// A batch of destination `d` over `first..=last`, for checks that need one.
+pub fn batch(first: u64, last: u64) -> Batch {
     Batch {
         destination: "d".into(),
         first_seq: first,

@@ -169,10 +169,5 @@ auditsync_sink_kit::register_sink! {
 fn parse_url(
     url: &auditsync_core::SinkUrlParts,
 ) -> Result<auditsync_core::SinkUrlTarget, auditsync_core::SinkUrlError> {
-    let mut options = serde_json::Map::new();
-    options.insert("path".into(), url.local_path()?.into());
-    Ok(auditsync_core::SinkUrlTarget {
-        options,
-        prefix: String::new(),
-    })
+    auditsync_sink_kit::url::local_path(url, "path")
 }
