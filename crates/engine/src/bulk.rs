@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 use crate::ingest::{Flagged, IngestError, Ingestor, Location, Parsed};
 
 /// Bytes read per chunk (whole lines; a chunk grows to hold a line longer than this).
-pub const CHUNK_BYTES: usize = 1 << 20;
+pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// Chunks parsed ahead of the store: bounds memory to about this many chunks.
-const CHUNKS_AHEAD: usize = 4;
+const CHUNKS_AHEAD: usize = 3;
 
 /// What a running ingest has done so far, for a progress bar.
 #[derive(Debug, Default)]
@@ -69,6 +69,7 @@ where
     if !ingestor.enabled() {
         return Err(IngestError::Disabled);
     }
+    let started = std::time::Instant::now();
     let (store_tx, store_rx) = mpsc::channel(2);
     let store = ingestor.store().clone();
     let commit = tokio::spawn(async move { store.append_bulk(store_rx).await });
@@ -134,9 +135,16 @@ where
     }
     // A send error means the store already failed; `commit` holds its error.
     let _ = store_tx.send(BulkItem::Commit).await;
+    let committing = std::time::Instant::now();
     let outcome = commit
         .await
         .map_err(|e| IngestError::Read(std::io::Error::other(e)))??;
+    tracing::debug!(
+        events = progress.events.load(Ordering::Relaxed),
+        read_and_parsed_s = started.elapsed().as_secs_f64() - committing.elapsed().as_secs_f64(),
+        commit_s = committing.elapsed().as_secs_f64(),
+        "bulk ingest committed"
+    );
     summary.stored = outcome.stored;
     summary.duplicates = outcome.duplicates;
     Ok(summary)
@@ -170,10 +178,8 @@ fn read_chunks<R: Read>(
     let mut carry = Vec::new();
     loop {
         let mut buf = std::mem::take(&mut carry);
-        let start = buf.len();
-        buf.resize(start + CHUNK_BYTES, 0);
-        let n = fill(&mut reader, &mut buf[start..]).map_err(IngestError::Read)?;
-        buf.truncate(start + n);
+        buf.reserve(CHUNK_BYTES);
+        let n = fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(IngestError::Read)?;
         progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
         if n == 0 {
             if buf.is_empty() {
@@ -193,13 +199,9 @@ fn read_chunks<R: Read>(
             continue;
         };
         carry = buf[last_newline + 1..].to_vec();
-        check_line(
-            line + newlines(&buf[..last_newline]) + 1,
-            carry.len(),
-            max_line,
-        )?;
         buf.truncate(last_newline);
         let lines = newlines(&buf) + 1;
+        check_line(line + lines, carry.len(), max_line)?;
         if !emit(Chunk {
             first_line: line,
             bytes: buf,
@@ -223,18 +225,10 @@ fn check_line(line: usize, size: usize, max: usize) -> Result<(), IngestError> {
     Ok(())
 }
 
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn fill<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+/// Appends up to `limit` bytes of `reader` to `buf` (fewer only at the input's end);
+/// returns how many. (`read_to_end` fills spare capacity without zeroing it first.)
+fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
+    reader.take(limit as u64).read_to_end(buf)
 }
 
 #[cfg(test)]

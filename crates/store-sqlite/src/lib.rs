@@ -81,6 +81,11 @@ CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
 "#;
 
+/// The page cache (negative: KiB): 64 MiB keeps the id index's hot pages in memory.
+const CACHE_KIB: i64 = -65_536;
+/// The page cache during a bulk append.
+const BULK_CACHE_KIB: i64 = -16_384;
+
 fn backend(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |err| {
         let retryable = matches!(
@@ -124,8 +129,7 @@ impl SqliteStore {
             .map_err(backend("open"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(backend("open"))?;
-        // 64 MiB of page cache keeps the id index's hot pages in memory.
-        conn.pragma_update(None, "cache_size", -65_536)
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
             .map_err(backend("open"))?;
         // Checkpoint the WAL every 4k pages (64 MiB) instead of every 1k: fewer, larger
         // copies into the database file under a steady ingest.
@@ -194,6 +198,25 @@ fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
 /// Appends every chunk of `items` in one transaction on `conn`; commits only on
 /// [`BulkItem::Commit`]. Runs on a blocking thread: it waits for the producer's chunks.
 fn append_bulk_blocking(
+    conn: &mut Connection,
+    items: mpsc::Receiver<BulkItem>,
+) -> Result<BulkOutcome, StoreError> {
+    let err = backend("bulk append");
+    // A long transaction keeps its dirty pages in the cache until they spill to the WAL:
+    // a smaller cache bounds the memory of a large input at no cost (every page is written
+    // once either way).
+    conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)
+        .map_err(&err)?;
+    let result = append_bulk_in_transaction(conn, items);
+    let restored = conn
+        .pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(&err);
+    let outcome = result?;
+    restored?;
+    Ok(outcome)
+}
+
+fn append_bulk_in_transaction(
     conn: &mut Connection,
     mut items: mpsc::Receiver<BulkItem>,
 ) -> Result<BulkOutcome, StoreError> {
