@@ -287,6 +287,7 @@ impl Schema for DefinedSchema {
                 format!("{params_column}.{param}"),
                 format!("missing; action `{action}` requires it"),
             )),
+            Err(other) => Err(ValidationError::new(action_column, other.to_string())),
         }
     }
 }

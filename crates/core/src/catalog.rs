@@ -88,6 +88,7 @@ impl From<Catalog> for Vec<CatalogEntry> {
 
 /// Why an event does not fit its catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CatalogError {
     /// No entry answers to any of the names.
     #[error("unknown action {names:?}: not in the catalog")]

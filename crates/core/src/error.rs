@@ -34,6 +34,7 @@ pub fn field_in_serde_message(message: &str) -> Option<&str> {
 
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A key has a value that cannot be used.
     #[error("config key `{key}`: {message}")]
@@ -124,6 +125,7 @@ impl fmt::Display for SinkOp {
 
 /// What class of failure a sink met; decides whether a retry can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The object or container does not exist.
     NotFound,
@@ -151,7 +153,8 @@ impl ErrorKind {
 /// It names the operation, the key and the backend's reason, keeps the backend's error code
 /// and request id where it has them, and says whether a retry can help.
 #[derive(Debug, thiserror::Error)]
-#[error("{op}{} failed ({kind:?}{}): {message}", key.as_deref().map(|k| format!(" `{k}`")).unwrap_or_default(), code.as_deref().map(|c| format!(", code {c}")).unwrap_or_default())]
+#[error("{op}{} failed ({kind:?}{}): {message}{}", key.as_deref().map(|k| format!(" `{k}`")).unwrap_or_default(), code.as_deref().map(|c| format!(", code {c}")).unwrap_or_default(), if *attempts > 1 { format!(" (gave up after {attempts} attempts)") } else { String::new() })]
+#[non_exhaustive]
 pub struct SinkError {
     /// The operation that failed.
     pub op: SinkOp,
@@ -168,6 +171,9 @@ pub struct SinkError {
     /// The underlying error.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// How many times the operation was tried (more than 1 when a retry layer used up its
+    /// attempts on an error that is still [`ErrorKind::Transient`]).
+    pub attempts: u32,
 }
 
 impl SinkError {
@@ -181,6 +187,7 @@ impl SinkError {
             code: None,
             request_id: None,
             source: None,
+            attempts: 1,
         }
     }
 
@@ -204,6 +211,7 @@ impl SinkError {
             code: err.raw_os_error().map(|c| format!("os error {c}")),
             request_id: None,
             source: Some(Box::new(err)),
+            attempts: 1,
         }
     }
 

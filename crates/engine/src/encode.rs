@@ -272,6 +272,7 @@ pub struct EncodedFile {
 
 /// Why a file could not be encoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// Reading events failed.
     #[error(transparent)]

@@ -49,6 +49,7 @@ pub struct Destination {
 
 /// Why a destination's export stopped. Other destinations are not affected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// The store failed.
     #[error("store: {0}")]

@@ -116,6 +116,7 @@ pub struct RangeReport {
 
 /// Why a range export failed. Nothing partial is left where the output goes.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RangeError {
     /// Reading the store failed.
     #[error("store: {0}")]

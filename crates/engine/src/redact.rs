@@ -89,6 +89,7 @@ impl Rules {
 
 /// Why a redaction setting cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedactError {
     /// The HMAC key is too short to resist guessing.
     #[error("the HMAC key is {0} bytes; at least 16 are needed")]

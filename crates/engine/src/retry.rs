@@ -102,6 +102,11 @@ impl RetryingSink {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
+                // Say so when the attempts ran out on an error a retry could still fix.
+                Err(mut err) if attempt > 1 => {
+                    err.attempts = attempt;
+                    return Err(err);
+                }
                 other => return other,
             }
         }
@@ -201,6 +206,38 @@ mod tests {
     async fn retries_transient_errors_up_to_the_limit() {
         assert_eq!(attempts(2, ErrorKind::Transient).await, (true, 3));
         assert_eq!(attempts(3, ErrorKind::Transient).await, (false, 3));
+    }
+
+    #[tokio::test]
+    async fn an_error_that_used_up_its_retries_says_so() {
+        let flaky = Arc::new(Flaky {
+            failures: 10,
+            kind: ErrorKind::Transient,
+            calls: AtomicU32::new(0),
+        });
+        let sink = RetryingSink::new(flaky, policy());
+        let err = sink
+            .put(&ObjectKey::new("k").unwrap(), Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.attempts, 3);
+        assert!(err.is_retryable(), "the kind is kept: {err}");
+        assert!(
+            err.to_string().ends_with("(gave up after 3 attempts)"),
+            "{err}"
+        );
+        // A permanent error is tried once and says nothing of attempts.
+        let once = Arc::new(Flaky {
+            failures: 1,
+            kind: ErrorKind::PermissionDenied,
+            calls: AtomicU32::new(0),
+        });
+        let err = RetryingSink::new(once, policy())
+            .put(&ObjectKey::new("k").unwrap(), Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.attempts, 1);
+        assert!(!err.to_string().contains("attempts"), "{err}");
     }
 
     #[tokio::test]
