@@ -1,6 +1,8 @@
 //! `auditsync export`: every destination now (`--once`), or one time range to a file.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -12,7 +14,33 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
         println!("no destinations configured: nothing to export");
         return Ok(ExitCode::SUCCESS);
     }
+    let (done, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // Only on a terminal: reading the cursors costs a query every half second.
+    let watcher = progress::shown().then(|| {
+        tokio::spawn(watch_backlogs(
+            app.store.clone(),
+            app.exporter.destination_names(),
+            done.clone(),
+            total.clone(),
+        ))
+    });
+    let (shown_done, shown_total) = (done.clone(), total.clone());
+    let destinations = app.exporter.destinations().len();
+    let bar = progress::Progress::start("export", progress::Unit::Items("events"), move || {
+        progress::Reading {
+            done: shown_done.load(Ordering::Relaxed),
+            total: Some(shown_total.load(Ordering::Relaxed)),
+            message: format!(
+                "over {destinations} destination{}",
+                if destinations == 1 { "" } else { "s" }
+            ),
+        }
+    });
     let reports = app.exporter.export_once().await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    drop(bar);
     let mut failed = false;
     for r in &reports {
         match &r.error {
@@ -36,6 +64,31 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Keeps `done` and `total` (events, summed over the destinations) up to date from the
+/// store's cursors while an export runs.
+async fn watch_backlogs(
+    store: Arc<dyn auditsync_store::Store>,
+    destinations: Vec<String>,
+    done: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+) -> Result<(), auditsync_store::StoreError> {
+    let mut backlogs = Vec::new();
+    for name in &destinations {
+        let cursor = store.cursor(name).await?;
+        backlogs.push(store.count_after(cursor).await?);
+    }
+    total.store(backlogs.iter().sum(), Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut exported = 0;
+        for (name, backlog) in destinations.iter().zip(&backlogs) {
+            let left = store.count_after(store.cursor(name).await?).await?;
+            exported += backlog.saturating_sub(left);
+        }
+        done.store(exported, Ordering::Relaxed);
+    }
+}
+
 pub(crate) async fn export_range(
     app: &App,
     args: &range_export::RangeArgs,
@@ -57,16 +110,19 @@ pub(crate) async fn export_range(
         .context("cannot record the export in the store; nothing was exported")?;
     let progress = std::sync::Arc::new(RangeProgress::default());
     let shown = progress.clone();
-    let bar = progress::Progress::start(move |elapsed| {
-        format!(
-            "export: {} events scanned, archive files {}/{}, {} written, {:.0} s",
-            shown.scanned.load(Ordering::Relaxed),
-            shown.files.load(Ordering::Relaxed),
-            shown.files_total.load(Ordering::Relaxed),
-            shown.written.load(Ordering::Relaxed),
-            elapsed.as_secs_f64()
-        )
-    });
+    let bar = progress::Progress::start(
+        "export",
+        progress::Unit::Items("archive files"),
+        move || progress::Reading {
+            done: shown.files.load(Ordering::Relaxed),
+            total: Some(shown.files_total.load(Ordering::Relaxed)),
+            message: format!(
+                "{} events scanned, {} written",
+                shown.scanned.load(Ordering::Relaxed),
+                shown.written.load(Ordering::Relaxed)
+            ),
+        },
+    );
     let report = if out == "-" {
         plan.run(app, std::io::stdout(), progress).await?.0
     } else {

@@ -23,19 +23,12 @@ pub(crate) async fn ingest(app: &App, input: &str) -> anyhow::Result<ExitCode> {
     };
     let shown = Arc::new(IngestProgress::default());
     let counts = shown.clone();
-    let bar = progress::Progress::start(move |elapsed| {
-        let read = counts.bytes_read.load(Ordering::Relaxed);
-        let share = size
-            .filter(|s| *s > 0)
-            .map(|s| format!(" ({:.0}%)", 100.0 * read as f64 / s as f64))
-            .unwrap_or_default();
-        format!(
-            "ingest: {} read{share}, {} events, {:.0} s",
-            progress::megabytes(read),
-            counts.events.load(Ordering::Relaxed),
-            elapsed.as_secs_f64()
-        )
-    });
+    let bar =
+        progress::Progress::start("ingest", progress::Unit::Bytes, move || progress::Reading {
+            done: counts.bytes_read.load(Ordering::Relaxed),
+            total: size,
+            message: format!("{} events", counts.events.load(Ordering::Relaxed)),
+        });
     let result = ingest_reader(&app.ingestor, reader, shown).await;
     drop(bar);
     let summary = result.with_context(|| format!("{input}: rejected, nothing was stored"))?;

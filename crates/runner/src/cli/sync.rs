@@ -48,14 +48,15 @@ pub(crate) async fn sync_command(app: Option<&App>, args: &SyncArgs) -> anyhow::
     };
     let progress = std::sync::Arc::new(SyncProgress::default());
     let shown = progress.clone();
-    let bar = progress::Progress::start(move |elapsed| {
-        format!(
-            "sync: {}/{} objects, {} copied, {:.0} s",
-            shown.done.load(Ordering::Relaxed),
-            shown.total.load(Ordering::Relaxed),
-            progress::megabytes(shown.bytes.load(Ordering::Relaxed)),
-            elapsed.as_secs_f64()
-        )
+    let bar = progress::Progress::start("sync", progress::Unit::Items("objects"), move || {
+        progress::Reading {
+            done: shown.done.load(Ordering::Relaxed),
+            total: Some(shown.total.load(Ordering::Relaxed)),
+            message: format!(
+                "{} copied",
+                progress::megabytes(shown.bytes.load(Ordering::Relaxed))
+            ),
+        }
     });
     let report = sync(
         source.sink.clone(),
