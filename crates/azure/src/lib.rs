@@ -11,7 +11,9 @@ use std::num::NonZero;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auditsync_core::{ConfigError, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp};
+use auditsync_core::{
+    ConfigError, ObjectKey, ObjectMeta, PutOptions, PutOutcome, Sink, SinkError, SinkOp,
+};
 use auditsync_sink_kit::classify::{sink_error, Failure};
 use auditsync_sink_kit::listing::ObjectList;
 use auditsync_sink_kit::Secret as KitSecret;
@@ -281,9 +283,21 @@ impl Sink for AzureSink {
     }
 
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+        self.put_opts(key, body, &PutOptions::default()).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        put: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
         let options = BlobClientUploadOptions {
             partition_size: NonZero::new(self.config.block_size_bytes),
             parallel: NonZero::new(self.config.parallel_blocks),
+            blob_content_type: put.content_type.clone(),
+            metadata: (!put.metadata.is_empty())
+                .then(|| put.metadata.clone().into_iter().collect()),
             ..BlobClientUploadOptions::default()
         }
         .if_not_exists();

@@ -30,7 +30,7 @@ pub use event::{Actor, Entity, Event, Outcome};
 pub use format::{Formatter, RecordWriter};
 pub use key::{KeyError, ObjectKey};
 pub use schema::{Column, ColumnType, Schema};
-pub use sink::{verify_sink, ObjectMeta, PutOutcome, Sink, VERIFY_PREFIX};
+pub use sink::{verify_sink, ObjectMeta, PutOptions, PutOutcome, Sink, VERIFY_PREFIX};
 pub use sink_url::{SinkUrlError, SinkUrlParts, SinkUrlTarget, UrlScheme};
 
 // Re-exported so that plugin crates register factories without naming `inventory` themselves.

@@ -17,6 +17,33 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// How to write an object, beside its key and bytes. Sinks that cannot store a setting
+/// ignore it (a directory has no content type); the bytes are always stored as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// MIME type of the stored bytes (e.g. `application/x-ndjson`, or `application/gzip`
+    /// for a compressed file: the bytes are served as stored, never decoded on the way).
+    pub content_type: Option<String>,
+    /// User metadata (S3 `x-amz-meta-*`, Azure and GCS metadata), e.g. the batch's range or
+    /// a retention hint. Keys are lowercase ASCII letters, digits and `-`.
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl PutOptions {
+    /// Options with a content type.
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -40,6 +67,18 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Writes `body` at `key` unless an object is already there.
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError>;
+
+    /// [`Sink::put`] with options (content type, metadata). The default ignores the
+    /// options; a backend that can store them overrides this, and layers forward it.
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
+        let _ = options;
+        self.put(key, body).await
+    }
 
     /// Reads a whole object.
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError>;

@@ -232,6 +232,16 @@ pub struct FileFormat {
 }
 
 impl FileFormat {
+    /// The MIME type of the stored bytes: the format's, or the compressor's when the file
+    /// is compressed (the bytes are stored and served compressed, never transcoded).
+    pub fn content_type(&self) -> &'static str {
+        match self.compression {
+            Compression::None => self.formatter.content_type(),
+            Compression::Gzip(_) => "application/gzip",
+            Compression::Zstd(_) => "application/zstd",
+        }
+    }
+
     /// The file extension without a leading dot, e.g. `ndjson.gz`.
     pub fn extension(&self) -> String {
         format!(

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use auditsync_core::{KeyError, ObjectKey, PutOutcome, Sink, SinkError};
+use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
 use auditsync_store::{Batch, Store, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
@@ -289,7 +289,14 @@ impl Exporter {
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let bytes = file.body.len() as u64;
-        let outcome = dest.sink.put(key, Bytes::from(file.body)).await?;
+        let options = PutOptions::default()
+            .with_content_type(dest.format.content_type())
+            .with_metadata("auditsync-schema", dest.format.schema.name())
+            .with_metadata("auditsync-sha256", file.sha256.clone());
+        let outcome = dest
+            .sink
+            .put_opts(key, Bytes::from(file.body), &options)
+            .await?;
         if outcome == PutOutcome::AlreadyExists {
             // Only a byte-identical object may stand for this batch: anything else means
             // the key was written by something other than this batch.

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auditsync_core::{ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp};
+use auditsync_core::{
+    ErrorKind, ObjectKey, ObjectMeta, PutOptions, PutOutcome, Sink, SinkError, SinkOp,
+};
 use bytes::Bytes;
 
 /// A [`Sink`] seen from below a prefix: key `k` is the inner sink's `<prefix>/k`, and
@@ -65,6 +67,15 @@ impl Sink for PrefixedSink {
 
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
         self.inner.put(&self.full(key)?, body).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
+        self.inner.put_opts(&self.full(key)?, body, options).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {

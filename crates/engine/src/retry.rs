@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auditsync_core::{ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError};
+use auditsync_core::{ObjectKey, ObjectMeta, PutOptions, PutOutcome, Sink, SinkError};
 use bytes::Bytes;
 
 /// How often and how patiently to retry.
@@ -121,6 +121,16 @@ impl Sink for RetryingSink {
 
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
         self.run(|| self.inner.put(key, body.clone())).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
+        self.run(|| self.inner.put_opts(key, body.clone(), options))
+            .await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {

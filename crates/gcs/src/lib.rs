@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use auditsync_core::{
-    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
+    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOptions, PutOutcome, Sink, SinkError, SinkOp,
 };
 use auditsync_sink_kit::classify::{sink_error, Failure};
 use auditsync_sink_kit::listing::{collect_pages, Page};
@@ -181,9 +181,22 @@ impl GcsSink {
 
 /// The upload type of a create-if-absent put: the object's metadata travels with the bytes.
 pub fn upload_type(key: &ObjectKey) -> UploadType {
+    upload_type_with(key, &PutOptions::default())
+}
+
+/// [`upload_type`] with the put's options: its content type (else one from the key's
+/// suffix) and metadata.
+pub fn upload_type_with(key: &ObjectKey, options: &PutOptions) -> UploadType {
     UploadType::Multipart(Box::new(Object {
         name: key.to_string(),
-        content_type: Some(content_type(key).into()),
+        content_type: Some(
+            options
+                .content_type
+                .clone()
+                .unwrap_or_else(|| content_type(key).into()),
+        ),
+        metadata: (!options.metadata.is_empty())
+            .then(|| options.metadata.clone().into_iter().collect()),
         ..Object::default()
     }))
 }
@@ -247,11 +260,20 @@ impl Sink for GcsSink {
     }
 
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+        self.put_opts(key, body, &PutOptions::default()).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
         let client = self.client().await?;
         let request = self.upload_request();
         let result = if body.len() as u64 > self.config.resumable_threshold_bytes {
             match client
-                .prepare_resumable_upload(&request, &upload_type(key))
+                .prepare_resumable_upload(&request, &upload_type_with(key, options))
                 .await
             {
                 Ok(session) => return self.put_chunks(key, session, body).await,
@@ -259,7 +281,7 @@ impl Sink for GcsSink {
             }
         } else {
             client
-                .upload_object(&request, body, &upload_type(key))
+                .upload_object(&request, body, &upload_type_with(key, options))
                 .await
                 .map(drop)
         };
@@ -369,5 +391,22 @@ mod tests {
         };
         assert_eq!(object.name, "a/b.csv.gz");
         assert_eq!(object.content_type.as_deref(), Some("application/gzip"));
+        let options = PutOptions::default()
+            .with_content_type("text/csv")
+            .with_metadata("auditsync-schema", "warehouse");
+        let UploadType::Multipart(object) =
+            upload_type_with(&ObjectKey::new("a/b.csv").unwrap(), &options)
+        else {
+            panic!("expected a multipart upload")
+        };
+        assert_eq!(object.content_type.as_deref(), Some("text/csv"));
+        assert_eq!(
+            object
+                .metadata
+                .unwrap()
+                .get("auditsync-schema")
+                .map(String::as_str),
+            Some("warehouse")
+        );
     }
 }

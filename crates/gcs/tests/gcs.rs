@@ -105,3 +105,48 @@ fn config_errors_name_the_option() {
         );
     }
 }
+
+#[tokio::test]
+async fn put_options_reach_the_object() {
+    let Some(sink) = sink_with_bucket("options", |_| {}).await else {
+        return;
+    };
+    let options = auditsync_core::PutOptions::default()
+        .with_content_type("text/csv")
+        .with_metadata("auditsync-schema", "warehouse");
+    let key = ObjectKey::new("a/file.csv").unwrap();
+    assert_eq!(
+        sink.put_opts(&key, Bytes::from_static(b"a,b\n"), &options)
+            .await
+            .unwrap(),
+        PutOutcome::Created
+    );
+    let bucket = sink
+        .describe()
+        .trim_start_matches("gs://")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let object = sink
+        .client()
+        .await
+        .unwrap()
+        .get_object(&gcloud_storage::http::objects::get::GetObjectRequest {
+            bucket,
+            object: key.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // fake-gcs-server keeps the metadata of a multipart upload but not its content type;
+    // the request's content type is checked by the crate's unit test.
+    assert_eq!(
+        object
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("auditsync-schema"))
+            .map(String::as_str),
+        Some("warehouse")
+    );
+}

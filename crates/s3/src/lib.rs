@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use auditsync_core::{
-    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOutcome, Sink, SinkError, SinkOp,
+    ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOptions, PutOutcome, Sink, SinkError, SinkOp,
 };
 use auditsync_sink_kit::classify::{sink_error, Failure};
 use auditsync_sink_kit::listing::{collect_pages, Page};
@@ -202,13 +202,20 @@ impl S3Sink {
             .await
     }
 
-    async fn put_multipart(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+    async fn put_multipart(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
         let client = self.client().await;
         let bucket = &self.config.bucket;
         let created = client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key.as_str())
+            .set_content_type(options.content_type.clone())
+            .set_metadata(metadata(options))
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.config.kms_key_id.clone())
             .send()
@@ -289,6 +296,17 @@ impl S3Sink {
     }
 }
 
+/// User metadata as the SDK wants it (`x-amz-meta-*` headers), `None` when empty.
+fn metadata(options: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
+    (!options.metadata.is_empty()).then(|| {
+        options
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
 fn status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {
     err.raw_response().map(HasStatus::status_code)
 }
@@ -344,8 +362,17 @@ impl Sink for S3Sink {
     }
 
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
+        self.put_opts(key, body, &PutOptions::default()).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, SinkError> {
         if body.len() as u64 >= self.config.multipart_threshold_bytes {
-            return self.put_multipart(key, body).await;
+            return self.put_multipart(key, body, options).await;
         }
         let result = self
             .client()
@@ -353,6 +380,8 @@ impl Sink for S3Sink {
             .put_object()
             .bucket(&self.config.bucket)
             .key(key.as_str())
+            .set_content_type(options.content_type.clone())
+            .set_metadata(metadata(options))
             .body(ByteStream::from(body))
             .if_none_match("*")
             .set_server_side_encryption(self.sse.clone())

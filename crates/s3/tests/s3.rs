@@ -134,3 +134,51 @@ fn config_errors_name_the_option_and_debug_hides_secrets() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn put_options_reach_the_object_on_single_and_multipart_puts() {
+    let Some(sink) = sink_with_bucket("options", |c| {
+        c.multipart_threshold_bytes = 6 << 20;
+        c.part_size_bytes = 5 << 20;
+    })
+    .await
+    else {
+        return;
+    };
+    let options = auditsync_core::PutOptions::default()
+        .with_content_type("application/gzip")
+        .with_metadata("auditsync-schema", "uevents");
+    for (name, size) in [("small.ndjson.gz", 1_000usize), ("big.ndjson.gz", 11 << 20)] {
+        let key = ObjectKey::new(name).unwrap();
+        let body: Bytes = vec![3u8; size].into();
+        assert_eq!(
+            sink.put_opts(&key, body.clone(), &options).await.unwrap(),
+            PutOutcome::Created
+        );
+        let head = sink
+            .client()
+            .await
+            .head_object()
+            .bucket(sink_bucket(&sink))
+            .key(name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_type(), Some("application/gzip"), "{name}");
+        assert_eq!(
+            head.metadata()
+                .and_then(|m| m.get("auditsync-schema"))
+                .map(String::as_str),
+            Some("uevents"),
+            "{name}"
+        );
+        assert_eq!(sink.get(&key).await.unwrap(), body, "bytes stored as given");
+    }
+}
+
+/// The bucket a sink writes to, from its description (`s3://bucket at endpoint`).
+fn sink_bucket(sink: &S3Sink) -> String {
+    let described = sink.describe();
+    let rest = described.trim_start_matches("s3://");
+    rest.split([' ', '/']).next().unwrap().to_string()
+}
