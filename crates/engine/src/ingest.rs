@@ -101,12 +101,21 @@ impl IngestError {
     }
 }
 
-/// Gives an event without an id a UUIDv7.
-fn with_id(mut event: Event) -> Event {
+/// The last steps of every road into the store (HTTP, CLI `ingest`, the `Recorder`,
+/// auditsync's own events), after the schema's checks where a schema applies: refuse an
+/// event without an action, give one without an id a UUIDv7, and redact it.
+pub fn admit(at: Location, mut event: Event, redactor: &Redactor) -> Result<Event, IngestError> {
+    if event.action.trim().is_empty() {
+        return Err(IngestError::Invalid {
+            at,
+            error: ValidationError::new("action", "must not be empty"),
+        });
+    }
     if event.id.is_empty() {
         event.id = uuid::Uuid::now_v7().to_string();
     }
-    event
+    redactor.redact(&mut event);
+    Ok(event)
 }
 
 /// What to do with an event that has the right types but breaks the schema's rules (an
@@ -188,9 +197,7 @@ impl Ingestor {
                 ValidationMode::Permissive => parsed.flagged.push(Flagged { at, error }),
             }
         }
-        let mut event = with_id(event);
-        self.redactor.redact(&mut event);
-        parsed.events.push(event);
+        parsed.events.push(admit(at, event, &self.redactor)?);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use auditsync_store::{Appended, EncodedEvent, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ingest::{IngestError, Location};
+use crate::ingest::{admit, IngestError, Location};
 use crate::redact::Redactor;
 
 /// Most events one group commit takes (more wait for the next).
@@ -76,17 +76,8 @@ impl Recorder {
     /// Records canonical events in one transaction; returns once they are durable.
     pub async fn record_all(&self, events: Vec<Event>) -> Result<Vec<Appended>, IngestError> {
         let mut encoded = Vec::with_capacity(events.len());
-        for (i, mut event) in events.into_iter().enumerate() {
-            if event.action.trim().is_empty() {
-                return Err(IngestError::Invalid {
-                    at: Location::Index(i),
-                    error: auditsync_core::ValidationError::new("action", "must not be empty"),
-                });
-            }
-            if event.id.is_empty() {
-                event.id = uuid::Uuid::now_v7().to_string();
-            }
-            self.redactor.redact(&mut event);
+        for (i, event) in events.into_iter().enumerate() {
+            let event = admit(Location::Index(i), event, &self.redactor)?;
             encoded.push(EncodedEvent::new(&event)?);
         }
         self.commit(encoded).await

@@ -67,6 +67,21 @@ impl App {
     }
 }
 
+impl App {
+    /// Records one of auditsync's own events (a verify run, a range export) by the road
+    /// every event takes: admitted (id, redaction) and committed by a [`Recorder`].
+    ///
+    /// [`Recorder`]: auditsync_engine::recorder::Recorder
+    pub async fn record_own(
+        &self,
+        event: auditsync_core::Event,
+    ) -> Result<auditsync_store::Appended, auditsync_engine::ingest::IngestError> {
+        auditsync_engine::recorder::Recorder::start_with(self.store.clone(), self.redactor.clone())
+            .record(event)
+            .await
+    }
+}
+
 /// The redactor the config asks for: the built-in names plus `redact.fields`, and the
 /// HMAC of `redact.hmac.fields` with its key.
 pub fn app_redactor(config: &Config) -> anyhow::Result<Redactor> {

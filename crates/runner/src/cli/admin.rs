@@ -53,8 +53,7 @@ pub(crate) async fn verify(app: &App) -> anyhow::Result<ExitCode> {
         let mut event = own_events::own_event("auditsync.verify.completed", "auditsync");
         event.params = outcomes;
         event.outcome.code = Some(i64::from(failed));
-        app.store
-            .append_events(vec![event])
+        app.record_own(event)
             .await
             .context("cannot record the verify run")?;
     }

@@ -103,9 +103,7 @@ pub(crate) async fn export_range(
     event.actor.user_name = std::env::var("USER").ok().filter(|u| !u.is_empty());
     event.params = own_events::params_of(args);
     event.params.insert("out".into(), out.into());
-    app.redactor.redact(&mut event);
-    app.store
-        .append_events(vec![event])
+    app.record_own(event)
         .await
         .context("cannot record the export in the store; nothing was exported")?;
     let progress = std::sync::Arc::new(RangeProgress::default());
