@@ -266,6 +266,9 @@ impl Schema for DefinedSchema {
             ));
         }
         let names = self.action_names(event);
+        if names.len() == 1 && auditsync_core::OWN_ACTIONS.contains(&names[0]) {
+            return Ok(());
+        }
         let action_column = self
             .column_for(&Target::Action)
             .map_or("action", |c| c.def.name.as_str());

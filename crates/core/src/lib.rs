@@ -26,7 +26,7 @@ pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use error::{
     field_in_serde_message, ConfigError, ErrorKind, SinkError, SinkOp, ValidationError,
 };
-pub use event::{Actor, Entity, Event, Outcome};
+pub use event::{Actor, Entity, Event, Outcome, OWN_ACTIONS};
 pub use format::{Formatter, RecordWriter};
 pub use key::{KeyError, ObjectKey};
 pub use schema::{Column, ColumnType, Schema};

@@ -15,6 +15,14 @@ pub fn own_event(action: &str, token: impl Into<String>) -> Event {
         ..Event::default()
     };
     event.actor.token_name = Some(token.into());
+    // uevents requires a GraphQL operation type: a change of how data is kept is a
+    // mutation; reading data out (a range, a download, a verify run) is a query.
+    let op_type = if action == "auditsync.config.changed" {
+        "Mutation"
+    } else {
+        "Query"
+    };
+    event.extra.insert("opType".into(), op_type.into());
     event
 }
 

@@ -318,6 +318,41 @@ fn a_streamed_input_is_stored_whole_or_not_at_all_even_when_only_its_last_line_i
 }
 
 #[test]
+fn auditsyncs_own_events_are_valid_records_of_every_built_in_schema() {
+    let schemas = ["uevents", "warehouse", "actor_change"];
+    let destinations: Vec<Value> = schemas
+        .iter()
+        .map(|s| json!({"name": s, "type": "pv", "root": s, "schema": s}))
+        .collect();
+    let env = Env::new(config(json!(destinations)));
+    // `verify` records `auditsync.verify.completed`; the export writes it with each schema.
+    env.ok(&["verify"]);
+    env.ok(&["export", "--once"]);
+    for schema in schemas {
+        let files = files_under(&env.path(schema));
+        assert_eq!(files.len(), 1, "{schema}: {files:?}");
+        let text = decompress(&files[0]);
+        assert!(
+            text.contains("auditsync.verify.completed"),
+            "{schema}: {text}"
+        );
+        if schema == "uevents" {
+            let row: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(row["opType"], json!("Query"), "{row}");
+        }
+        // The exported file goes back in, strictly validated against the same schema.
+        let mut cfg = config(json!([]));
+        cfg["schema"] = json!(schema);
+        let again = Env::new(cfg);
+        let out = again.ok(&["ingest", files[0].to_str().unwrap()]);
+        assert_eq!(
+            out, "ingested 1 events (0 already stored, ignored)\n",
+            "{schema}"
+        );
+    }
+}
+
+#[test]
 fn disabled_user_events_record_nothing_and_say_so() {
     let mut cfg = config(json!([{"name": "local", "type": "pv", "root": "out"}]));
     cfg["enableUserEvents"] = json!(false);
