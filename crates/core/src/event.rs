@@ -118,6 +118,17 @@ pub struct Event {
     pub extra: Map<String, Value>,
 }
 
+/// The actions auditsync records about itself (a config change, a verify run, a range
+/// export, a download through the export API). Every built-in schema accepts them beside its
+/// catalog, so that an exported file holding them can be read back and ingested again; they
+/// still have to satisfy the schema's types and actor rule (their actor is a token name).
+pub const OWN_ACTIONS: &[&str] = &[
+    "auditsync.config.changed",
+    "auditsync.verify.completed",
+    "auditsync.export.range",
+    "audit_log.export.downloaded",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,14 +157,3 @@ mod tests {
         assert!(actor.is_identified());
     }
 }
-
-/// The actions auditsync records about itself (a config change, a verify run, a range
-/// export, a download through the export API). Every built-in schema accepts them beside its
-/// catalog, so that an exported file holding them can be read back and ingested again; they
-/// still have to satisfy the schema's types and actor rule (their actor is a token name).
-pub const OWN_ACTIONS: &[&str] = &[
-    "auditsync.config.changed",
-    "auditsync.verify.completed",
-    "auditsync.export.range",
-    "audit_log.export.downloaded",
-];
