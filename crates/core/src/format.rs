@@ -1,8 +1,32 @@
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::Column;
+
+/// The records of a file read back, in file order: each a JSON object keyed by column name,
+/// its values typed by the schema's columns, ready for [`crate::Schema::parse`].
+pub type Records<'r> = Box<dyn Iterator<Item = Result<Map<String, Value>, ReadError>> + 'r>;
+
+/// Why a file could not be read back; names where (`line 3`, `row 2`, `header`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct ReadError {
+    /// Where in the file.
+    pub at: String,
+    /// What is wrong there.
+    pub problem: String,
+}
+
+impl ReadError {
+    /// An error at `at`.
+    pub fn new(at: impl Into<String>, problem: impl ToString) -> Self {
+        Self {
+            at: at.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
 
 /// Streams records of a schema into one file of a format.
 ///
@@ -22,6 +46,21 @@ pub trait Formatter: Send + Sync + std::fmt::Debug {
         columns: &[Column],
         out: &'w mut dyn Write,
     ) -> io::Result<Box<dyn RecordWriter + 'w>>;
+
+    /// Reads back a file this formatter wrote (already decompressed), streaming: range
+    /// exports read archives through it, so the engine decodes no format of its own. The
+    /// default says the format cannot be read back.
+    fn read<'r>(
+        &self,
+        columns: &[Column],
+        input: Box<dyn BufRead + 'r>,
+    ) -> Result<Records<'r>, ReadError> {
+        let _ = (columns, input);
+        Err(ReadError::new(
+            "file",
+            format!("the {} format cannot be read back", self.name()),
+        ))
+    }
 }
 
 /// Writes the records of one file.

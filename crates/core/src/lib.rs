@@ -27,7 +27,7 @@ pub use error::{
     field_in_serde_message, ConfigError, ErrorKind, SinkError, SinkOp, ValidationError,
 };
 pub use event::{Actor, Entity, Event, Outcome, OWN_ACTIONS};
-pub use format::{Formatter, RecordWriter};
+pub use format::{Formatter, ReadError, RecordWriter, Records};
 pub use key::{KeyError, ObjectKey};
 pub use schema::{Column, ColumnType, Schema};
 pub use sink::{verify_sink, ObjectMeta, PutOptions, PutOutcome, Sink, VERIFY_PREFIX};

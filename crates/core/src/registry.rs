@@ -103,6 +103,14 @@ pub fn build_formatter(
     (factory.build)(options)
 }
 
+/// The linked formatter whose files end in `.<extension>` (`name` without any compression
+/// suffix, e.g. `00-09.csv`), built with default options.
+pub fn formatter_for_file(name: &str) -> Option<Arc<dyn Formatter>> {
+    inventory::iter::<FormatterFactory>()
+        .filter_map(|f| (f.build)(&Map::new()).ok())
+        .find(|f| name.ends_with(&format!(".{}", f.extension())))
+}
+
 /// Names of every linked schema, sorted.
 pub fn schema_names() -> Vec<&'static str> {
     sorted(inventory::iter::<SchemaFactory>().map(|f| f.name))

@@ -16,7 +16,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use auditsync_core::{ColumnType, Event, Schema, Sink, SinkError};
+use auditsync_core::{Event, Schema, Sink, SinkError};
 use auditsync_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -447,80 +447,25 @@ pub fn decode_file(
     } else {
         (name, Box::new(body))
     };
-    let mut record_no = 0usize;
-    let mut parse = |record: Value| -> Result<(), RangeError> {
-        record_no += 1;
-        let event = schema
-            .parse(record)
-            .map_err(|e| fail(format!("record {record_no}: {e}")))?;
-        each(event)
-    };
-    if stem.ends_with(".ndjson") {
-        for (i, line) in BufReader::new(reader).lines().enumerate() {
-            let line = line.map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let record =
-                serde_json::from_str(&line).map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
-            parse(record)?;
-        }
-        Ok(())
-    } else if stem.ends_with(".csv") {
-        csv_records(reader, schema, &mut parse, &fail)
-    } else {
-        Err(fail(
-            "not an export file (.ndjson or .csv, optionally .gz or .zst)".into(),
-        ))
-    }
-}
-
-/// CSV rows back into typed JSON records, by the schema's column types.
-fn csv_records(
-    reader: impl Read,
-    schema: &dyn Schema,
-    each: &mut impl FnMut(Value) -> Result<(), RangeError>,
-    fail: &impl Fn(String) -> RangeError,
-) -> Result<(), RangeError> {
-    let mut reader = csv::Reader::from_reader(reader);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| fail(e.to_string()))?
-        .iter()
-        .map(String::from)
-        .collect();
-    let types: Vec<ColumnType> = header
-        .iter()
-        .map(|h| {
-            schema
-                .columns()
+    let formatter = auditsync_core::registry::formatter_for_file(stem).ok_or_else(|| {
+        fail(format!(
+            "not an export file of a linked format (known: {}), optionally .gz or .zst",
+            auditsync_core::registry::formatter_names()
                 .iter()
-                .find(|c| &c.name == h)
-                .map(|c| c.ty)
-                .ok_or_else(|| fail(format!("column `{h}` is not in schema `{}`", schema.name())))
-        })
-        .collect::<Result<_, _>>()?;
-    for (row, result) in reader.records().enumerate() {
-        let row = row + 1;
-        let cells = result.map_err(|e| fail(format!("row {row}: {e}")))?;
-        let mut map = serde_json::Map::new();
-        for ((name, ty), cell) in header.iter().zip(&types).zip(cells.iter()) {
-            if cell.is_empty() {
-                continue;
-            }
-            let value = match ty {
-                ColumnType::Integer | ColumnType::TimestampMillis => cell
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .map_err(|e| fail(format!("row {row}: `{name}`: {e}")))?,
-                ColumnType::Boolean => Value::Bool(cell == "true"),
-                ColumnType::Json | ColumnType::StringArray => serde_json::from_str(cell)
-                    .map_err(|e| fail(format!("row {row}: `{name}`: {e}")))?,
-                _ => Value::String(cell.to_string()),
-            };
-            map.insert(name.clone(), value);
-        }
-        each(Value::Object(map))?;
+                .map(|f| format!(".{f}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let records = formatter
+        .read(schema.columns(), Box::new(BufReader::new(reader)))
+        .map_err(|e| fail(e.to_string()))?;
+    for (i, record) in records.enumerate() {
+        let record = record.map_err(|e| fail(e.to_string()))?;
+        let event = schema
+            .parse(Value::Object(record))
+            .map_err(|e| fail(format!("record {}: {e}", i + 1)))?;
+        each(event)?;
     }
     Ok(())
 }

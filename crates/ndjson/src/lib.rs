@@ -1,11 +1,11 @@
 //! NDJSON formatter: each record is one compact JSON object on its own `\n`-terminated line,
 //! UTF-8, with its keys in the schema's column order.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use auditsync_core::registry::FormatterFactory;
-use auditsync_core::{Column, ConfigError, Formatter, RecordWriter};
+use auditsync_core::{Column, ConfigError, Formatter, ReadError, RecordWriter, Records};
 use serde_json::{Map, Value};
 
 /// Keeps this crate linked into binaries that only register it through `inventory`.
@@ -44,6 +44,32 @@ impl Formatter for NdjsonFormatter {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Box::new(NdjsonWriter { keys, out }))
     }
+
+    fn read<'r>(
+        &self,
+        _columns: &[Column],
+        input: Box<dyn BufRead + 'r>,
+    ) -> Result<Records<'r>, ReadError> {
+        Ok(read_lines(input))
+    }
+}
+
+/// One JSON object a line; blank lines are skipped.
+fn read_lines<'r>(input: Box<dyn BufRead + 'r>) -> Records<'r> {
+    Box::new(
+        input
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
+            .map(|(i, line)| {
+                let at = || format!("line {}", i + 1);
+                let line = line.map_err(|e| ReadError::new(at(), e))?;
+                match serde_json::from_str(&line).map_err(|e| ReadError::new(at(), e))? {
+                    Value::Object(record) => Ok(record),
+                    _ => Err(ReadError::new(at(), "not a JSON object")),
+                }
+            }),
+    )
 }
 
 struct NdjsonWriter<'w> {
@@ -100,6 +126,17 @@ mod tests {
     use super::*;
     use auditsync_core::ColumnType;
     use serde_json::json;
+
+    #[test]
+    fn reads_back_objects_skipping_blank_lines_and_names_a_bad_line() {
+        let input = b"{\"a\":1}\n\n{\"a\":[2]}\n[3]\n";
+        let mut records = NdjsonFormatter.read(&[], Box::new(&input[..])).unwrap();
+        assert_eq!(records.next().unwrap().unwrap()["a"], json!(1));
+        assert_eq!(records.next().unwrap().unwrap()["a"], json!([2]));
+        let err = records.next().unwrap().unwrap_err();
+        assert_eq!(err.at, "line 4");
+        assert!(records.next().is_none());
+    }
 
     #[test]
     fn writes_one_compact_object_per_line_in_column_order() {
