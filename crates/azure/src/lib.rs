@@ -296,8 +296,13 @@ impl Sink for AzureSink {
             partition_size: NonZero::new(self.config.block_size_bytes),
             parallel: NonZero::new(self.config.parallel_blocks),
             blob_content_type: put.content_type.clone(),
-            metadata: (!put.metadata.is_empty())
-                .then(|| put.metadata.clone().into_iter().collect()),
+            // Azure metadata names are C# identifiers: `-` becomes `_`.
+            metadata: (!put.metadata.is_empty()).then(|| {
+                put.metadata
+                    .iter()
+                    .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+                    .collect()
+            }),
             ..BlobClientUploadOptions::default()
         }
         .if_not_exists();

@@ -26,7 +26,8 @@ pub struct PutOptions {
     /// for a compressed file: the bytes are served as stored, never decoded on the way).
     pub content_type: Option<String>,
     /// User metadata (S3 `x-amz-meta-*`, Azure and GCS metadata), e.g. the batch's range or
-    /// a retention hint. Keys are lowercase ASCII letters, digits and `-`.
+    /// a retention hint. Keys are lowercase ASCII letters, digits and `-`, starting with a
+    /// letter (a sink whose backend forbids `-`, like Azure, stores it as `_`).
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 
