@@ -97,7 +97,7 @@ where
                 break;
             }
             Err(e) => {
-                failure = Some(IngestError::Read(std::io::Error::other(e)));
+                failure = Some(task_failed(e));
                 break;
             }
         };
@@ -121,9 +121,7 @@ where
     }
     // Stops the reader at its next chunk if we broke off early.
     drop(parsed_rx);
-    let read = reading
-        .await
-        .map_err(|e| IngestError::Read(std::io::Error::other(e)))?;
+    let read = reading.await.map_err(task_failed)?;
     let failure = failure
         .or(read.err())
         .or_else(|| (progress.events.load(Ordering::Relaxed) == 0).then_some(IngestError::Empty));
@@ -136,9 +134,7 @@ where
     // A send error means the store already failed; `commit` holds its error.
     let _ = store_tx.send(BulkItem::Commit).await;
     let committing = std::time::Instant::now();
-    let outcome = commit
-        .await
-        .map_err(|e| IngestError::Read(std::io::Error::other(e)))??;
+    let outcome = commit.await.map_err(task_failed)??;
     tracing::debug!(
         events = progress.events.load(Ordering::Relaxed),
         read_and_parsed_s = started.elapsed().as_secs_f64() - committing.elapsed().as_secs_f64(),
@@ -148,6 +144,11 @@ where
     summary.stored = outcome.stored;
     summary.duplicates = outcome.duplicates;
     Ok(summary)
+}
+
+/// A reader, parser or store task that panicked or was cancelled: nothing was committed.
+fn task_failed(e: tokio::task::JoinError) -> IngestError {
+    IngestError::Read(std::io::Error::other(format!("ingest task failed: {e}")))
 }
 
 fn parse_chunk(ingestor: &Ingestor, chunk: Chunk) -> ParsedChunk {

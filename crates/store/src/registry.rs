@@ -32,18 +32,23 @@ pub fn store_names() -> Vec<&'static str> {
     names
 }
 
-/// Opens the store of type `name`; an unknown type is an error (at `store.type`) listing
-/// the known ones, and an option error is named under `store`.
-pub fn build_store(name: &str, options: &Options) -> Result<Arc<dyn Store>, ConfigError> {
-    let factory = auditsync_core::inventory::iter::<StoreFactory>()
+/// The factory of store type `name`; an unknown type is an error (at `store.type`) listing
+/// the known ones.
+pub fn store_factory(name: &str) -> Result<&'static StoreFactory, ConfigError> {
+    auditsync_core::inventory::iter::<StoreFactory>()
         .find(|f| f.name == name)
         .ok_or_else(|| ConfigError::UnknownName {
             key: "store.type".into(),
             kind: "store",
             name: name.to_string(),
             known: store_names().into_iter().map(str::to_string).collect(),
-        })?;
-    (factory.build)(options).map_err(|e| e.under("store"))
+        })
+}
+
+/// Opens the store of type `name` ([`store_factory`]); an option error is named under
+/// `store`.
+pub fn build_store(name: &str, options: &Options) -> Result<Arc<dyn Store>, ConfigError> {
+    (store_factory(name)?.build)(options).map_err(|e| e.under("store"))
 }
 
 #[cfg(test)]

@@ -33,16 +33,7 @@ impl Config {
                 bail!("config key `redact.hmac`: set exactly one of `key_file` and `key_env`");
             }
         }
-        let stores = auditsync_store::registry::store_names();
-        if !stores.contains(&self.store.kind.as_str()) {
-            return Err(auditsync_core::ConfigError::UnknownName {
-                key: "store.type".into(),
-                kind: "store",
-                name: self.store.kind.clone(),
-                known: stores.into_iter().map(str::to_string).collect(),
-            }
-            .into());
-        }
+        auditsync_store::registry::store_factory(&self.store.kind)?;
         if self.ingest.max_event_bytes < 256 {
             bail!("config key `ingest.max_event_bytes`: must be at least 256");
         }
