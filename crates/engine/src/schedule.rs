@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use auditsync_core::Sink;
-use auditsync_store::Store;
+use auditsync_store::{ScheduleRun, Store};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +28,29 @@ use crate::cron::Schedule;
 use crate::gc::{gc_once, GcOutcome};
 use crate::sync::{sync, SyncOptions, SyncReport, VerifiedCache};
 use crate::{DestinationReport, Exporter};
+
+/// The name the export schedule's runs are recorded under ([`Store::record_schedule_run`]).
+pub const EXPORT_SCHEDULE: &str = "export";
+/// The name the GC schedule's runs are recorded under.
+pub const GC_SCHEDULE: &str = "gc";
+
+/// The name a sync's scheduled runs are recorded under: `sync:<name>`.
+pub fn sync_schedule_name(sync: &str) -> String {
+    format!("sync:{sync}")
+}
+
+/// Records a finished run; a store that cannot take the record costs a warning, not the run.
+async fn record_run(store: &dyn Store, schedule: &str, started: DateTime<Utc>, ok: bool) {
+    let run = ScheduleRun {
+        schedule: schedule.to_string(),
+        started_ms: started.timestamp_millis(),
+        finished_ms: Utc::now().timestamp_millis(),
+        ok,
+    };
+    if let Err(e) = store.record_schedule_run(&run).await {
+        tracing::warn!(schedule, error = %e, "cannot record the scheduled run");
+    }
+}
 
 /// Told what each scheduled run did (for metrics). Every method defaults to nothing; the
 /// scheduler logs runs itself.
@@ -118,7 +141,7 @@ impl Scheduler {
         let (stop, rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(run_export_and_gc(
             self.exporter,
-            self.store,
+            self.store.clone(),
             self.export,
             self.gc,
             self.gc_disabled,
@@ -128,6 +151,7 @@ impl Scheduler {
         for job in self.syncs {
             tasks.push(tokio::spawn(run_sync(
                 job,
+                self.store.clone(),
                 self.observer.clone(),
                 rx.clone(),
             )));
@@ -197,7 +221,9 @@ async fn run_export_and_gc(
         // Not raced against `stop`: an export or GC that started runs to its end.
         let now = Utc::now();
         if next_export.is_some_and(|t| t <= now) {
+            let mut ok = true;
             for report in exporter.export_once().await {
+                ok &= report.error.is_none();
                 observer.exported(&report, Utc::now().timestamp_millis());
                 if report.files > 0 || report.error.is_some() {
                     tracing::info!(
@@ -210,15 +236,19 @@ async fn run_export_and_gc(
                     );
                 }
             }
+            record_run(store.as_ref(), EXPORT_SCHEDULE, now, ok).await;
             next_export = next(export.as_ref());
         }
         if next_gc.is_some_and(|t| t <= now) {
+            let started = Utc::now();
             let names = exporter.destination_names();
-            match gc_once(store.as_ref(), &names, gc_disabled).await {
-                Ok(GcOutcome::Deleted(n)) => observer.gc_deleted(n),
+            let result = gc_once(store.as_ref(), &names, gc_disabled).await;
+            match &result {
+                Ok(GcOutcome::Deleted(n)) => observer.gc_deleted(*n),
                 Ok(GcOutcome::Disabled) => {}
                 Err(e) => tracing::error!(error = %e, "garbage collection failed"),
             }
+            record_run(store.as_ref(), GC_SCHEDULE, started, result.is_ok()).await;
             next_gc = next(gc.as_ref());
         }
     }
@@ -228,6 +258,7 @@ async fn run_export_and_gc(
 /// verified equal are remembered, so later runs compare sizes only for them.
 async fn run_sync(
     job: ScheduledSync,
+    store: Arc<dyn Store>,
     observer: Arc<dyn ScheduleObserver>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -240,6 +271,7 @@ async fn run_sync(
         if !wait_until(job.schedule.next_after(Utc::now()), &mut stop).await {
             return;
         }
+        let started = Utc::now();
         let result = sync(
             job.source.clone(),
             job.target.clone(),
@@ -268,5 +300,7 @@ async fn run_sync(
                 tracing::warn!(sync = %name, error = %e, "sync run failed");
             }
         }
+        let ok = result.as_ref().is_ok_and(SyncReport::is_clean);
+        record_run(store.as_ref(), &sync_schedule_name(name), started, ok).await;
     }
 }

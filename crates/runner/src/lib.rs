@@ -24,6 +24,7 @@ mod own_events;
 pub mod plugins;
 mod progress;
 mod range_export;
+mod schedules;
 
 pub use app::App;
 pub use cli::main;

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use auditsync_engine::cron::Schedule;
 use auditsync_engine::DestinationReport;
 
 /// Per-destination export counters.
@@ -42,6 +43,8 @@ pub struct Metrics {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     destinations: Mutex<BTreeMap<String, DestinationCounters>>,
     syncs: Mutex<BTreeMap<String, SyncCounters>>,
+    /// The service's schedules by name, for their next fire times.
+    schedules: Mutex<Vec<(String, Schedule)>>,
 }
 
 /// Per-sync counters.
@@ -61,6 +64,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
+    /// The schedules whose next fire time `/metrics` shows.
+    pub fn schedules_registered(&self, schedules: Vec<(String, Schedule)>) {
+        *lock(&self.schedules) = schedules;
+    }
+
     /// Counts events stored by ingest, and those ignored as already stored.
     pub fn ingested(&self, stored: u64, duplicates: u64) {
         self.ingested.fetch_add(stored, Ordering::Relaxed);
@@ -240,6 +248,7 @@ impl Metrics {
             ),
         ];
         self.render_syncs(&mut out);
+        self.render_schedules(&mut out);
         for (name, kind, help, value) in per_destination {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for b in backlogs {
@@ -253,6 +262,28 @@ impl Metrics {
             }
         }
         out
+    }
+
+    fn render_schedules(&self, out: &mut String) {
+        let schedules = lock(&self.schedules);
+        if schedules.is_empty() {
+            return;
+        }
+        let name = "auditsync_schedule_next_fire_timestamp_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Unix time of the schedule's next run (none: it never fires).\n# TYPE {name} gauge"
+        );
+        let now = chrono::Utc::now();
+        for (schedule, s) in schedules.iter() {
+            if let Some(next) = s.next_after(now) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{schedule=\"{schedule}\"}} {}",
+                    next.timestamp()
+                );
+            }
+        }
     }
 
     fn render_syncs(&self, out: &mut String) {

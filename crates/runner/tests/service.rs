@@ -878,7 +878,55 @@ fn a_configured_sync_mirrors_the_export_tree_and_reports_metrics() {
         metric(&mut client, "auditsync_sync_conflicts{sync=\"mirror\"}"),
         0.0
     );
+    // Each schedule's next fire time is a gauge: `@every 1s` within a second or two, and
+    // the default GC at the next 01:00 UTC.
+    let now = chrono::Utc::now().timestamp() as f64;
+    let next_export = metric(
+        &mut client,
+        "auditsync_schedule_next_fire_timestamp_seconds{schedule=\"export\"}",
+    );
+    assert!(
+        (now - 1.0..=now + 3.0).contains(&next_export),
+        "{next_export} vs {now}"
+    );
+    let next_gc = metric(
+        &mut client,
+        "auditsync_schedule_next_fire_timestamp_seconds{schedule=\"gc\"}",
+    );
+    assert_eq!(next_gc as i64 % 86_400, 3_600, "01:00 UTC");
+    assert!(next_gc > now && next_gc <= now + 86_400.0);
+    assert!(
+        metric(
+            &mut client,
+            "auditsync_schedule_next_fire_timestamp_seconds{schedule=\"sync:mirror\"}"
+        ) >= now - 1.0
+    );
     assert_eq!(server.terminate().code(), Some(0));
+
+    // The store kept each schedule's last run, shown by `schedule` and `status`.
+    let shown: Value =
+        serde_json::from_str(&env.ok(&["schedule", "--json", "--count", "2"])).unwrap();
+    let entry = |name: &str| {
+        shown["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {shown}"))
+            .clone()
+    };
+    for name in ["export", "sync:mirror"] {
+        assert_eq!(entry(name)["lastRun"]["ok"], json!(true), "{shown}");
+        assert_eq!(entry(name)["next"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(entry("sync:mirror")["key"], "syncs[0].schedule");
+    assert_eq!(entry("gc")["lastRun"], Value::Null, "GC has not run yet");
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("local: cursor ") && status.contains(", next export 20"),
+        "{status}"
+    );
+    assert!(status.contains("schedule sync:mirror: next "), "{status}");
 
     // A sync naming a destination that does not exist is refused at start, naming the key.
     let bad = Env::new(service_config(json!({

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, Store, StoreError, StoreFactory,
-    StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ScheduleRun, Store, StoreError,
+    StoreFactory, StoreStats, StoredEvent,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS batches (
     created_ms   INTEGER NOT NULL,
     completed_ms INTEGER,
     PRIMARY KEY (destination, first_seq)
+);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    schedule    TEXT    PRIMARY KEY,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL,
+    ok          INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
@@ -532,6 +538,46 @@ impl Store for SqliteStore {
             )
             .map(drop)
             .map_err(backend("write check"))
+        })
+        .await
+    }
+
+    async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError> {
+        let run = run.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO schedule_runs (schedule, started_ms, finished_ms, ok)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (schedule) DO UPDATE SET started_ms = excluded.started_ms,
+                     finished_ms = excluded.finished_ms, ok = excluded.ok",
+                params![run.schedule, run.started_ms, run.finished_ms, run.ok],
+            )
+            .map(drop)
+            .map_err(backend("record schedule run"))
+        })
+        .await
+    }
+
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT schedule, started_ms, finished_ms, ok FROM schedule_runs
+                     ORDER BY schedule",
+                )
+                .map_err(backend("read schedule runs"))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok(ScheduleRun {
+                        schedule: row.get(0)?,
+                        started_ms: row.get(1)?,
+                        finished_ms: row.get(2)?,
+                        ok: row.get(3)?,
+                    })
+                })
+                .map_err(backend("read schedule runs"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(backend("read schedule runs"))
         })
         .await
     }

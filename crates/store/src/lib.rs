@@ -265,4 +265,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Checks that the store can commit a write (for health checks and `verify`).
     async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Records a scheduled run (export, GC, a sync), replacing that schedule's previous
+    /// record, so that `auditsync schedule` and `status` can show when it last ran.
+    async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError>;
+
+    /// The last recorded run of each schedule, in name order.
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError>;
+}
+
+/// One run of a schedule, as the scheduler records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRun {
+    /// The schedule's name: `export`, `gc` or `sync:<name>`.
+    pub schedule: String,
+    /// When the run started, in Unix milliseconds.
+    pub started_ms: i64,
+    /// When it finished.
+    pub finished_ms: i64,
+    /// Whether it did all it had to (an export with no failing destination, a GC that
+    /// committed, a sync that left the target complete).
+    pub ok: bool,
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use auditsync_core::Event;
 use tokio::sync::mpsc;
 
-use crate::{Appended, Batch, BulkItem, EncodedEvent, Store, StoreError};
+use crate::{Appended, Batch, BulkItem, EncodedEvent, ScheduleRun, Store, StoreError};
 
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run<F, Fut>(fresh: F)
@@ -37,6 +37,7 @@ where
     a_committed_bulk_append_stores_everything_once(fresh().await).await;
     an_abandoned_bulk_append_stores_nothing(fresh().await).await;
     counts_and_health(fresh().await).await;
+    schedule_runs_keep_the_last_of_each(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -193,4 +194,44 @@ pub async fn counts_and_health(store: Arc<dyn Store>) {
         "the write check stores no event"
     );
     assert!(!store.describe().is_empty());
+}
+
+/// A schedule's record is replaced by its next run; records are listed in name order.
+pub async fn schedule_runs_keep_the_last_of_each(store: Arc<dyn Store>) {
+    assert!(store.schedule_runs().await.unwrap().is_empty());
+    let run = |schedule: &str, started_ms: i64, ok: bool| ScheduleRun {
+        schedule: schedule.to_string(),
+        started_ms,
+        finished_ms: started_ms + 250,
+        ok,
+    };
+    store
+        .record_schedule_run(&run("gc", 1_000, true))
+        .await
+        .unwrap();
+    store
+        .record_schedule_run(&run("export", 2_000, false))
+        .await
+        .unwrap();
+    store
+        .record_schedule_run(&run("export", 3_000, true))
+        .await
+        .unwrap();
+    store
+        .record_schedule_run(&run("sync:mirror", 4_000, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.schedule_runs().await.unwrap(),
+        vec![
+            run("export", 3_000, true),
+            run("gc", 1_000, true),
+            run("sync:mirror", 4_000, false)
+        ]
+    );
+    assert_eq!(
+        store.stats().await.unwrap().events,
+        0,
+        "a run record is no event"
+    );
 }

@@ -10,9 +10,9 @@
 //!   `@hourly`, and `@every <duration>` with Go durations (`90s`, `5m`, `1h30m`, `1.5h`),
 //!   whole seconds, at least one, counted from the previous run.
 //! - Time zone: `CRON_TZ=<IANA zone> ` (or `TZ=`) before the expression. Without it, UTC.
-//! - Daylight saving, as robfig: a time that spring-forward skips does not fire that day; a
-//!   time in the hour that fall-back repeats fires in both; where midnight does not exist,
-//!   a daily schedule fires at the first instant of the day.
+//! - Daylight saving, as robfig: a time that spring-forward skips does not fire that day
+//!   (where the clocks skip midnight, as in Havana, a midnight schedule skips that day); a
+//!   time in the hour that fall-back repeats fires in both.
 //!
 //! croner reads the fields' syntax into bit sets ([`fields`]); robfig's grammar, its rule for
 //! the day fields and its search through local time ([`search`]) are kept here, because

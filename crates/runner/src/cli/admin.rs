@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use auditsync_engine::gc::{gc_once, GcOutcome};
+use auditsync_engine::schedule::EXPORT_SCHEDULE;
 use clap::Subcommand;
 
 use crate::app::App;
 use crate::own_events;
+use crate::schedules;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenAction {
@@ -72,16 +74,35 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
         stats.first_seq.unwrap_or(stats.last_seq + 1),
         stats.last_seq
     );
+    let now = chrono::Utc::now();
+    let schedules = schedules::configured(&app.config)?;
+    let runs = app.store.schedule_runs().await?;
+    let next_export = schedules
+        .iter()
+        .find(|s| s.name == EXPORT_SCHEDULE)
+        .map(|s| schedules::next_fire_summary(&s.schedule, now))
+        .unwrap_or_default();
     for d in app.exporter.destinations() {
         let cursor = app.store.cursor(&d.name).await?;
         let pending = app.store.pending_batch(&d.name).await?;
         println!(
-            "{}: cursor {cursor}, backlog {} events{}",
+            "{}: cursor {cursor}, backlog {} events{}, next export {next_export}",
             d.name,
             app.store.count_after(cursor).await?,
             pending
                 .map(|b| format!(", pending batch {}", b.key))
                 .unwrap_or_default()
+        );
+    }
+    for s in &schedules {
+        let last = runs
+            .iter()
+            .find(|r| r.schedule == s.name)
+            .map_or("none recorded".into(), schedules::run_summary);
+        println!(
+            "schedule {}: next {}, last run {last}",
+            s.name,
+            schedules::next_fire_summary(&s.schedule, now)
         );
     }
     Ok(ExitCode::SUCCESS)

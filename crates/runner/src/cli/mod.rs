@@ -3,6 +3,7 @@
 mod admin;
 mod export;
 mod ingest;
+mod schedule;
 mod schema;
 mod sync;
 
@@ -16,6 +17,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::range_export;
 use admin::TokenAction;
+use schedule::ScheduleArgs;
 use schema::SchemaAction;
 use sync::SyncArgs;
 
@@ -70,8 +72,11 @@ pub(crate) enum Command {
     },
     /// List the sinks, formatters and schemas this binary was built with.
     Sinks,
-    /// Show the store's counts and each destination's cursor and backlog.
+    /// Show the store's counts and each destination's cursor, backlog and next export.
     Status,
+    /// Show when each schedule fires next (UTC and its time zone) and when it last ran, or
+    /// try an expression: `auditsync schedule "CRON_TZ=Europe/Berlin 0 30 2 * * *"`.
+    Schedule(ScheduleArgs),
     /// Serve HTTP ingest and run the export and GC schedules until SIGTERM or SIGINT.
     Run,
     /// Manage bearer tokens (ingest and admin).
@@ -155,6 +160,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         return runtime()?.block_on(sync::sync_command(app.as_ref(), args));
     }
+    if let Command::Schedule(args) = &cli.command {
+        if !args.needs_config() {
+            return schedule::schedule_command(args, Vec::new(), &[]);
+        }
+        let app = App::build(load_config(&cli.config)?)?;
+        let runs = runtime()?.block_on(app.store.schedule_runs())?;
+        return schedule::schedule_command(args, crate::schedules::configured(&app.config)?, &runs);
+    }
     let config = load_config(&cli.config)?;
     if let Command::Config {
         action: ConfigAction::Check,
@@ -168,6 +181,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         if app.config.destinations.is_empty() {
             println!("note: no destinations: events will be stored but never exported");
+        }
+        let now = chrono::Utc::now();
+        for s in crate::schedules::configured(&app.config)? {
+            println!(
+                "schedule {} ({}): next {}",
+                s.name,
+                s.key,
+                crate::schedules::next_fire_summary(&s.schedule, now)
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -200,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Config { .. }
             | Command::Token { .. }
             | Command::Schema { .. }
+            | Command::Schedule(_)
             | Command::Sync(_) => {
                 unreachable!("handled above")
             }

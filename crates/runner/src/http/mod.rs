@@ -13,10 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use auditsync_engine::cron::Schedule;
 use auditsync_engine::ingest::{IngestError, Ingestor};
 use auditsync_engine::recorder::Recorder;
-use auditsync_engine::schedule::{ScheduledSync, Scheduler};
+use auditsync_engine::schedule::{
+    sync_schedule_name, ScheduledSync, Scheduler, EXPORT_SCHEDULE, GC_SCHEDULE,
+};
 use auditsync_engine::sync::SyncOptions;
 use auditsync_engine::Exporter;
 use auditsync_store::{EncodedEvent, Store};
@@ -132,8 +133,16 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let addr = app.config.ingest.listen_addr()?;
     let tokens = app.config.ingest.token_digests()?;
     check_exposure(addr, &tokens)?;
-    let export_schedule = Schedule::parse(&app.config.uevents_schedule)?;
-    let gc_schedule = Schedule::parse(&app.config.uevents_gc_schedule)?;
+    let schedules = crate::schedules::configured(&app.config)?;
+    let schedule_named = |name: &str| {
+        schedules
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.schedule.clone())
+            .with_context(|| format!("no `{name}` schedule"))
+    };
+    let export_schedule = schedule_named(EXPORT_SCHEDULE)?;
+    let gc_schedule = schedule_named(GC_SCHEDULE)?;
     if !app.config.enable_user_events {
         tracing::warn!("enableUserEvents is false: ingest answers 403 and records nothing; stored events are still exported");
     }
@@ -145,6 +154,12 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let jobs = Arc::new(jobs);
     jobs.prune(app.config.admin.keep_exports());
     let metrics = Arc::new(Metrics::default());
+    metrics.schedules_registered(
+        schedules
+            .iter()
+            .map(|s| (s.name.clone(), s.schedule.clone()))
+            .collect(),
+    );
     let store: Arc<dyn Store> = app.store.clone();
     let recorder = Recorder::start_with(store, app.redactor.clone());
     record_config_change(&app, &recorder).await?;
@@ -199,7 +214,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             name: sync.name.clone(),
             source: source.sink,
             target: target.sink,
-            schedule: Schedule::parse(&sync.schedule)?,
+            schedule: schedule_named(&sync_schedule_name(&sync.name))?,
             options: SyncOptions {
                 prefix: sync.prefix.clone(),
                 dry_run: false,
