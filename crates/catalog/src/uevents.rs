@@ -1,4 +1,4 @@
-use auditsync_core::{Catalog, Column, Event, Schema, ValidationError};
+use auditsync_core::{strict_json, Catalog, Column, Event, Schema, ValidationError};
 use serde_json::Value;
 
 use crate::defined::DefinedSchema;
@@ -94,19 +94,22 @@ struct Record {
     customer_name: Option<String>,
     #[serde(rename = "responseCode", default)]
     response_code: Option<i64>,
-    #[serde(rename = "requestParams", default)]
+    // Read strictly (a key repeated inside them is refused, as the general path refuses it);
+    // the ingest path sends text that may hold a control character to the general path.
+    #[serde(
+        rename = "requestParams",
+        default,
+        deserialize_with = "strict_json::deserialize_optional_map"
+    )]
     request_params: Option<serde_json::Map<String, Value>>,
-    #[serde(rename = "requestPayload", default, deserialize_with = "null_as_none")]
+    #[serde(
+        rename = "requestPayload",
+        default,
+        deserialize_with = "strict_json::deserialize_optional_value"
+    )]
     request_payload: Option<Value>,
     #[serde(rename = "latencyInMillis", default)]
     latency_in_millis: Option<u64>,
-}
-
-/// `Option<Value>` would read JSON null as `Some(Null)`; the general path treats null as
-/// absent, and so must this one.
-fn null_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    use serde::Deserialize;
-    Ok(Some(Value::deserialize(d)?).filter(|v| !v.is_null()))
 }
 
 fn build(r: Record) -> Result<Event, ValidationError> {

@@ -21,6 +21,7 @@ pub mod registry;
 mod schema;
 mod sink;
 pub mod sink_url;
+pub mod strict_json;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use error::{

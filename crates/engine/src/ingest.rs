@@ -7,7 +7,8 @@ use auditsync_core::{Event, Schema, ValidationError};
 use auditsync_store::{Appended, Store, StoreError};
 
 use crate::redact::Redactor;
-use serde_json::Value;
+use auditsync_core::strict_json;
+use serde_json::{Map, Value};
 
 /// Where in the input a record was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +112,121 @@ pub fn admit(at: Location, mut event: Event, redactor: &Redactor) -> Result<Even
             error: ValidationError::new("action", "must not be empty"),
         });
     }
+    if let Some((field, c)) = forbidden_char_in(&event) {
+        return Err(IngestError::Invalid {
+            at,
+            error: ValidationError::new(
+                field,
+                format!("contains the control character U+{:04X}", c as u32),
+            ),
+        });
+    }
     if event.id.is_empty() {
         event.id = uuid::Uuid::now_v7().to_string();
     }
     redactor.redact(&mut event);
     Ok(event)
+}
+
+/// The first string of `event` (a field, a key or a value inside its maps) holding a control
+/// character, as JSON text read by [`strict_json`] may not; events built in code (the
+/// `Recorder`, auditsync's own) are held to the same rule.
+fn forbidden_char_in(event: &Event) -> Option<(String, char)> {
+    // Almost every event is clean: check without building paths first.
+    fn clean(v: &Value) -> bool {
+        match v {
+            Value::String(s) => strict_json::forbidden_char(s).is_none(),
+            Value::Array(items) => items.iter().all(clean),
+            Value::Object(map) => clean_map(map),
+            _ => true,
+        }
+    }
+    fn clean_map(map: &Map<String, Value>) -> bool {
+        map.iter()
+            .all(|(k, v)| strict_json::forbidden_char(k).is_none() && clean(v))
+    }
+    fn fine(s: Option<&String>) -> bool {
+        s.is_none_or(|s| strict_json::forbidden_char(s).is_none())
+    }
+    let a = &event.actor;
+    let all_clean = [
+        Some(&event.id),
+        Some(&event.action),
+        event.organization.as_ref(),
+        a.user_id.as_ref(),
+        a.user_email.as_ref(),
+        a.user_name.as_ref(),
+        a.token_id.as_ref(),
+        a.token_name.as_ref(),
+        a.ip.as_ref(),
+        a.user_agent.as_ref(),
+        event.entity.as_ref().map(|e| &e.kind),
+        event.entity.as_ref().and_then(|e| e.id.as_ref()),
+    ]
+    .into_iter()
+    .all(fine)
+        && clean_map(&event.params)
+        && clean_map(&event.extra)
+        && [&event.payload, &event.previous, &event.next]
+            .into_iter()
+            .all(|v| v.as_ref().is_none_or(clean));
+    if all_clean {
+        return None;
+    }
+    fn in_value(path: &str, v: &Value) -> Option<(String, char)> {
+        match v {
+            Value::String(s) => strict_json::forbidden_char(s).map(|c| (path.to_string(), c)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| in_value(&format!("{path}[{i}]"), v)),
+            Value::Object(map) => in_map(path, map),
+            _ => None,
+        }
+    }
+    fn in_map(path: &str, map: &Map<String, Value>) -> Option<(String, char)> {
+        map.iter().find_map(|(k, v)| {
+            let at = format!("{path}.{k}");
+            strict_json::forbidden_char(k)
+                .map(|c| (at.clone(), c))
+                .or_else(|| in_value(&at, v))
+        })
+    }
+    let a = &event.actor;
+    let fields = [
+        ("id", Some(&event.id)),
+        ("action", Some(&event.action)),
+        ("organization", event.organization.as_ref()),
+        ("actor.user_id", a.user_id.as_ref()),
+        ("actor.user_email", a.user_email.as_ref()),
+        ("actor.user_name", a.user_name.as_ref()),
+        ("actor.token_id", a.token_id.as_ref()),
+        ("actor.token_name", a.token_name.as_ref()),
+        ("actor.ip", a.ip.as_ref()),
+        ("actor.user_agent", a.user_agent.as_ref()),
+        ("entity.kind", event.entity.as_ref().map(|e| &e.kind)),
+        (
+            "entity.id",
+            event.entity.as_ref().and_then(|e| e.id.as_ref()),
+        ),
+    ];
+    fields
+        .into_iter()
+        .find_map(|(name, s)| {
+            s.and_then(|s| strict_json::forbidden_char(s))
+                .map(|c| (name.to_string(), c))
+        })
+        .or_else(|| in_map("params", &event.params))
+        .or_else(|| in_map("extra", &event.extra))
+        .or_else(|| {
+            [
+                ("payload", &event.payload),
+                ("previous", &event.previous),
+                ("next", &event.next),
+            ]
+            .into_iter()
+            .find_map(|(name, v)| v.as_ref().and_then(|v| in_value(name, v)))
+        })
 }
 
 /// What to do with an event that has the right types but breaks the schema's rules (an
@@ -263,11 +374,10 @@ impl Ingestor {
                     max: self.max_event_bytes,
                 });
             }
-            let value: Value =
-                serde_json::from_str(raw.get()).map_err(|e| IngestError::Malformed {
-                    at,
-                    message: e.to_string(),
-                })?;
+            let value = strict_json::from_str(raw.get()).map_err(|e| IngestError::Malformed {
+                at,
+                message: e.to_string(),
+            })?;
             self.prepare(at, value, &mut parsed)?;
         }
         Ok(parsed)
@@ -328,11 +438,15 @@ impl Ingestor {
                     max: self.max_events,
                 });
             }
-            if let Some(event) = self.schema.parse_text(text) {
-                self.finish(at, event, parsed)?;
-                continue;
+            // The schema's typed reader does not look inside strings: a line that may hold a
+            // control character takes the strict reader, which names the field.
+            if !strict_json::may_hold_forbidden_char(line) {
+                if let Some(event) = self.schema.parse_text(text) {
+                    self.finish(at, event, parsed)?;
+                    continue;
+                }
             }
-            let value: Value = serde_json::from_str(text).map_err(|e| IngestError::Malformed {
+            let value = strict_json::from_str(text).map_err(|e| IngestError::Malformed {
                 at,
                 message: e.to_string(),
             })?;

@@ -206,6 +206,48 @@ mod tests {
         assert_eq!(store.stats().await.unwrap().events, 1);
     }
 
+    #[tokio::test]
+    async fn a_control_character_in_any_string_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("a.db")).unwrap());
+        let recorder = Recorder::start(store.clone());
+        let clean = || Event {
+            time: 1,
+            action: "user.updated".into(),
+            ..Event::default()
+        };
+        let mut in_org = clean();
+        in_org.organization = Some("exa\u{0}mple.com".into());
+        let mut in_params = clean();
+        in_params.params.insert(
+            "note".into(),
+            serde_json::json!({"lines": ["ok", "bell\u{7}"]}),
+        );
+        let mut in_key = clean();
+        in_key.params.insert("k\u{1b}".into(), Value::Null);
+        let mut in_actor = clean();
+        in_actor.actor.user_agent = Some("curl\u{85}".into());
+        for (event, field, code) in [
+            (in_org, "organization", "U+0000"),
+            (in_params, "params.note.lines[1]", "U+0007"),
+            (in_key, "params.k\u{1b}", "U+001B"),
+            (in_actor, "actor.user_agent", "U+0085"),
+        ] {
+            match recorder.record(event).await {
+                Err(IngestError::Invalid { error, .. }) => {
+                    assert_eq!(error.field, field);
+                    assert!(error.problem.contains(code), "{error}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // Tab, line feed and carriage return are text, not control.
+        let mut fine = clean();
+        fine.params.insert("text".into(), "a\tb\r\nc".into());
+        recorder.record(fine).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().events, 1);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_records_are_all_durable_with_distinct_seqs() {
         let dir = tempfile::tempdir().unwrap();

@@ -176,6 +176,80 @@ fn http_ingest_then_scheduled_export_round_trips() {
     );
 }
 
+/// Issue 11, items 4 and 5: an escaped control character, or a key given twice in one
+/// object, was stored (the last value winning). Both are refused on every road in.
+#[test]
+fn control_characters_and_repeated_keys_are_refused_on_every_road_in() {
+    let base = line(1).to_string();
+    let replace = |from: &str, to: &str| {
+        assert!(base.contains(from), "{from}");
+        base.replacen(from, to, 1)
+    };
+    // (body line, words the error must hold)
+    let bad = [
+        (
+            replace("\"customerName\":\"", "\"customerName\":\"exa\\u0000mple"),
+            "`customerName`: the string contains the control character U+0000",
+        ),
+        (
+            replace("\"tags\":[\"a\"", "\"tags\":[\"\\u001b[2J\""),
+            "`requestParams.tags[0]`: the string contains the control character U+001B",
+        ),
+        (
+            replace(
+                "\"userEmail\"",
+                "\"userEmail\":\"mallory@example.com\",\"userEmail\"",
+            ),
+            "`userEmail`: the key appears twice",
+        ),
+        (
+            replace("{\"n\":", "{\"n\":0,\"n\":"),
+            "`requestParams.n`: the key appears twice",
+        ),
+    ];
+
+    // CLI ingest: exit 1, the line and the field named, nothing stored.
+    let env = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
+    for (text, words) in &bad {
+        let file = env.path("bad.ndjson");
+        std::fs::write(&file, format!("{base}\n{text}\n")).unwrap();
+        let out = env.run(&["ingest", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            stderr.contains("line 2") && stderr.contains(words),
+            "{stderr}"
+        );
+    }
+    assert_eq!(env.events_held(), 0);
+
+    // HTTP, NDJSON and JSON bodies: 400 `malformed`, naming the field, nothing stored.
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let before = env.events_held();
+    for (text, words) in &bad {
+        for (content_type, body) in [
+            ("application/x-ndjson", format!("{base}\n{text}\n")),
+            ("application/json", format!("[{base},{text}]")),
+        ] {
+            let response = client.post(content_type, None, body.as_bytes()).unwrap();
+            let answer = response.text();
+            assert_eq!(response.status, 400, "{content_type} {text}: {answer}");
+            assert!(
+                answer.contains("malformed") && answer.contains(words),
+                "{answer}"
+            );
+        }
+    }
+    assert_eq!(env.events_held(), before);
+    // The line without the damage is accepted: the refusals were about the damage.
+    let ok = client
+        .post("application/x-ndjson", None, format!("{base}\n").as_bytes())
+        .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
 #[test]
 fn bad_requests_get_a_4xx_naming_the_problem_and_store_nothing() {
     let (token, hash) = new_token();
