@@ -21,12 +21,34 @@ pub fn link() {}
 #[derive(Debug, Clone, Copy)]
 pub struct CsvFormatter {
     delimiter: u8,
+    formula_guard: bool,
 }
 
 impl Default for CsvFormatter {
     fn default() -> Self {
-        Self { delimiter: b',' }
+        Self {
+            delimiter: b',',
+            formula_guard: false,
+        }
     }
+}
+
+impl CsvFormatter {
+    /// A formatter whose text cells are guarded against formula injection when `guard` is
+    /// set (see [`guarded`]): for files meant for spreadsheet software.
+    pub fn with_formula_guard(mut self, guard: bool) -> Self {
+        self.formula_guard = guard;
+        self
+    }
+}
+
+/// The OWASP rule for CSV bound for spreadsheets: a text cell starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return would run as a formula in Excel or LibreOffice, so it is
+/// written with a leading `'`, which spreadsheets show as text. Numbers are not text cells and
+/// are written as they are (`-5` stays a number).
+pub fn guarded(cell: &str) -> Option<String> {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+        .then(|| format!("'{cell}"))
 }
 
 impl Formatter for CsvFormatter {
@@ -61,6 +83,7 @@ impl Formatter for CsvFormatter {
                 .map(|c| matches!(c.ty, ColumnType::Json | ColumnType::StringArray))
                 .collect(),
             cell: String::new(),
+            formula_guard: self.formula_guard,
         }))
     }
 
@@ -126,6 +149,7 @@ struct CsvWriter<'w> {
     /// Per column: whether its cells are JSON text.
     json_columns: Vec<bool>,
     cell: String,
+    formula_guard: bool,
 }
 
 impl RecordWriter for CsvWriter<'_> {
@@ -148,6 +172,13 @@ impl RecordWriter for CsvWriter<'_> {
                     self.cell = serde_json::to_string(value).map_err(io::Error::other)?;
                     &self.cell
                 }
+                Value::String(s) if self.formula_guard => match guarded(s) {
+                    Some(g) => {
+                        self.cell = g;
+                        &self.cell
+                    }
+                    None => s,
+                },
                 Value::String(s) => s,
                 Value::Bool(b) => {
                     if *b {
@@ -184,6 +215,10 @@ struct CsvOptions {
     /// A single ASCII character; `,` by default.
     #[serde(default)]
     delimiter: Option<String>,
+    /// Guard text cells against formula injection (for spreadsheet software); off for
+    /// archives, which warehouses load byte-exact.
+    #[serde(default)]
+    formula_guard: bool,
 }
 
 fn build(options: &Map<String, Value>) -> Result<Arc<dyn Formatter>, ConfigError> {
@@ -200,7 +235,10 @@ fn build(options: &Map<String, Value>) -> Result<Arc<dyn Formatter>, ConfigError
             ))
         }
     };
-    Ok(Arc::new(CsvFormatter { delimiter }))
+    Ok(Arc::new(CsvFormatter {
+        delimiter,
+        formula_guard: options.formula_guard,
+    }))
 }
 
 auditsync_core::inventory::submit! {
@@ -321,6 +359,51 @@ mod tests {
             serde_json::from_str::<Value>(&rows[1][4]).unwrap(),
             json!([1])
         );
+    }
+
+    #[test]
+    fn the_formula_guard_quotes_text_cells_that_would_run_and_only_when_asked() {
+        let columns = vec![
+            Column::new("a", ColumnType::String),
+            Column::new("n", ColumnType::Integer),
+        ];
+        let rows = [
+            json!(["=HYPERLINK(\"http://x\")", -5]),
+            json!(["+1", 1]),
+            json!(["-2+3", 2]),
+            json!(["@SUM(A1)", 3]),
+            json!(["\tcmd", 4]),
+            json!(["\rx", 5]),
+            json!(["plain = fine", 6]),
+        ];
+        let write = |f: CsvFormatter| {
+            let mut out = Vec::new();
+            let mut w = f.begin(&columns, &mut out).unwrap();
+            for r in &rows {
+                w.append(r.as_array().unwrap()).unwrap();
+            }
+            w.finish().unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let guarded = write(CsvFormatter::default().with_formula_guard(true));
+        assert_eq!(
+            guarded,
+            "a,n\r\n\"'=HYPERLINK(\"\"http://x\"\")\",-5\r\n'+1,1\r\n'-2+3,2\r\n'@SUM(A1),3\r\n'\tcmd,4\r\n\"'\rx\",5\r\nplain = fine,6\r\n"
+        );
+        let raw = write(CsvFormatter::default());
+        assert!(
+            raw.contains("\r\n+1,1\r\n") && raw.contains("\r\n@SUM(A1),3"),
+            "{raw}"
+        );
+        // The option reaches the formatter through the registry.
+        let mut options = Map::new();
+        options.insert("formula_guard".into(), json!(true));
+        assert!(build(&options).is_ok());
+        options.insert("formula_guard".into(), json!("yes"));
+        assert!(build(&options)
+            .unwrap_err()
+            .to_string()
+            .contains("formula_guard"));
     }
 
     #[test]

