@@ -138,7 +138,14 @@ impl Metrics {
     }
 
     /// Renders everything, with the store's event count and each destination's backlog.
-    pub fn render(&self, store_events: u64, backlogs: &[Backlog]) -> String {
+    /// The exposition text. `store_events` is `None` when the store could not be counted
+    /// (it is corrupted); `corrupted` is the store's damage flag.
+    pub fn render(
+        &self,
+        store_events: Option<u64>,
+        backlogs: &[Backlog],
+        corrupted: bool,
+    ) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -176,7 +183,15 @@ impl Metrics {
             "gauge",
             "Events held in the store.",
         );
-        lines.push(format!("{n} {store_events}"));
+        if let Some(events) = store_events {
+            lines.push(format!("{n} {events}"));
+        }
+        let n = family(
+            "auditsync_store_corrupted",
+            "gauge",
+            "1 once the store's database was found damaged: writes are refused.",
+        );
+        lines.push(format!("{n} {}", u8::from(corrupted)));
         let n = family(
             "auditsync_gc_deleted_total",
             "counter",

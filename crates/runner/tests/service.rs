@@ -1096,3 +1096,80 @@ fn damaged_job_files_are_set_aside_and_expired_jobs_deleted_at_start() {
     let log = std::fs::read_to_string(env.path("server.log")).unwrap();
     assert!(log.contains("export job file is damaged"), "{log}");
 }
+
+/// Issue 11, item 1: with 4 KiB of a 20,000-event store overwritten, `ingest` said
+/// "ingested 10 events" and the service answered 200 and `/healthz` ok: acknowledged events
+/// that could never be exported. The damage is now found when the store opens, and every
+/// write is refused, naming the store file, wherever one is asked for.
+#[test]
+fn a_corrupted_store_refuses_writes_and_says_so_everywhere() {
+    let env = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
+    let lines: Vec<Value> = (0..20_000).map(line).collect();
+    env.ingest(&lines);
+    let db = env.path("db/audit.db");
+    assert!(
+        !env.path("db/audit.db-wal").exists()
+            || std::fs::metadata(env.path("db/audit.db-wal"))
+                .unwrap()
+                .len()
+                == 0
+    );
+    let size = std::fs::metadata(&db).unwrap().len();
+    // 4 KiB at the start of a page in the middle of the file (pages are 16 KiB).
+    let at = size / 2 / 16_384 * 16_384;
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[0x5a; 4096]).unwrap();
+        f.sync_all().unwrap();
+    }
+    let db_name = db.display().to_string();
+
+    // CLI: ingest exits 1 naming the store file; status says CORRUPTED.
+    let file = env.path("ten.ndjson");
+    let ten: String = (50_000..50_010).map(|i| format!("{}\n", line(i))).collect();
+    std::fs::write(&file, ten.as_bytes()).unwrap();
+    let out = env.run(&["ingest", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "ingest into a corrupted store succeeded: {stderr}"
+    );
+    assert!(
+        stderr.contains(&db_name) && stderr.contains("corrupted"),
+        "{stderr}"
+    );
+    let status = env.run(&["status"]);
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("CORRUPTED"));
+
+    // The service: 503 for ingest, naming the file; /healthz 503; /metrics says so.
+    let server = env.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    let response = client
+        .post("application/x-ndjson", None, ten.as_bytes())
+        .unwrap();
+    let answer = response.text();
+    assert_eq!(response.status, 503, "{answer}");
+    assert!(
+        answer.contains(&db_name) && answer.contains("corrupted"),
+        "{answer}"
+    );
+    let health = client.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["corrupted"], json!(true), "{}", health.text());
+    assert_eq!(metric(&mut client, "auditsync_store_corrupted"), 1.0);
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // The healthy store of another environment reports 0.
+    let healthy = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
+    let server = healthy.start();
+    let mut client = Client::connect(server.addr).unwrap();
+    assert_eq!(metric(&mut client, "auditsync_store_corrupted"), 0.0);
+    assert_eq!(
+        client.request("GET", "/healthz", &[], b"").unwrap().status,
+        200
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}

@@ -25,11 +25,14 @@ pub fn link() {}
 pub struct SqliteConfig {
     /// The database file, created with its directory if missing.
     pub path: PathBuf,
+    /// `quick` (default): check the file when the store opens; `off`: skip that check.
+    #[serde(default)]
+    pub integrity_check: IntegrityCheck,
 }
 
 fn build(options: &Options) -> Result<Arc<dyn Store>, ConfigError> {
     let config: SqliteConfig = parse_options(options)?;
-    let store = SqliteStore::open(&config.path)
+    let store = SqliteStore::open_with(&config.path, config.integrity_check)
         .map_err(|e| ConfigError::invalid("path", format!("{}: {e}", config.path.display())))?;
     Ok(Arc::new(store))
 }
@@ -51,6 +54,28 @@ auditsync_core::inventory::submit! {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// What SQLite reported when it met damage; once set, writes are refused.
+    corruption: Arc<Mutex<Option<String>>>,
+}
+
+/// Whether [`SqliteStore::open_with`] checks the database before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrityCheck {
+    /// `PRAGMA quick_check` (every page and record, no index cross-check): about a second
+    /// per GiB.
+    #[default]
+    Quick,
+    /// No check at open; damage is still found when a read or write meets it.
+    Off,
+}
+
+/// Whether a SQLite error means the database file is damaged.
+fn is_corruption(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
 }
 
 const SCHEMA: &str = r#"
@@ -114,8 +139,15 @@ fn now_ms() -> i64 {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, and its parent directory.
+    /// Opens (creating if needed) the database at `path`, and its parent directory, and
+    /// checks it ([`IntegrityCheck::Quick`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, IntegrityCheck::Quick)
+    }
+
+    /// Opens the database at `path` with the given check. A damaged database opens, but
+    /// refuses writes ([`StoreError::Corrupted`]); one SQLite cannot read at all is an error.
+    pub fn open_with(path: impl AsRef<Path>, check: IntegrityCheck) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend {
@@ -125,27 +157,55 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(&path).map_err(backend("open"))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(backend("open"))?;
-        // Larger pages: fewer B-tree splits and WAL frames per event (takes effect when the
-        // file is created).
-        conn.pragma_update(None, "page_size", 16_384)
-            .map_err(backend("open"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend("open"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(backend("open"))?;
-        conn.pragma_update(None, "cache_size", CACHE_KIB)
-            .map_err(backend("open"))?;
-        // Checkpoint the WAL every 4k pages (64 MiB) instead of every 1k: fewer, larger
-        // copies into the database file under a steady ingest.
-        conn.pragma_update(None, "wal_autocheckpoint", 4_096)
-            .map_err(backend("open"))?;
-        conn.execute_batch(SCHEMA).map_err(backend("open"))?;
+        // Damage met while setting up or checking keeps the store open, refusing writes, so
+        // that `status`, `/healthz` and `/metrics` can say what is wrong.
+        let found = |e: rusqlite::Error, operation: &'static str| {
+            if is_corruption(&e) {
+                Ok(Some(e.to_string()))
+            } else {
+                Err(backend(operation)(e))
+            }
+        };
+        let mut damage = match Self::configure(&conn) {
+            Ok(()) => None,
+            Err(e) => found(e, "open")?,
+        };
+        if damage.is_none() && check == IntegrityCheck::Quick {
+            damage = quick_check(&conn).or_else(|e| found(e, "integrity check"))?;
+        }
+        if let Some(d) = &damage {
+            tracing::error!(store = %path.display(), damage = %d, "the store is corrupted: writes are refused");
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            corruption: Arc::new(Mutex::new(damage)),
         })
+    }
+
+    fn configure(conn: &Connection) -> rusqlite::Result<()> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // Larger pages: fewer B-tree splits and WAL frames per event (takes effect when the
+        // file is created).
+        conn.pragma_update(None, "page_size", 16_384)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)?;
+        // Checkpoint the WAL every 4k pages (64 MiB) instead of every 1k: fewer, larger
+        // copies into the database file under a steady ingest.
+        conn.pragma_update(None, "wal_autocheckpoint", 4_096)?;
+        conn.execute_batch(SCHEMA)
+    }
+
+    /// Refuses a write once damage has been found.
+    fn refuse_if_corrupted(&self) -> Result<(), StoreError> {
+        match lock(&self.corruption).as_ref() {
+            None => Ok(()),
+            Some(detail) => Err(StoreError::Corrupted {
+                store: self.path.display().to_string(),
+                detail: detail.clone(),
+            }),
+        }
     }
 
     /// Where the database file is.
@@ -172,7 +232,48 @@ impl SqliteStore {
             source: Box::new(e),
             retryable: false,
         })?
+        .map_err(|e| self.note_corruption(e))
     }
+
+    /// Turns an error that met damage into [`StoreError::Corrupted`], and remembers it so
+    /// that every later write is refused.
+    fn note_corruption(&self, err: StoreError) -> StoreError {
+        let StoreError::Backend { source, .. } = &err else {
+            return err;
+        };
+        let Some(sqlite) = source.downcast_ref::<rusqlite::Error>() else {
+            return err;
+        };
+        if !is_corruption(sqlite) {
+            return err;
+        }
+        let detail = sqlite.to_string();
+        let mut seen = lock(&self.corruption);
+        if seen.is_none() {
+            tracing::error!(store = %self.path.display(), damage = %detail, "the store is corrupted: writes are refused from now on");
+            *seen = Some(detail.clone());
+        }
+        StoreError::Corrupted {
+            store: self.path.display().to_string(),
+            detail,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `PRAGMA quick_check`: `None` when it answers `ok`, else its first findings.
+fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let findings = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(match findings.as_slice() {
+        [ok] if ok == "ok" => None,
+        _ => Some(format!("integrity check: {}", findings.join("; "))),
+    })
 }
 
 fn read_batch(row: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
@@ -274,11 +375,13 @@ impl Store for SqliteStore {
         &self,
         items: mpsc::Receiver<BulkItem>,
     ) -> Result<BulkOutcome, StoreError> {
+        self.refuse_if_corrupted()?;
         self.with_conn(move |conn| append_bulk_blocking(conn, items))
             .await
     }
 
     async fn append(&self, rows: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError> {
+        self.refuse_if_corrupted()?;
         self.with_conn(move |conn| {
             let err = backend("append");
             let tx = conn
@@ -376,6 +479,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.refuse_if_corrupted()?;
         let batch = batch.clone();
         self.with_conn(move |conn| {
             let err = backend("begin batch");
@@ -431,6 +535,7 @@ impl Store for SqliteStore {
     }
 
     async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError> {
+        self.refuse_if_corrupted()?;
         let destination = destination.to_string();
         self.with_conn(move |conn| {
             let err = backend("complete batch");
@@ -471,6 +576,7 @@ impl Store for SqliteStore {
     }
 
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
+        self.refuse_if_corrupted()?;
         let destinations = destinations.to_vec();
         self.with_conn(move |conn| {
             let err = backend("gc");
@@ -530,6 +636,7 @@ impl Store for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
+        self.refuse_if_corrupted()?;
         self.with_conn(|conn| {
             conn.execute(
                 "INSERT INTO store_meta (key, value) VALUES ('last_write_check', ?1)
@@ -542,7 +649,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn corruption(&self) -> Option<String> {
+        lock(&self.corruption).clone()
+    }
+
     async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError> {
+        self.refuse_if_corrupted()?;
         let run = run.clone();
         self.with_conn(move |conn| {
             conn.execute(
@@ -587,6 +699,68 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use auditsync_store::testkit::{batch, event};
+
+    /// Writes 5,000 events, closes the store, and overwrites the first 4 KiB of the page at
+    /// the middle of the file (of every page of the middle third with `wide`, so that
+    /// the table and its index are both hit).
+    async fn damaged_store(dir: &Path, wide: bool) -> PathBuf {
+        let path = dir.join("a.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let events: Vec<_> = (0..5_000).map(|i| event(&format!("e{i}"), i)).collect();
+        store.append_events(events).await.unwrap();
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        let page = 16_384;
+        let middle = bytes.len() / 2 / page * page;
+        let pages = if wide {
+            (bytes.len() / 3 / page..2 * bytes.len() / 3 / page).collect()
+        } else {
+            vec![middle / page]
+        };
+        let mut damaged = bytes;
+        for p in pages {
+            damaged[p * page..p * page + 4096].fill(0x5a);
+        }
+        std::fs::write(&path, damaged).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn damage_found_at_open_refuses_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = damaged_store(dir.path(), false).await;
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.corruption().is_some());
+        let refused = |r: Result<(), StoreError>| match r {
+            Err(StoreError::Corrupted { store, .. }) => assert!(store.ends_with("a.db")),
+            other => panic!("{other:?}"),
+        };
+        refused(store.append_events(vec![event("new", 1)]).await.map(drop));
+        refused(store.begin_batch(&batch(1, 10)).await);
+        refused(store.gc(&["d".into()]).await.map(drop));
+        refused(store.check_writable().await);
+    }
+
+    #[tokio::test]
+    async fn damage_met_by_a_read_refuses_the_writes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = damaged_store(dir.path(), true).await;
+        // Without the check at open, the damage is found by the first read that meets it.
+        let store = SqliteStore::open_with(&path, IntegrityCheck::Off).unwrap();
+        assert!(store.corruption().is_none());
+        let read = store.read_after(0, u64::MAX, 10_000).await;
+        assert!(
+            matches!(read, Err(StoreError::Corrupted { .. })),
+            "{:?}",
+            read.map(|r| r.len())
+        );
+        assert!(store.corruption().is_some());
+        let write = store.append_events(vec![event("new", 1)]).await;
+        assert!(
+            matches!(write, Err(StoreError::Corrupted { .. })),
+            "{write:?}"
+        );
+    }
 
     #[tokio::test]
     async fn sequence_numbers_are_not_reused_after_gc_and_reopen() {

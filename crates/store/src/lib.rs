@@ -145,6 +145,16 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The store's database is damaged. It refuses writes from the moment it is found
+    /// (when the store opens, or when any read or write meets it): an acknowledged event
+    /// must be one that can be exported.
+    #[error("the store {store} is corrupted ({detail}); it refuses writes until it is restored (see docs/operations.md, \"A corrupted store\")")]
+    Corrupted {
+        /// Which store (its file or database).
+        store: String,
+        /// What the database reported.
+        detail: String,
+    },
     /// The caller broke the protocol (e.g. a second pending batch for one destination).
     #[error("store {operation}: {message}")]
     Conflict {
@@ -265,6 +275,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Checks that the store can commit a write (for health checks and `verify`).
     async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// The damage found in the store's database, if any (see [`StoreError::Corrupted`]);
+    /// `/healthz` and `/metrics` report it. A store that cannot detect damage reports none.
+    fn corruption(&self) -> Option<String> {
+        None
+    }
 
     /// Records a scheduled run (export, GC, a sync), replacing that schedule's previous
     /// record, so that `auditsync schedule` and `status` can show when it last ran.

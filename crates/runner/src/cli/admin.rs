@@ -67,6 +67,13 @@ pub(crate) async fn verify(app: &App) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
+    if let Some(damage) = app.store.corruption() {
+        println!(
+            "store ({}): CORRUPTED: {damage}; writes are refused (see docs/operations.md, \"A corrupted store\")",
+            app.store.describe()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let stats = app.store.stats().await?;
     println!(
         "store: {} events held, sequence {}..={}",

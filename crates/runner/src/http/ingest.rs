@@ -117,13 +117,18 @@ pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         Ok(()) => Json(json!({"status": "ok", "store": "writable"})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unhealthy", "store": e.to_string()})),
+            Json(json!({
+                "status": "unhealthy",
+                "store": e.to_string(),
+                "corrupted": shared.store.corruption().is_some(),
+            })),
         )
             .into_response(),
     }
 }
 
 pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let corrupted = shared.store.corruption().is_some();
     let result: Result<String, auditsync_store::StoreError> = async {
         let stats = shared.store.stats().await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -139,9 +144,16 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                     .map_or(0.0, |e| (now_ms - e.event.time).max(0) as f64 / 1000.0),
             });
         }
-        Ok(shared.metrics.render(stats.events, &backlogs))
+        Ok(shared
+            .metrics
+            .render(Some(stats.events), &backlogs, corrupted))
     }
     .await;
+    // A damaged store may fail the queries above; the counters and the damage still show.
+    let result = match result {
+        Err(_) if corrupted => Ok(shared.metrics.render(None, &[], true)),
+        other => other,
+    };
     match result {
         Ok(text) => (
             [(

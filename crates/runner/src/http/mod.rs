@@ -162,7 +162,14 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     );
     let store: Arc<dyn Store> = app.store.clone();
     let recorder = Recorder::start_with(store, app.redactor.clone());
-    record_config_change(&app, &recorder).await?;
+    // A corrupted store still serves: ingest answers 503 and /healthz and /metrics say why,
+    // so that producers hold their events and monitoring sees the cause.
+    match app.store.corruption() {
+        None => record_config_change(&app, &recorder).await?,
+        Some(damage) => {
+            tracing::error!(store = %app.store.describe(), %damage, "the store is corrupted: serving with writes refused; see docs/operations.md")
+        }
+    }
     let app = Arc::new(app);
     for id in resume {
         tracing::info!(job = %id, "export job resumed after a restart");
