@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
-use auditsync_store::{Batch, Store, StoreError};
+use auditsync_store::{Batch, LeaseOutcome, Store, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
 use sha2::{Digest, Sha256};
@@ -87,6 +87,9 @@ pub struct DestinationReport {
     pub bytes: u64,
     /// Why the export stopped early, if it did.
     pub error: Option<ExportError>,
+    /// Set when this run left the destination alone because another export of it (another
+    /// process sharing the store) holds its lease: not a failure, the other one exports.
+    pub skipped: Option<String>,
 }
 
 /// Runs exports of all destinations from one store.
@@ -95,6 +98,29 @@ pub struct Exporter {
     store: Arc<dyn Store>,
     namespace: String,
     destinations: Vec<Destination>,
+    /// How this exporter names itself to other processes (`pid 4711 on host-a #1`).
+    holder: String,
+}
+
+/// How long an export's lease on its destination lasts unless renewed; it is renewed
+/// before each file, so a process killed mid-export holds it up to this long.
+pub const EXPORT_LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// This process's name for leases: its pid and host, and a counter for exporters within it.
+fn lease_holder() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".into());
+    format!(
+        "pid {} on {host} #{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `<prefix>/<namespace>/audit/<yyyy>/<mm>/<dd>/<HH>/<first_seq>-<last_seq>.<ext>`, the date
@@ -128,6 +154,7 @@ impl Exporter {
             store,
             namespace,
             destinations,
+            holder: lease_holder(),
         }
     }
 
@@ -155,6 +182,7 @@ impl Exporter {
                         files: 0,
                         events: 0,
                         bytes: 0,
+                        skipped: None,
                         error: Some(ExportError::Store(StoreError::Backend {
                             operation: "stats",
                             source: e.to_string().into(),
@@ -189,18 +217,65 @@ impl Exporter {
             events: 0,
             bytes: 0,
             error: None,
+            skipped: None,
         };
-        if let Err(e) = self.run(dest, up_to, &mut report).await {
+        if let Err(e) = self.run_leased(dest, up_to, &mut report).await {
             tracing::error!(destination = %dest.name, error = %e, "export stopped");
             report.error = Some(e);
         }
         report
     }
 
+    /// Runs the export under the destination's lease, so that two processes sharing the
+    /// store (a service and a manual `export --once`, two cron jobs) never export one
+    /// destination at once: the second leaves it to the first and says so.
+    async fn run_leased(
+        &self,
+        dest: &Destination,
+        up_to: u64,
+        report: &mut DestinationReport,
+    ) -> Result<(), ExportError> {
+        let lease = format!("export:{}", dest.name);
+        if !self.hold_lease(&lease, report).await? {
+            return Ok(());
+        }
+        let result = self.run(dest, up_to, &lease, report).await;
+        if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
+            // It expires by itself; the next export waits until then.
+            tracing::warn!(destination = %dest.name, error = %e, "cannot release the export lease");
+        }
+        result
+    }
+
+    /// Takes or renews the lease; false (with `report.skipped` set) if another holds it.
+    async fn hold_lease(
+        &self,
+        lease: &str,
+        report: &mut DestinationReport,
+    ) -> Result<bool, ExportError> {
+        match self
+            .store
+            .acquire_lease(lease, &self.holder, EXPORT_LEASE_MS)
+            .await?
+        {
+            LeaseOutcome::Acquired { .. } => Ok(true),
+            LeaseOutcome::HeldBy { holder, expires_ms } => {
+                let until = chrono::DateTime::from_timestamp_millis(expires_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
+                let why = format!("another export of it is running ({holder}; its lease runs until {until} unless renewed)");
+                tracing::info!(destination = %report.destination, %why, "export skipped");
+                report.skipped = Some(why);
+                Ok(false)
+            }
+        }
+    }
+
     async fn run(
         &self,
         dest: &Destination,
         up_to: u64,
+        lease: &str,
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let store = self.store.as_ref();
@@ -208,6 +283,10 @@ impl Exporter {
             self.resume(dest, batch, report).await?;
         }
         loop {
+            // Renewed before each file: a run longer than the lease keeps it.
+            if !self.hold_lease(lease, report).await? {
+                return Ok(());
+            }
             let cursor = store.cursor(&dest.name).await?;
             if cursor >= up_to {
                 return Ok(());

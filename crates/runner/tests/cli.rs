@@ -1024,3 +1024,52 @@ fn csv_downloads_are_guarded_against_formulas_and_archives_stay_exact() {
         assert_eq!(customer(&records), expected, "{root}");
     }
 }
+
+/// Issue 11, item 2: two `export --once` on one store at the same time (a cron job and a
+/// manual run) both exited 1 with internal messages, although every event landed once.
+/// Now each destination is exported under a lease in the store: the later run leaves it to
+/// the earlier one, says so, and neither reports a failure that did not happen.
+#[test]
+fn overlapping_exports_of_one_store_neither_fail_nor_duplicate() {
+    let env = Env::new(config(json!([
+        {"name": "d1", "type": "pv", "root": "d1", "max_events": 500},
+        {"name": "d2", "type": "pv", "root": "d2", "format": "csv", "max_events": 700},
+    ])));
+    let lines: Vec<Value> = (0..30_000).map(line).collect();
+    env.ingest(&lines);
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            env.command(&["export", "--once"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut skipped = 0;
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            !stdout.contains("FAILED") && !stderr.contains("ERROR"),
+            "{stdout}\n{stderr}"
+        );
+        skipped += stdout
+            .matches("left to the other export: another export of it is running (pid ")
+            .count();
+    }
+    assert!(skipped >= 1, "the three runs did not overlap at all");
+    for root in ["d1", "d2"] {
+        let records = read_back(&env.path(root));
+        assert_eq!(records.len(), 30_000, "{root}: each event once");
+    }
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("d1: cursor ") && status.contains("backlog 0 events"),
+        "{status}"
+    );
+}

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ScheduleRun, Store, StoreError,
-    StoreFactory, StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, LeaseOutcome, ScheduleRun, Store,
+    StoreError, StoreFactory, StoreStats, StoredEvent,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
@@ -107,6 +107,11 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     started_ms  INTEGER NOT NULL,
     finished_ms INTEGER NOT NULL,
     ok          INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT    PRIMARY KEY,
+    holder     TEXT    NOT NULL,
+    expires_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
@@ -649,6 +654,64 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.refuse_if_corrupted()?;
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.with_conn(move |conn| {
+            let err = backend("acquire lease");
+            // IMMEDIATE: the read and the write below are one step for every process.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            let now = now_ms();
+            let current: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT holder, expires_ms FROM leases WHERE name = ?1",
+                    [&name],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(&err)?;
+            if let Some((other, expires_ms)) = current {
+                if other != holder && expires_ms > now {
+                    return Ok(LeaseOutcome::HeldBy {
+                        holder: other,
+                        expires_ms,
+                    });
+                }
+            }
+            let expires_ms = now.saturating_add(ttl_ms.max(1));
+            tx.execute(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_ms = excluded.expires_ms",
+                params![name, holder, expires_ms],
+            )
+            .map_err(&err)?;
+            tx.commit().map_err(&err)?;
+            Ok(LeaseOutcome::Acquired { expires_ms })
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map(drop)
+            .map_err(backend("release lease"))
+        })
+        .await
+    }
+
     fn corruption(&self) -> Option<String> {
         lock(&self.corruption).clone()
     }
@@ -701,8 +764,8 @@ mod tests {
     use auditsync_store::testkit::{batch, event};
 
     /// Writes 5,000 events, closes the store, and overwrites the first 4 KiB of the page at
-    /// the middle of the file (of every page of the middle third with `wide`, so that
-    /// the table and its index are both hit).
+    /// the middle of the file (of every page from the middle to three quarters with `wide`,
+    /// so that the table and its index are both hit).
     async fn damaged_store(dir: &Path, wide: bool) -> PathBuf {
         let path = dir.join("a.db");
         let store = SqliteStore::open(&path).unwrap();
@@ -713,7 +776,8 @@ mod tests {
         let page = 16_384;
         let middle = bytes.len() / 2 / page * page;
         let pages = if wide {
-            (bytes.len() / 3 / page..2 * bytes.len() / 3 / page).collect()
+            // Past the tables' root pages (the first 14), which opening the store reads.
+            (bytes.len() / 2 / page..bytes.len() * 3 / 4 / page).collect()
         } else {
             vec![middle / page]
         };
@@ -747,7 +811,7 @@ mod tests {
         let path = damaged_store(dir.path(), true).await;
         // Without the check at open, the damage is found by the first read that meets it.
         let store = SqliteStore::open_with(&path, IntegrityCheck::Off).unwrap();
-        assert!(store.corruption().is_none());
+        assert_eq!(store.corruption(), None);
         let read = store.read_after(0, u64::MAX, 10_000).await;
         assert!(
             matches!(read, Err(StoreError::Corrupted { .. })),

@@ -276,6 +276,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Checks that the store can commit a write (for health checks and `verify`).
     async fn check_writable(&self) -> Result<(), StoreError>;
 
+    /// Takes the lease `name` (such as `export:<destination>`) for `holder` for `ttl_ms`
+    /// milliseconds, unless another holder has it and it has not expired; a holder renews
+    /// its own lease by taking it again. Atomic across processes sharing the store, so that
+    /// two exports of one destination never run at once.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError>;
+
+    /// Gives the lease up if `holder` has it (otherwise does nothing).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
     /// The damage found in the store's database, if any (see [`StoreError::Corrupted`]);
     /// `/healthz` and `/metrics` report it. A store that cannot detect damage reports none.
     fn corruption(&self) -> Option<String> {
@@ -288,6 +302,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The last recorded run of each schedule, in name order.
     async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError>;
+}
+
+/// What [`Store::acquire_lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// The caller holds the lease until the given Unix milliseconds.
+    Acquired {
+        /// When it expires unless renewed.
+        expires_ms: i64,
+    },
+    /// Another holder has it.
+    HeldBy {
+        /// Who (as it named itself, e.g. `pid 4711 on host-a`).
+        holder: String,
+        /// Until when, unless renewed.
+        expires_ms: i64,
+    },
 }
 
 /// One run of a schedule, as the scheduler records it.

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use auditsync_core::Event;
 use tokio::sync::mpsc;
 
-use crate::{Appended, Batch, BulkItem, EncodedEvent, ScheduleRun, Store, StoreError};
+use crate::{
+    Appended, Batch, BulkItem, EncodedEvent, LeaseOutcome, ScheduleRun, Store, StoreError,
+};
 
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run<F, Fut>(fresh: F)
@@ -38,6 +40,7 @@ where
     an_abandoned_bulk_append_stores_nothing(fresh().await).await;
     counts_and_health(fresh().await).await;
     schedule_runs_keep_the_last_of_each(fresh().await).await;
+    a_lease_has_one_holder_until_it_expires_or_is_released(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -233,5 +236,37 @@ pub async fn schedule_runs_keep_the_last_of_each(store: Arc<dyn Store>) {
         store.stats().await.unwrap().events,
         0,
         "a run record is no event"
+    );
+}
+
+/// One holder at a time; renewal by the holder; release; expiry.
+pub async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: Arc<dyn Store>) {
+    let held = |o: LeaseOutcome| match o {
+        LeaseOutcome::HeldBy { holder, .. } => holder,
+        other => panic!("expected the lease to be held by another, got {other:?}"),
+    };
+    let acquired = |o: LeaseOutcome| assert!(matches!(o, LeaseOutcome::Acquired { .. }), "{o:?}");
+    acquired(store.acquire_lease("export:d", "a", 60_000).await.unwrap());
+    assert_eq!(
+        held(store.acquire_lease("export:d", "b", 60_000).await.unwrap()),
+        "a"
+    );
+    // Another lease name is independent; the holder renews its own.
+    acquired(store.acquire_lease("export:e", "b", 60_000).await.unwrap());
+    acquired(store.acquire_lease("export:d", "a", 60_000).await.unwrap());
+    // Releasing by someone else changes nothing; by the holder, frees it.
+    store.release_lease("export:d", "b").await.unwrap();
+    assert_eq!(
+        held(store.acquire_lease("export:d", "b", 60_000).await.unwrap()),
+        "a"
+    );
+    store.release_lease("export:d", "a").await.unwrap();
+    acquired(store.acquire_lease("export:d", "b", 1).await.unwrap());
+    // An expired lease can be taken over.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    acquired(store.acquire_lease("export:d", "c", 60_000).await.unwrap());
+    assert_eq!(
+        held(store.acquire_lease("export:d", "b", 60_000).await.unwrap()),
+        "c"
     );
 }

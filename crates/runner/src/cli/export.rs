@@ -44,10 +44,15 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for r in &reports {
         match &r.error {
-            None => println!(
-                "{}: {} files, {} events, {} bytes",
-                r.destination, r.files, r.events, r.bytes
-            ),
+            None => {
+                println!(
+                    "{}: {} files, {} events, {} bytes",
+                    r.destination, r.files, r.events, r.bytes
+                );
+                if let Some(why) = &r.skipped {
+                    println!("{}: left to the other export: {why}", r.destination);
+                }
+            }
             Some(e) => {
                 failed = true;
                 println!(
