@@ -36,7 +36,7 @@ pub(super) fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 pub(super) async fn post_events(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     match ingest(&shared, &headers, body).await {
         Ok(response) => response,
@@ -47,7 +47,7 @@ pub(super) async fn post_events(
                 reason = e.code,
                 "ingest request rejected"
             );
-            e.into_response()
+            closing(e.into_response())
         }
     }
 }
@@ -55,25 +55,35 @@ pub(super) async fn post_events(
 pub(super) async fn ingest(
     shared: &Shared,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(headers, &shared.tokens)?;
-    if !shared.ingestor.enabled() {
-        return Err(IngestError::Disabled.into());
-    }
-    let kind = body_kind(headers)?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
+    // Refusals decided from the headers still read what the client sends (bounded), so
+    // that it receives the answer rather than a reset connection.
+    let checked = authorize(headers, &shared.tokens).and_then(|()| {
+        if shared.ingestor.enabled() {
+            body_kind(headers)
         } else {
-            "bad_body"
-        };
-        api_error(
-            status,
-            code,
-            format!("cannot read the request body: {}", rejection.body_text()),
-        )
+            Err(IngestError::Disabled.into())
+        }
+    });
+    let kind = match checked {
+        Ok(kind) => kind,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
+    let body = read_limited(body, shared.max_body).await.map_err(|e| match e {
+        BodyError::TooLarge { max } => api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("cannot read the request body: the body is over the limit of {max} bytes (`ingest.max_body_bytes`)"),
+        ),
+        BodyError::Read(message) => api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("cannot read the request body: {message}"),
+        ),
     })?;
     let parsed = match kind {
         BodyKind::Json => shared.ingestor.parse_json(&body)?,

@@ -2,10 +2,12 @@
 //! clean shutdown.
 
 mod auth;
+mod body;
 mod export_api;
 mod ingest;
 
 use auth::*;
+use body::*;
 use export_api::*;
 use ingest::*;
 
@@ -21,7 +23,7 @@ use auditsync_engine::schedule::{
 use auditsync_engine::sync::SyncOptions;
 use auditsync_engine::Exporter;
 use auditsync_store::{EncodedEvent, Store};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -50,6 +52,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// SHA-256 digests of the accepted bearer tokens; empty means no authentication.
     tokens: Vec<[u8; 32]>,
+    /// `ingest.max_body_bytes`.
+    max_body: usize,
 }
 
 fn router(shared: Arc<Shared>, max_body: usize) -> Router {
@@ -190,6 +194,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
         exporter: app.exporter.clone(),
         metrics: metrics.clone(),
         tokens,
+        max_body: app.config.ingest.max_body_bytes,
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
