@@ -1073,3 +1073,56 @@ fn overlapping_exports_of_one_store_neither_fail_nor_duplicate() {
         "{status}"
     );
 }
+
+/// Issue 11, item 7: an event with a producer's id that arrived again after GC deleted its
+/// first copy was stored and exported a second time. The store now remembers collected ids
+/// for a window (7 days by default).
+#[test]
+fn a_replay_after_gc_is_recognised_and_not_exported_again() {
+    let env = Env::new(config(
+        json!([{"name": "local", "type": "pv", "root": "out"}]),
+    ));
+    let with_ids: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut l = line(i);
+            l["id"] = json!(format!("outbox-{i}"));
+            l
+        })
+        .collect();
+    assert_eq!(
+        env.ingest(&with_ids),
+        "ingested 5 events (0 already stored, ignored)\n"
+    );
+    env.ok(&["export", "--once"]);
+    assert!(env.ok(&["gc", "--once"]).contains("deleted 5"));
+    assert_eq!(env.events_held(), 0);
+    // The producer's outbox replays all five after an outage, with one new event.
+    let mut replay = with_ids.clone();
+    let mut new = line(5);
+    new["id"] = json!("outbox-5");
+    replay.push(new);
+    assert_eq!(
+        env.ingest(&replay),
+        "ingested 1 events (5 already stored, ignored)\n"
+    );
+    env.ok(&["export", "--once"]);
+    let records = read_back(&env.path("out"));
+    assert_eq!(records.len(), 6, "each event once across the files");
+
+    // With the window at 0 days the store remembers nothing, as documented.
+    // (Env writes its own `store`; the option is added to the written config.)
+    let forgetful = Env::new(config(
+        json!([{"name": "local", "type": "pv", "root": "out"}]),
+    ));
+    let mut written: Value =
+        serde_json::from_slice(&std::fs::read(&forgetful.config).unwrap()).unwrap();
+    written["store"]["dedupe_window_days"] = json!(0);
+    std::fs::write(&forgetful.config, serde_json::to_vec(&written).unwrap()).unwrap();
+    forgetful.ingest(&with_ids[..1]);
+    forgetful.ok(&["export", "--once"]);
+    forgetful.ok(&["gc", "--once"]);
+    assert_eq!(
+        forgetful.ingest(&with_ids[..1]),
+        "ingested 1 events (0 already stored, ignored)\n"
+    );
+}

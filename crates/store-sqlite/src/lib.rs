@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, LeaseOutcome, ScheduleRun, Store,
-    StoreError, StoreFactory, StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, IdRetention, LeaseOutcome, ScheduleRun,
+    Store, StoreError, StoreFactory, StoreStats, StoredEvent,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 /// Keeps this crate linked into a binary that finds it only through the registry.
@@ -28,13 +29,38 @@ pub struct SqliteConfig {
     /// `quick` (default): check the file when the store opens; `off`: skip that check.
     #[serde(default)]
     pub integrity_check: IntegrityCheck,
+    /// Days the ids of garbage-collected events are remembered, so that a replay is still
+    /// a duplicate (default 7; 0: not remembered).
+    #[serde(default = "default_dedupe_window_days")]
+    pub dedupe_window_days: u32,
+    /// At most this many such ids (default 10,000,000, about 40 bytes each on disk).
+    #[serde(default = "default_dedupe_max_ids")]
+    pub dedupe_max_ids: u64,
+}
+
+fn default_dedupe_window_days() -> u32 {
+    (IdRetention::default().window_ms / 86_400_000) as u32
+}
+
+fn default_dedupe_max_ids() -> u64 {
+    IdRetention::default().max_ids
 }
 
 fn build(options: &Options) -> Result<Arc<dyn Store>, ConfigError> {
     let config: SqliteConfig = parse_options(options)?;
+    if config.dedupe_window_days > 3650 {
+        return Err(ConfigError::invalid(
+            "dedupe_window_days",
+            "at most 3650 (ten years)",
+        ));
+    }
+    let retention = IdRetention {
+        window_ms: i64::from(config.dedupe_window_days) * 86_400_000,
+        max_ids: config.dedupe_max_ids,
+    };
     let store = SqliteStore::open_with(&config.path, config.integrity_check)
         .map_err(|e| ConfigError::invalid("path", format!("{}: {e}", config.path.display())))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(store.with_id_retention(retention)))
 }
 
 auditsync_core::inventory::submit! {
@@ -56,6 +82,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// What SQLite reported when it met damage; once set, writes are refused.
     corruption: Arc<Mutex<Option<String>>>,
+    /// How long the ids of collected events are remembered.
+    retention: IdRetention,
 }
 
 /// Whether [`SqliteStore::open_with`] checks the database before use.
@@ -113,6 +141,12 @@ CREATE TABLE IF NOT EXISTS leases (
     holder     TEXT    NOT NULL,
     expires_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gc_ids (
+    hash       BLOB    PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    deleted_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS gc_ids_by_age ON gc_ids (deleted_ms, seq);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
 "#;
@@ -185,6 +219,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
             corruption: Arc::new(Mutex::new(damage)),
+            retention: IdRetention::default(),
         })
     }
 
@@ -200,6 +235,13 @@ impl SqliteStore {
         // copies into the database file under a steady ingest.
         conn.pragma_update(None, "wal_autocheckpoint", 4_096)?;
         conn.execute_batch(SCHEMA)
+    }
+
+    /// Remembers the ids of collected events as `retention` says (the default is 7 days,
+    /// at most 10,000,000 ids).
+    pub fn with_id_retention(mut self, retention: IdRetention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Refuses a write once damage has been found.
@@ -261,6 +303,41 @@ impl SqliteStore {
         StoreError::Corrupted {
             store: self.path.display().to_string(),
             detail,
+        }
+    }
+}
+
+/// The key under which a collected event's id is remembered: 16 bytes of its SHA-256, so
+/// that the record stays small whatever the ids look like (a collision is 1 in 2^64 at ten
+/// billion ids).
+fn id_hash(id: &str) -> [u8; 16] {
+    let digest = Sha256::digest(id.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// Looks up ids of collected events; does nothing while none is remembered.
+struct Remembered<'t> {
+    lookup: Option<rusqlite::CachedStatement<'t>>,
+}
+
+impl<'t> Remembered<'t> {
+    fn new(tx: &'t rusqlite::Transaction<'_>) -> rusqlite::Result<Self> {
+        let any: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM gc_ids)", [], |r| r.get(0))?;
+        let lookup = if any {
+            Some(tx.prepare_cached("SELECT seq FROM gc_ids WHERE hash = ?1")?)
+        } else {
+            None
+        };
+        Ok(Self { lookup })
+    }
+
+    /// The sequence number the id had before it was collected, if it is remembered.
+    fn seq_of(&mut self, id: &str) -> rusqlite::Result<Option<u64>> {
+        match &mut self.lookup {
+            None => Ok(None),
+            Some(stmt) => stmt.query_row([&id_hash(id)[..]], |r| r.get(0)).optional(),
         }
     }
 }
@@ -343,10 +420,15 @@ fn append_bulk_in_transaction(
                 "INSERT OR IGNORE INTO events (id, time_ms, tenant, body) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(&err)?;
+        let mut remembered = Remembered::new(&tx).map_err(&err)?;
         loop {
             match items.blocking_recv() {
                 Some(BulkItem::Events(rows)) => {
                     for row in rows {
+                        if remembered.seq_of(&row.id).map_err(&err)?.is_some() {
+                            outcome.duplicates += 1;
+                            continue;
+                        }
                         let inserted = insert
                             .execute(params![row.id, row.time, row.tenant, row.body])
                             .map_err(&err)?;
@@ -404,6 +486,7 @@ impl Store for SqliteStore {
                 let mut existing = tx
                     .prepare_cached("SELECT seq FROM events WHERE id = ?1")
                     .map_err(&err)?;
+                let mut remembered = Remembered::new(&tx).map_err(&err)?;
                 for EncodedEvent {
                     id,
                     time,
@@ -411,6 +494,14 @@ impl Store for SqliteStore {
                     body,
                 } in rows
                 {
+                    if let Some(seq) = remembered.seq_of(&id).map_err(&err)? {
+                        out.push(Appended {
+                            id,
+                            seq,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
                     let inserted = insert.execute(params![id, time, tenant, body]).map_err(&err)?;
                     let (seq, duplicate) = if inserted == 1 {
                         (tx.last_insert_rowid() as u64, false)
@@ -583,6 +674,7 @@ impl Store for SqliteStore {
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
         self.refuse_if_corrupted()?;
         let destinations = destinations.to_vec();
+        let retention = self.retention;
         self.with_conn(move |conn| {
             let err = backend("gc");
             if destinations.is_empty() {
@@ -595,9 +687,45 @@ impl Store for SqliteStore {
             for destination in &destinations {
                 lowest = lowest.min(cursor_of(&tx, destination).map_err(&err)?);
             }
+            let now = now_ms();
+            if retention.window_ms > 0 && retention.max_ids > 0 {
+                let mut ids = tx
+                    .prepare_cached("SELECT id, seq FROM events WHERE seq <= ?1")
+                    .map_err(&err)?;
+                let mut remember = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO gc_ids (hash, seq, deleted_ms) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(&err)?;
+                let mut rows = ids.query([lowest]).map_err(&err)?;
+                while let Some(row) = rows.next().map_err(&err)? {
+                    let (id, seq): (String, u64) =
+                        (row.get(0).map_err(&err)?, row.get(1).map_err(&err)?);
+                    remember
+                        .execute(params![&id_hash(&id)[..], seq, now])
+                        .map_err(&err)?;
+                }
+            }
             let deleted = tx
                 .execute("DELETE FROM events WHERE seq <= ?1", [lowest])
                 .map_err(&err)?;
+            // Forget what is past the window, then the oldest beyond the cap.
+            tx.execute(
+                "DELETE FROM gc_ids WHERE deleted_ms < ?1",
+                [now.saturating_sub(retention.window_ms)],
+            )
+            .map_err(&err)?;
+            let held: u64 = tx
+                .query_row("SELECT count(*) FROM gc_ids", [], |r| r.get(0))
+                .map_err(&err)?;
+            if held > retention.max_ids {
+                tx.execute(
+                    "DELETE FROM gc_ids WHERE hash IN
+                         (SELECT hash FROM gc_ids ORDER BY deleted_ms, seq LIMIT ?1)",
+                    [held - retention.max_ids],
+                )
+                .map_err(&err)?;
+            }
             tx.commit().map_err(&err)?;
             Ok(deleted as u64)
         })
@@ -824,6 +952,51 @@ mod tests {
             matches!(write, Err(StoreError::Corrupted { .. })),
             "{write:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn remembered_ids_are_bounded_by_the_window_and_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let collect = |store: &SqliteStore, ids: std::ops::Range<usize>| {
+            let store = store.clone();
+            async move {
+                let events: Vec<_> = ids.map(|i| event(&format!("e{i}"), i as i64)).collect();
+                let appended = store.append_events(events).await.unwrap();
+                let (first, last) = (appended[0].seq, appended.last().unwrap().seq);
+                store.begin_batch(&batch(first, last)).await.unwrap();
+                store.complete_batch("d", first).await.unwrap();
+                store.gc(&["d".into()]).await.unwrap();
+            }
+        };
+        let replayed = |store: &SqliteStore, i: usize| {
+            let store = store.clone();
+            async move {
+                let a = store
+                    .append_events(vec![event(&format!("e{i}"), i as i64)])
+                    .await
+                    .unwrap();
+                a[0].duplicate
+            }
+        };
+        // A cap of 3: the last three collected are remembered, the older ones forgotten.
+        let capped = SqliteStore::open(dir.path().join("capped.db"))
+            .unwrap()
+            .with_id_retention(IdRetention {
+                window_ms: 86_400_000,
+                max_ids: 3,
+            });
+        collect(&capped, 0..5).await;
+        assert!(!replayed(&capped, 0).await && !replayed(&capped, 1).await);
+        assert!(replayed(&capped, 2).await && replayed(&capped, 4).await);
+        // A zero window remembers nothing.
+        let off = SqliteStore::open(dir.path().join("off.db"))
+            .unwrap()
+            .with_id_retention(IdRetention {
+                window_ms: 0,
+                max_ids: 10,
+            });
+        collect(&off, 0..2).await;
+        assert!(!replayed(&off, 1).await);
     }
 
     #[tokio::test]

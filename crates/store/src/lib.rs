@@ -265,6 +265,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes events that every listed destination has (seq at or below the lowest of
     /// their cursors; a destination that never exported has cursor 0). Returns the count.
+    /// The deleted events' ids are remembered for the store's [`IdRetention`]: within it,
+    /// [`Store::append`] reports a replayed id as a duplicate (with its old sequence number).
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError>;
 
     /// Current counts.
@@ -302,6 +304,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The last recorded run of each schedule, in name order.
     async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError>;
+}
+
+/// How long a store remembers the ids of garbage-collected events, so that a producer that
+/// replays an event after its first copy was collected (outboxes retry after outages) is
+/// still told it is a duplicate instead of having it stored and exported twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRetention {
+    /// How long after GC an id is remembered (zero: not at all).
+    pub window_ms: i64,
+    /// At most this many ids are remembered; past it, the oldest are forgotten first.
+    pub max_ids: u64,
+}
+
+impl Default for IdRetention {
+    /// 7 days, at most 10,000,000 ids.
+    fn default() -> Self {
+        Self {
+            window_ms: 7 * 24 * 3600 * 1000,
+            max_ids: 10_000_000,
+        }
+    }
 }
 
 /// What [`Store::acquire_lease`] found.

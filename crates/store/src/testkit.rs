@@ -41,6 +41,7 @@ where
     counts_and_health(fresh().await).await;
     schedule_runs_keep_the_last_of_each(fresh().await).await;
     a_lease_has_one_holder_until_it_expires_or_is_released(fresh().await).await;
+    an_id_replayed_after_gc_is_still_a_duplicate(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -269,4 +270,33 @@ pub async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: Arc<d
         held(store.acquire_lease("export:d", "b", 60_000).await.unwrap()),
         "c"
     );
+}
+
+/// With the default [`crate::IdRetention`], an event replayed after GC deleted its first
+/// copy is a duplicate, in `append` and in `append_bulk`, and gets its old sequence number.
+pub async fn an_id_replayed_after_gc_is_still_a_duplicate(store: Arc<dyn Store>) {
+    let first = store.append(encoded(0..4)).await.unwrap();
+    store
+        .begin_batch(&batch(first[0].seq, first[3].seq))
+        .await
+        .unwrap();
+    store.complete_batch("d", first[0].seq).await.unwrap();
+    assert_eq!(store.gc(&["d".into()]).await.unwrap(), 4);
+    assert_eq!(store.stats().await.unwrap().events, 0);
+    let again = store.append(encoded(0..2)).await.unwrap();
+    assert!(again.iter().all(|a| a.duplicate), "{again:?}");
+    assert_eq!(
+        again[1].seq, first[1].seq,
+        "the replay names the first copy's seq"
+    );
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(BulkItem::Events(encoded(2..6))).await.unwrap();
+    tx.send(BulkItem::Commit).await.unwrap();
+    let bulk = store.append_bulk(rx).await.unwrap();
+    assert_eq!(
+        (bulk.stored, bulk.duplicates),
+        (2, 2),
+        "ids 2 and 3 were collected, 4 and 5 are new"
+    );
+    assert_eq!(store.stats().await.unwrap().events, 2);
 }
