@@ -162,6 +162,11 @@ impl S3Sink {
         })
     }
 
+    /// The sink's configuration.
+    pub fn config(&self) -> &S3Config {
+        &self.config
+    }
+
     /// The SDK client, built once: static credentials when configured, else the chain.
     pub async fn client(&self) -> &aws_sdk_s3::Client {
         self.client
@@ -210,6 +215,7 @@ impl S3Sink {
     ) -> Result<PutOutcome, SinkError> {
         let client = self.client().await;
         let bucket = &self.config.bucket;
+        self.abort_stale_uploads(key).await;
         let created = client
             .create_multipart_upload()
             .bucket(bucket)
@@ -293,6 +299,57 @@ impl S3Sink {
                 .await;
         }
         result
+    }
+}
+
+impl S3Sink {
+    /// Aborts the incomplete multipart uploads of `key` that an earlier attempt left (a
+    /// process killed mid-upload): their parts are billed until aborted, and a resumed
+    /// batch starts a new upload under the same key. Keys are per batch and a batch is
+    /// exported by one process at a time (its lease), so an open upload of this key is
+    /// stale. Best effort: a failure here costs storage, not the put.
+    pub async fn abort_stale_uploads(&self, key: &ObjectKey) -> usize {
+        let client = self.client().await;
+        let bucket = &self.config.bucket;
+        let listed = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(key.as_str())
+            .send()
+            .await;
+        let uploads = match listed {
+            Ok(listed) => listed.uploads.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(key = %key, error = %DisplayErrorContext(&e), "cannot list stale multipart uploads");
+                return 0;
+            }
+        };
+        let mut aborted = 0;
+        for upload in uploads {
+            if upload.key() != Some(key.as_str()) {
+                continue;
+            }
+            let Some(id) = upload.upload_id() else {
+                continue;
+            };
+            match client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key.as_str())
+                .upload_id(id)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    aborted += 1;
+                    tracing::info!(key = %key, upload_id = id, "aborted a stale multipart upload left by an earlier attempt");
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %DisplayErrorContext(&e), "cannot abort a stale multipart upload")
+                }
+            }
+        }
+        aborted
     }
 }
 
