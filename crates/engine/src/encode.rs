@@ -270,8 +270,8 @@ pub struct EncodedFile {
     pub first_seq: u64,
     /// Last sequence number in it.
     pub last_seq: u64,
-    /// Time of its first event, epoch ms.
-    pub first_time: i64,
+    /// Time of its earliest event, epoch ms (the key's date: no event in the file is older).
+    pub earliest_time: i64,
     /// Number of events.
     pub events: u64,
     /// Size before compression.
@@ -336,7 +336,8 @@ fn encode_pages(
 ) -> io::Result<Option<EncodedFile>> {
     let capacity = limits.max_bytes.min(8 << 20) as usize;
     let mut output = Output::new(format.compression, capacity)?;
-    let mut first: Option<(u64, i64)> = None;
+    let mut first_seq: Option<u64> = None;
+    let mut earliest_time = i64::MAX;
     let mut last_seq = 0;
     let mut events = 0u64;
     let raw_bytes = Cell::new(0u64);
@@ -355,7 +356,8 @@ fn encode_pages(
                         break 'pages;
                     }
                     record.clear();
-                    first.get_or_insert((stored.seq, stored.event.time));
+                    first_seq.get_or_insert(stored.seq);
+                    earliest_time = earliest_time.min(stored.event.time);
                     format.schema.render(stored.event, &mut record);
                     writer.append(&record)?;
                     last_seq = stored.seq;
@@ -372,7 +374,7 @@ fn encode_pages(
         counted.flush()?;
     }
     let body = output.finish()?;
-    let Some((first_seq, first_time)) = first else {
+    let Some(first_seq) = first_seq else {
         return Ok(None);
     };
     let sha256 = hex::encode(Sha256::digest(&body));
@@ -380,7 +382,7 @@ fn encode_pages(
         body,
         first_seq,
         last_seq,
-        first_time,
+        earliest_time,
         events,
         raw_bytes: raw_bytes.get(),
         sha256,

@@ -1,7 +1,7 @@
 //! Export: for each destination, the events after its cursor become files in its sink.
 //!
 //! Per file: encode the next events (up to the destination's limits), derive the key from
-//! the file's first event time and sequence range, record the batch in the store, put it
+//! the file's earliest event time and sequence range, record the batch in the store, put it
 //! (create-if-absent), and only then move the cursor. After a crash the recorded batch is
 //! re-encoded from the same events to the same bytes and put under the same key, so a
 //! retry never produces a second copy of an event.
@@ -124,17 +124,17 @@ fn lease_holder() -> String {
 }
 
 /// `<prefix>/<namespace>/audit/<yyyy>/<mm>/<dd>/<HH>/<first_seq>-<last_seq>.<ext>`, the date
-/// being the UTC time of the file's first event and the sequence numbers zero-padded to 20
+/// being the UTC time of the file's earliest event and the sequence numbers zero-padded to 20
 /// digits, so keys sort in export order.
 pub fn batch_key(
     prefix: &str,
     namespace: &str,
-    first_time_ms: i64,
+    earliest_time_ms: i64,
     first_seq: u64,
     last_seq: u64,
     extension: &str,
 ) -> Result<ObjectKey, KeyError> {
-    let t = DateTime::from_timestamp_millis(first_time_ms).unwrap_or_default();
+    let t = DateTime::from_timestamp_millis(earliest_time_ms).unwrap_or_default();
     ObjectKey::join(
         prefix,
         &format!(
@@ -299,7 +299,7 @@ impl Exporter {
             let key = batch_key(
                 &dest.prefix,
                 &self.namespace,
-                file.first_time,
+                file.earliest_time,
                 file.first_seq,
                 file.last_seq,
                 &dest.format.extension(),

@@ -211,7 +211,7 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
         let key = batch_key(
             "pre",
             "acme",
-            file.first_time,
+            file.earliest_time,
             file.first_seq,
             file.last_seq,
             "ndjson.gz",
@@ -272,4 +272,39 @@ async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
     );
     let _ = ObjectKey::new("x").unwrap();
     assert!(f.root.exists());
+}
+
+/// Issue 10, point 8: auditsync's own event (time: now) stored first, then events backfilled
+/// from months earlier: the file's key took the own event's date, misleading a reader that
+/// prunes by key date. The key's date is now the file's earliest event's, so no event in a
+/// file is older than its key says.
+#[tokio::test]
+async fn a_key_carries_the_date_of_the_files_earliest_event() {
+    let f = fixture();
+    let mut recent = uevent(0);
+    recent.time = 1_732_000_000_000; // 2024-11-19
+    let mut backfill: Vec<_> = (1..5).map(uevent).collect(); // 2023-07-29
+    let mut events = vec![recent];
+    events.append(&mut backfill);
+    f.store.append_events(events).await.unwrap();
+    let exporter = Arc::new(Exporter::new(
+        f.store.clone(),
+        "acme".into(),
+        vec![destination(&f, Compression::None, 100)],
+    ));
+    let reports = exporter.export_once().await;
+    assert!(reports[0].error.is_none(), "{:?}", reports[0].error);
+    let keys: Vec<String> = f
+        .sink
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(keys.len(), 1);
+    assert!(
+        keys[0].starts_with("pre/acme/audit/2023/07/29/06/"),
+        "{keys:?}"
+    );
 }
