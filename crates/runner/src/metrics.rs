@@ -1,26 +1,23 @@
-//! Counters for `GET /metrics`, in the Prometheus text format.
+//! `GET /metrics`: counters kept as the service runs and gauges read at scrape time, encoded
+//! by `prometheus-client` in the OpenMetrics text format (which Prometheus reads).
 //!
-//! Labels are only destination names (validated to `[A-Za-z0-9_-]`) and fixed reason
-//! words, so no event content or secret can reach a label.
+//! Labels are only destination, sync and schedule names (validated to `[A-Za-z0-9_-]`, plus
+//! `sync:` for a sync's schedule) and fixed reason words, so no event content or secret can
+//! reach a label.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use auditsync_engine::cron::Schedule;
 use auditsync_engine::DestinationReport;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-/// Per-destination export counters.
-#[derive(Debug, Default, Clone)]
-struct DestinationCounters {
-    events: u64,
-    files: u64,
-    bytes: u64,
-    failures: u64,
-    failing: bool,
-    last_success_ms: Option<i64>,
-}
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Backlog of one destination, computed at scrape time.
 #[derive(Debug, Clone)]
@@ -33,34 +30,129 @@ pub struct Backlog {
     pub oldest_age_secs: f64,
 }
 
-/// All counters of a running service.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabel {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabel {
+    sync: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScheduleLabel {
+    schedule: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type PerDestination<M> = Family<DestinationLabel, M>;
+type PerSync<M> = Family<SyncLabel, M>;
+
+/// Every metric of a running service, registered once.
+#[derive(Debug)]
 pub struct Metrics {
-    ingested: AtomicU64,
-    duplicates: AtomicU64,
-    flagged: AtomicU64,
-    gc_deleted: AtomicU64,
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
-    destinations: Mutex<BTreeMap<String, DestinationCounters>>,
-    syncs: Mutex<BTreeMap<String, SyncCounters>>,
+    registry: Registry,
+    ingested: Counter,
+    duplicates: Counter,
+    flagged: Counter,
+    rejected: Family<Reason, Counter>,
+    store_events: Family<Vec<(String, String)>, Gauge>,
+    store_corrupted: Gauge,
+    gc_deleted: Counter,
+    exported_events: PerDestination<Counter>,
+    exported_files: PerDestination<Counter>,
+    exported_bytes: PerDestination<Counter>,
+    export_failures: PerDestination<Counter>,
+    destination_failing: PerDestination<Gauge>,
+    last_export_success: PerDestination<FloatGauge>,
+    backlog_events: PerDestination<Gauge>,
+    backlog_oldest_age: PerDestination<FloatGauge>,
+    sync_objects: PerSync<Counter>,
+    sync_bytes: PerSync<Counter>,
+    sync_conflicts: PerSync<Gauge>,
+    sync_errors: PerSync<Counter>,
+    sync_missing: PerSync<Gauge>,
+    sync_failed_runs: PerSync<Counter>,
+    sync_lag: PerSync<FloatGauge>,
+    /// When each sync last left its target complete (Unix ms), for the lag at scrape time.
+    sync_last_success_ms: Mutex<Vec<(String, Option<i64>)>>,
+    schedule_next_fire: Family<ScheduleLabel, Gauge>,
     /// The service's schedules by name, for their next fire times.
     schedules: Mutex<Vec<(String, Schedule)>>,
 }
 
-/// Per-sync counters.
-#[derive(Debug, Default, Clone)]
-struct SyncCounters {
-    objects: u64,
-    bytes: u64,
-    conflicts: u64,
-    errors: u64,
-    missing: u64,
-    runs_failed: u64,
-    last_success_ms: Option<i64>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates the series (at zero) if it is not there yet, so that it is reported before its
+/// first change.
+fn ensure<L, M, C>(family: &Family<L, M, C>, label: &L)
+where
+    L: Clone + std::hash::Hash + Eq,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    drop(family.get_or_create(label));
+}
+
+fn destination(name: &str) -> DestinationLabel {
+    DestinationLabel {
+        destination: name.to_string(),
+    }
+}
+
+fn sync_label(name: &str) -> SyncLabel {
+    SyncLabel {
+        sync: name.to_string(),
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        // Counters are registered without `_total`: the encoder adds it.
+        macro_rules! register {
+            ($name:literal, $help:literal, $metric:expr) => {{
+                let metric = $metric;
+                registry.register($name, $help, metric.clone());
+                metric
+            }};
+        }
+        Self {
+            ingested: register!("auditsync_events_ingested", "Events stored by ingest", Counter::default()),
+            duplicates: register!("auditsync_events_duplicate", "Events ignored at ingest because their id was already stored", Counter::default()),
+            flagged: register!("auditsync_events_flagged", "Events stored although they break the schema's rules (permissive validation)", Counter::default()),
+            rejected: register!("auditsync_ingest_rejected", "Ingest requests rejected, by reason; nothing of them was stored", Family::default()),
+            store_events: register!("auditsync_store_events", "Events held in the store (absent when the store cannot be counted)", Family::default()),
+            store_corrupted: register!("auditsync_store_corrupted", "1 once the store's database was found damaged: writes are refused", Gauge::default()),
+            gc_deleted: register!("auditsync_gc_deleted", "Events deleted by garbage collection", Counter::default()),
+            sync_objects: register!("auditsync_sync_objects_copied", "Objects copied and verified by the sync", Family::default()),
+            sync_bytes: register!("auditsync_sync_bytes_copied", "Bytes copied by the sync", Family::default()),
+            sync_conflicts: register!("auditsync_sync_conflicts", "Keys whose bytes differ between source and target at the last run (left alone)", Family::default()),
+            sync_errors: register!("auditsync_sync_errors", "Objects that failed to copy or verify", Family::default()),
+            sync_missing: register!("auditsync_sync_missing_objects", "Objects the target still lacked after the last run", Family::default()),
+            sync_failed_runs: register!("auditsync_sync_failed_runs", "Runs with a conflict, an error, or a failed listing", Family::default()),
+            sync_lag: register!("auditsync_sync_lag_seconds", "Seconds since the last run that left the target complete and conflict-free (-1: never)", Family::default()),
+            schedule_next_fire: register!("auditsync_schedule_next_fire_timestamp_seconds", "Unix time of the schedule's next run (absent: it never fires)", Family::default()),
+            exported_events: register!("auditsync_exported_events", "Events written to the destination", Family::default()),
+            exported_files: register!("auditsync_exported_files", "Files written to the destination", Family::default()),
+            exported_bytes: register!("auditsync_exported_bytes", "Bytes written to the destination", Family::default()),
+            export_failures: register!("auditsync_export_failures", "Export runs that stopped on an error", Family::default()),
+            destination_failing: register!("auditsync_destination_failing", "1 while the destination's last export failed", Family::default()),
+            last_export_success: register!("auditsync_last_export_success_timestamp_seconds", "Unix time of the last export run without error (0: none yet)", Family::default()),
+            backlog_events: register!("auditsync_backlog_events", "Events stored but not yet exported to the destination", Family::default()),
+            backlog_oldest_age: register!("auditsync_backlog_oldest_age_seconds", "Age of the oldest event not yet exported to the destination", Family::default()),
+            sync_last_success_ms: Mutex::default(),
+            schedules: Mutex::default(),
+            registry,
+        }
+    }
 }
 
 impl Metrics {
@@ -71,23 +163,27 @@ impl Metrics {
 
     /// Counts events stored by ingest, and those ignored as already stored.
     pub fn ingested(&self, stored: u64, duplicates: u64) {
-        self.ingested.fetch_add(stored, Ordering::Relaxed);
-        self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        self.ingested.inc_by(stored);
+        self.duplicates.inc_by(duplicates);
     }
 
     /// Counts events stored although they break the schema's rules (permissive mode).
     pub fn flagged(&self, n: u64) {
-        self.flagged.fetch_add(n, Ordering::Relaxed);
+        self.flagged.inc_by(n);
     }
 
     /// Counts a rejected ingest request.
     pub fn rejected(&self, reason: &'static str) {
-        *lock(&self.rejected).entry(reason).or_default() += 1;
+        self.rejected
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts events deleted by GC.
     pub fn gc_deleted(&self, n: u64) {
-        self.gc_deleted.fetch_add(n, Ordering::Relaxed);
+        self.gc_deleted.inc_by(n);
     }
 
     /// Records one run of a configured sync (`report` is `None` when listing failed).
@@ -97,236 +193,132 @@ impl Metrics {
         report: Option<&auditsync_engine::sync::SyncReport>,
         now_ms: i64,
     ) {
-        let mut all = lock(&self.syncs);
-        let s = all.entry(name.to_string()).or_default();
+        let label = sync_label(name);
+        self.sync_registered(name);
         match report {
             Some(r) => {
-                s.objects += r.copied;
-                s.bytes += r.copied_bytes;
-                s.conflicts = r.conflicts.len() as u64;
-                s.errors += r.errors.len() as u64;
-                s.missing = r.missing.saturating_sub(r.copied);
+                self.sync_objects.get_or_create(&label).inc_by(r.copied);
+                self.sync_bytes.get_or_create(&label).inc_by(r.copied_bytes);
+                self.sync_conflicts
+                    .get_or_create(&label)
+                    .set(r.conflicts.len() as i64);
+                self.sync_errors
+                    .get_or_create(&label)
+                    .inc_by(r.errors.len() as u64);
+                self.sync_missing
+                    .get_or_create(&label)
+                    .set(r.missing.saturating_sub(r.copied) as i64);
                 if r.is_clean() {
-                    s.last_success_ms = Some(now_ms);
+                    let mut all = lock(&self.sync_last_success_ms);
+                    if let Some(entry) = all.iter_mut().find(|(n, _)| n == name) {
+                        entry.1 = Some(now_ms);
+                    }
                 } else {
-                    s.runs_failed += 1;
+                    self.sync_failed_runs.get_or_create(&label).inc();
                 }
             }
-            None => s.runs_failed += 1,
+            None => {
+                self.sync_failed_runs.get_or_create(&label).inc();
+            }
         }
     }
 
     /// Registers a sync so that it is reported before its first run.
     pub fn sync_registered(&self, name: &str) {
-        lock(&self.syncs).entry(name.to_string()).or_default();
+        let label = sync_label(name);
+        ensure(&self.sync_objects, &label);
+        ensure(&self.sync_bytes, &label);
+        ensure(&self.sync_conflicts, &label);
+        ensure(&self.sync_errors, &label);
+        ensure(&self.sync_missing, &label);
+        ensure(&self.sync_failed_runs, &label);
+        let mut all = lock(&self.sync_last_success_ms);
+        if !all.iter().any(|(n, _)| n == name) {
+            all.push((name.to_string(), None));
+        }
     }
 
     /// Records one export run of one destination.
     pub fn exported(&self, report: &DestinationReport, now_ms: i64) {
-        let mut all = lock(&self.destinations);
-        let d = all.entry(report.destination.clone()).or_default();
-        d.events += report.events;
-        d.files += report.files;
-        d.bytes += report.bytes;
+        let label = destination(&report.destination);
+        self.exported_events
+            .get_or_create(&label)
+            .inc_by(report.events);
+        self.exported_files
+            .get_or_create(&label)
+            .inc_by(report.files);
+        self.exported_bytes
+            .get_or_create(&label)
+            .inc_by(report.bytes);
         if report.error.is_some() {
-            d.failures += 1;
-            d.failing = true;
+            self.export_failures.get_or_create(&label).inc();
+            self.destination_failing.get_or_create(&label).set(1);
         } else {
-            d.failing = false;
-            d.last_success_ms = Some(now_ms);
+            self.destination_failing.get_or_create(&label).set(0);
+            self.last_export_success
+                .get_or_create(&label)
+                .set(now_ms as f64 / 1000.0);
         }
     }
 
-    /// Renders everything, with the store's event count and each destination's backlog.
-    /// The exposition text. `store_events` is `None` when the store could not be counted
-    /// (it is corrupted); `corrupted` is the store's damage flag.
+    /// The exposition, with the gauges read now: the store's event count (`None` when it
+    /// cannot be counted, as when it is corrupted), its damage flag, and each destination's
+    /// backlog.
     pub fn render(
         &self,
         store_events: Option<u64>,
         backlogs: &[Backlog],
         corrupted: bool,
     ) -> String {
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            name.to_string()
-        };
-        let mut lines = Vec::new();
-        let n = family(
-            "auditsync_events_ingested_total",
-            "counter",
-            "Events stored by ingest.",
-        );
-        lines.push(format!("{n} {}", self.ingested.load(Ordering::Relaxed)));
-        let n = family(
-            "auditsync_events_duplicate_total",
-            "counter",
-            "Events ignored at ingest because their id was already stored.",
-        );
-        lines.push(format!("{n} {}", self.duplicates.load(Ordering::Relaxed)));
-        let n = family(
-            "auditsync_events_flagged_total",
-            "counter",
-            "Events stored although they break the schema's rules (permissive validation).",
-        );
-        lines.push(format!("{n} {}", self.flagged.load(Ordering::Relaxed)));
-        let n = family(
-            "auditsync_ingest_rejected_total",
-            "counter",
-            "Ingest requests rejected, by reason; nothing of them was stored.",
-        );
-        for (reason, count) in lock(&self.rejected).iter() {
-            lines.push(format!("{n}{{reason=\"{reason}\"}} {count}"));
-        }
-        let n = family(
-            "auditsync_store_events",
-            "gauge",
-            "Events held in the store.",
-        );
+        self.store_events.clear();
         if let Some(events) = store_events {
-            lines.push(format!("{n} {events}"));
+            self.store_events
+                .get_or_create(&Vec::new())
+                .set(events as i64);
         }
-        let n = family(
-            "auditsync_store_corrupted",
-            "gauge",
-            "1 once the store's database was found damaged: writes are refused.",
-        );
-        lines.push(format!("{n} {}", u8::from(corrupted)));
-        let n = family(
-            "auditsync_gc_deleted_total",
-            "counter",
-            "Events deleted by garbage collection.",
-        );
-        lines.push(format!("{n} {}", self.gc_deleted.load(Ordering::Relaxed)));
-        out.push_str(&lines.join("\n"));
-        out.push('\n');
-
-        let all = lock(&self.destinations).clone();
-        // (name, type, help, value)
-        type Family = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&DestinationCounters, &Backlog) -> String,
-        );
-        let per_destination: [Family; 8] = [
-            (
-                "auditsync_exported_events_total",
-                "counter",
-                "Events written to the destination.",
-                |d, _| d.events.to_string(),
-            ),
-            (
-                "auditsync_exported_files_total",
-                "counter",
-                "Files written to the destination.",
-                |d, _| d.files.to_string(),
-            ),
-            (
-                "auditsync_exported_bytes_total",
-                "counter",
-                "Bytes written to the destination.",
-                |d, _| d.bytes.to_string(),
-            ),
-            (
-                "auditsync_export_failures_total",
-                "counter",
-                "Export runs that stopped on an error.",
-                |d, _| d.failures.to_string(),
-            ),
-            (
-                "auditsync_destination_failing",
-                "gauge",
-                "1 while the destination's last export failed.",
-                |d, _| u8::from(d.failing).to_string(),
-            ),
-            (
-                "auditsync_last_export_success_timestamp_seconds",
-                "gauge",
-                "Unix time of the last export run without error.",
-                |d, _| {
-                    d.last_success_ms
-                        .map_or("0".into(), |ms| format!("{:.3}", ms as f64 / 1000.0))
-                },
-            ),
-            (
-                "auditsync_backlog_events",
-                "gauge",
-                "Events stored but not yet exported to the destination.",
-                |_, b| b.events.to_string(),
-            ),
-            (
-                "auditsync_backlog_oldest_age_seconds",
-                "gauge",
-                "Age of the oldest event not yet exported to the destination.",
-                |_, b| format!("{:.3}", b.oldest_age_secs),
-            ),
-        ];
-        self.render_syncs(&mut out);
-        self.render_schedules(&mut out);
-        for (name, kind, help, value) in per_destination {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for b in backlogs {
-                let counters = all.get(&b.destination).cloned().unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{name}{{destination=\"{}\"}} {}",
-                    b.destination,
-                    value(&counters, b)
-                );
+        self.store_corrupted.set(i64::from(corrupted));
+        let now = chrono::Utc::now();
+        for (name, last) in lock(&self.sync_last_success_ms).iter() {
+            let lag = last.map_or(-1.0, |ms| {
+                (now.timestamp_millis() - ms).max(0) as f64 / 1000.0
+            });
+            self.sync_lag.get_or_create(&sync_label(name)).set(lag);
+        }
+        self.schedule_next_fire.clear();
+        for (schedule, s) in lock(&self.schedules).iter() {
+            if let Some(next) = s.next_after(now) {
+                self.schedule_next_fire
+                    .get_or_create(&ScheduleLabel {
+                        schedule: schedule.clone(),
+                    })
+                    .set(next.timestamp());
             }
         }
+        self.backlog_events.clear();
+        self.backlog_oldest_age.clear();
+        for b in backlogs {
+            let label = destination(&b.destination);
+            // Every destination has each series, zero before its first export.
+            ensure(&self.exported_events, &label);
+            ensure(&self.exported_files, &label);
+            ensure(&self.exported_bytes, &label);
+            ensure(&self.export_failures, &label);
+            ensure(&self.destination_failing, &label);
+            ensure(&self.last_export_success, &label);
+            self.backlog_events
+                .get_or_create(&label)
+                .set(b.events as i64);
+            self.backlog_oldest_age
+                .get_or_create(&label)
+                .set(b.oldest_age_secs);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-
-    fn render_schedules(&self, out: &mut String) {
-        let schedules = lock(&self.schedules);
-        if schedules.is_empty() {
-            return;
-        }
-        let name = "auditsync_schedule_next_fire_timestamp_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Unix time of the schedule's next run (none: it never fires).\n# TYPE {name} gauge"
-        );
-        let now = chrono::Utc::now();
-        for (schedule, s) in schedules.iter() {
-            if let Some(next) = s.next_after(now) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{schedule=\"{schedule}\"}} {}",
-                    next.timestamp()
-                );
-            }
-        }
-    }
-
-    fn render_syncs(&self, out: &mut String) {
-        let all = lock(&self.syncs).clone();
-        if all.is_empty() {
-            return;
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        type Value = fn(&SyncCounters, i64) -> String;
-        let per_sync: [(&str, &str, &str, Value); 7] = [
-            ("auditsync_sync_objects_copied_total", "counter", "Objects copied and verified by the sync.", |s, _| s.objects.to_string()),
-            ("auditsync_sync_bytes_copied_total", "counter", "Bytes copied by the sync.", |s, _| s.bytes.to_string()),
-            ("auditsync_sync_conflicts", "gauge", "Keys whose bytes differ between source and target at the last run (left alone).", |s, _| s.conflicts.to_string()),
-            ("auditsync_sync_errors_total", "counter", "Objects that failed to copy or verify.", |s, _| s.errors.to_string()),
-            ("auditsync_sync_missing_objects", "gauge", "Objects the target still lacked after the last run.", |s, _| s.missing.to_string()),
-            ("auditsync_sync_failed_runs_total", "counter", "Runs with a conflict, an error, or a failed listing.", |s, _| s.runs_failed.to_string()),
-            ("auditsync_sync_lag_seconds", "gauge", "Seconds since the last run that left the target complete and conflict-free (-1: never).", |s, now| {
-                s.last_success_ms.map_or("-1".into(), |ms| format!("{:.3}", (now - ms).max(0) as f64 / 1000.0))
-            }),
-        ];
-        for (name, kind, help, value) in per_sync {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (sync, counters) in &all {
-                let _ = writeln!(out, "{name}{{sync=\"{sync}\"}} {}", value(counters, now_ms));
-            }
-        }
-    }
 }
+
 /// The scheduler reports each run here.
 impl auditsync_engine::schedule::ScheduleObserver for Metrics {
     fn exported(&self, report: &DestinationReport, now_ms: i64) {
@@ -337,5 +329,50 @@ impl auditsync_engine::schedule::ScheduleObserver for Metrics {
     }
     fn synced(&self, name: &str, report: Option<&auditsync_engine::sync::SyncReport>, now_ms: i64) {
         Metrics::synced(self, name, report, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_is_openmetrics_with_every_family_once() {
+        let m = Metrics::default();
+        m.ingested(5, 1);
+        m.rejected("malformed");
+        m.rejected("malformed");
+        let text = m.render(
+            Some(7),
+            &[Backlog {
+                destination: "local".into(),
+                events: 3,
+                oldest_age_secs: 1.5,
+            }],
+            false,
+        );
+        for line in [
+            "# TYPE auditsync_events_ingested counter",
+            "auditsync_events_ingested_total 5",
+            "auditsync_events_duplicate_total 1",
+            "auditsync_ingest_rejected_total{reason=\"malformed\"} 2",
+            "auditsync_store_events 7",
+            "auditsync_store_corrupted 0",
+            "auditsync_exported_events_total{destination=\"local\"} 0",
+            "auditsync_backlog_events{destination=\"local\"} 3",
+            "auditsync_backlog_oldest_age_seconds{destination=\"local\"} 1.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        // Each family's TYPE line is written once, right before its samples.
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        let mut unique = types.clone();
+        unique.dedup();
+        assert_eq!(types.len(), unique.len());
+        // A store that cannot be counted has no event count, and says it is corrupted.
+        let damaged = m.render(None, &[], true);
+        assert!(!damaged.contains("auditsync_store_events "), "{damaged}");
+        assert!(damaged.lines().any(|l| l == "auditsync_store_corrupted 1"));
     }
 }

@@ -3,11 +3,10 @@
 //! A server that answers 413 (or 401, 415) and closes the connection while the client is
 //! still sending makes the client's kernel see a reset: curl, reqwest and browsers then
 //! report a broken pipe and never show the answer. So a refused body is read on and thrown
-//! away, up to a bound, before the answer goes out with `Connection: close`.
+//! away, up to a bound, before the answer goes out; only a body longer than the bound has the
+//! connection closed after the answer.
 
 use axum::body::{Body, Bytes};
-use axum::http::header;
-use axum::response::Response;
 use futures_util::StreamExt;
 
 /// The most bytes read and thrown away after a request was refused; a client that sends
@@ -20,6 +19,8 @@ pub(super) enum BodyError {
     TooLarge {
         /// The limit.
         max: usize,
+        /// Whether the drain reached the end of the body (else the connection must close).
+        drained: bool,
     },
     /// The connection failed while reading it.
     Read(String),
@@ -32,33 +33,27 @@ pub(super) async fn read_limited(body: Body, max: usize) -> Result<Bytes, BodyEr
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if buf.len() + chunk.len() > max {
-            drain_stream(stream, (buf.len() + chunk.len()) as u64).await;
-            return Err(BodyError::TooLarge { max });
+            let drained = drain_stream(stream, (buf.len() + chunk.len()) as u64).await;
+            return Err(BodyError::TooLarge { max, drained });
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
 }
 
-/// Reads and discards a refused request's body, up to [`DRAIN_LIMIT`].
-pub(super) async fn drain(body: Body) {
-    drain_stream(body.into_data_stream(), 0).await;
+/// Reads and discards a refused request's body, up to [`DRAIN_LIMIT`]; true if it reached
+/// the end.
+pub(super) async fn drain(body: Body) -> bool {
+    drain_stream(body.into_data_stream(), 0).await
 }
 
-async fn drain_stream(mut stream: axum::body::BodyDataStream, mut read: u64) {
+async fn drain_stream(mut stream: axum::body::BodyDataStream, mut read: u64) -> bool {
     while read <= DRAIN_LIMIT {
         match stream.next().await {
             Some(Ok(chunk)) => read += chunk.len() as u64,
-            _ => return,
+            Some(Err(_)) => return false,
+            None => return true,
         }
     }
-}
-
-/// Marks a refusal's response so that the connection closes after it.
-pub(super) fn closing(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    response
+    false
 }

@@ -47,7 +47,7 @@ pub(super) async fn post_events(
                 reason = e.code,
                 "ingest request rejected"
             );
-            closing(e.into_response())
+            e.into_response()
         }
     }
 }
@@ -68,17 +68,20 @@ pub(super) async fn ingest(
     });
     let kind = match checked {
         Ok(kind) => kind,
-        Err(e) => {
-            drain(body).await;
+        Err(mut e) => {
+            e.close = !drain(body).await;
             return Err(e);
         }
     };
     let body = read_limited(body, shared.max_body).await.map_err(|e| match e {
-        BodyError::TooLarge { max } => api_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("cannot read the request body: the body is over the limit of {max} bytes (`ingest.max_body_bytes`)"),
-        ),
+        BodyError::TooLarge { max, drained } => ApiError {
+            close: !drained,
+            ..api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("cannot read the request body: the body is over the limit of {max} bytes (`ingest.max_body_bytes`)"),
+            )
+        },
         BodyError::Read(message) => api_error(
             StatusCode::BAD_REQUEST,
             "bad_body",
@@ -165,14 +168,7 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         other => other,
     };
     match result {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_error",
