@@ -66,6 +66,13 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// A short description for logs and errors, without secrets, e.g. `pv:/data/export`.
     fn describe(&self) -> String;
 
+    /// `key` as the backend names it, for messages an operator compares with what the
+    /// bucket shows. A layer that roots its sink at a prefix adds the prefix; layers that
+    /// wrap another sink forward this. Defaults to the key itself.
+    fn backend_key(&self, key: &ObjectKey) -> String {
+        key.to_string()
+    }
+
     /// Writes `body` at `key` unless an object is already there.
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError>;
 

@@ -123,7 +123,6 @@ fn main() {
                 formatter: build_formatter("ndjson", &Map::new()).unwrap(),
                 compression,
             },
-            prefix: String::new(),
             limits: BatchLimits::default(),
         };
         let exporter = Arc::new(Exporter::new(store.clone(), "bench".into(), vec![dest]));

@@ -37,12 +37,12 @@ impl Default for BatchLimits {
 pub struct Destination {
     /// Its name: the key of its cursor in the store.
     pub name: String,
-    /// Where files go (already wrapped in the retry layer).
+    /// Where files go, rooted at the destination's key prefix (a
+    /// [`crate::prefix::PrefixedSink`]) and wrapped in the retry layer: the prefix is applied
+    /// there once, and every key the exporter, `verify` or a sync uses is relative to it.
     pub sink: Arc<dyn Sink>,
     /// Schema, formatter and compression.
     pub format: FileFormat,
-    /// Key prefix before `<namespace>/audit/`; may be empty.
-    pub prefix: String,
     /// Where a file stops.
     pub limits: BatchLimits,
 }
@@ -148,6 +148,15 @@ fn holder_has_exited(holder: &str) -> bool {
         && pid != std::process::id()
         && std::path::Path::new("/proc/self").exists()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A recorded batch's key relative to its destination's root. Batches recorded before the
+/// prefix moved into the sink carry `<prefix>/` in front; a key has exactly seven segments
+/// below the prefix (`<namespace>/audit/<yyyy>/<mm>/<dd>/<HH>/<seqs>.<ext>`, the namespace
+/// being one segment), so those are the ones kept, whatever the prefix was.
+pub fn relative_batch_key(recorded: &str) -> String {
+    let segments: Vec<&str> = recorded.split('/').collect();
+    segments[segments.len().saturating_sub(7)..].join("/")
 }
 
 /// `<prefix>/<namespace>/audit/<yyyy>/<mm>/<dd>/<HH>/<first_seq>-<last_seq>.<ext>`, the date
@@ -335,7 +344,7 @@ impl Exporter {
                 return Ok(());
             };
             let key = batch_key(
-                &dest.prefix,
+                "",
                 &self.namespace,
                 file.earliest_time,
                 file.first_seq,
@@ -370,7 +379,8 @@ impl Exporter {
             max_bytes: u64::MAX,
         };
         let conflict = |message: String| ExportError::Conflict {
-            key: batch.key.clone(),
+            key: ObjectKey::new(relative_batch_key(&batch.key))
+                .map_or_else(|_| batch.key.clone(), |k| dest.sink.backend_key(&k)),
             message,
         };
         let file = encode_file(
@@ -391,8 +401,8 @@ impl Exporter {
                 batch.first_seq, batch.last_seq, file.sha256, batch.sha256
             )));
         }
-        let key = ObjectKey::new(batch.key.clone())?;
-        tracing::info!(destination = %dest.name, key = %key, "resuming a batch recorded before a restart");
+        let key = ObjectKey::new(relative_batch_key(&batch.key))?;
+        tracing::info!(destination = %dest.name, key = %dest.sink.backend_key(&key), "resuming a batch recorded before a restart");
         self.deliver(dest, &key, file, started, report).await
     }
 
@@ -421,7 +431,7 @@ impl Exporter {
             let existing_sha = hex::encode(Sha256::digest(&existing));
             if existing_sha != file.sha256 {
                 return Err(ExportError::Conflict {
-                    key: key.to_string(),
+                    key: dest.sink.backend_key(key),
                     message: format!(
                         "an object of {} bytes (sha256 {existing_sha}) is already there; this batch is {bytes} bytes (sha256 {}). Nothing was overwritten",
                         existing.len(),
@@ -438,7 +448,7 @@ impl Exporter {
         report.bytes += bytes;
         tracing::info!(
             destination = %dest.name,
-            key = %key,
+            key = %dest.sink.backend_key(key),
             events = file.events,
             bytes,
             ms = started.elapsed().as_millis() as u64,
@@ -452,6 +462,18 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_keys_lose_the_prefix_they_were_recorded_with() {
+        let relative = batch_key("", "acme", 0, 1, 2, "csv").unwrap().to_string();
+        assert_eq!(relative_batch_key(&relative), relative);
+        for prefix in ["tenant-a", "a/b/c", "acme/audit", "acme"] {
+            let recorded = batch_key(prefix, "acme", 0, 1, 2, "csv")
+                .unwrap()
+                .to_string();
+            assert_eq!(relative_batch_key(&recorded), relative, "{prefix}");
+        }
+    }
 
     #[test]
     fn only_an_exited_process_of_this_host_loses_its_lease() {

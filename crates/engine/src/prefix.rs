@@ -65,6 +65,13 @@ impl Sink for PrefixedSink {
         }
     }
 
+    fn backend_key(&self, key: &ObjectKey) -> String {
+        match self.full(key) {
+            Ok(full) => self.inner.backend_key(&full),
+            Err(_) => format!("{}{key}", self.prefix),
+        }
+    }
+
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
         self.inner.put(&self.full(key)?, body).await
     }

@@ -119,6 +119,10 @@ impl Sink for RetryingSink {
         self.inner.describe()
     }
 
+    fn backend_key(&self, key: &ObjectKey) -> String {
+        self.inner.backend_key(key)
+    }
+
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<PutOutcome, SinkError> {
         self.run(|| self.inner.put(key, body.clone())).await
     }

@@ -8,6 +8,7 @@ use auditsync_core::registry::{build_formatter, build_schema};
 use auditsync_core::{ObjectKey, Sink};
 use auditsync_engine::encode::{encode_file, FileLimits};
 use auditsync_engine::export::batch_key;
+use auditsync_engine::prefix::PrefixedSink;
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
 use auditsync_pv::{PvConfig, PvSink};
 use auditsync_store::{Batch, Store};
@@ -75,9 +76,8 @@ fn format(compression: Compression) -> FileFormat {
 fn destination(f: &Fixture, compression: Compression, max_events: u64) -> Destination {
     Destination {
         name: "local".into(),
-        sink: f.sink.clone(),
+        sink: Arc::new(PrefixedSink::new(f.sink.clone(), "pre").unwrap()),
         format: format(compression),
-        prefix: "pre".into(),
         limits: BatchLimits {
             max_events,
             max_bytes: u64::MAX,

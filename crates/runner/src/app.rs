@@ -6,6 +6,7 @@ use anyhow::Context;
 use auditsync_catalog::SchemaSet;
 use auditsync_core::registry;
 use auditsync_engine::ingest::Ingestor;
+use auditsync_engine::prefix::PrefixedSink;
 use auditsync_engine::redact::Redactor;
 use auditsync_engine::retry::{RetryPolicy, RetryingSink};
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
@@ -110,13 +111,17 @@ fn build_destination(
     let compression = Compression::parse(&d.compression, d.compression_level)?;
     Ok(Destination {
         name: d.name.clone(),
-        sink: Arc::new(RetryingSink::new(sink, retry)),
+        // The prefix is applied here, once: every key the exporter, `verify` and syncs use
+        // below is relative to it.
+        sink: Arc::new(
+            PrefixedSink::new(Arc::new(RetryingSink::new(sink, retry)), &d.prefix)
+                .map_err(|e| auditsync_core::ConfigError::invalid("prefix", e.to_string()))?,
+        ),
         format: FileFormat {
             schema,
             formatter,
             compression,
         },
-        prefix: d.prefix.trim_end_matches('/').to_string(),
         limits: BatchLimits {
             max_events: d.max_events,
             max_bytes: d.max_bytes,

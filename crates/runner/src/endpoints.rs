@@ -60,10 +60,10 @@ pub fn open(
             }
         ));
     };
-    let sink = PrefixedSink::new(d.sink.clone(), &d.prefix).map_err(|e| anyhow!("{what}: {e}"))?;
+    // A destination's sink is already rooted at its prefix.
     Ok(Endpoint {
-        label: format!("{} ({})", d.name, sink.describe()),
-        sink: Arc::new(sink),
+        label: format!("{} ({})", d.name, d.sink.describe()),
+        sink: d.sink.clone(),
         destination: Some(d.name.clone()),
     })
 }

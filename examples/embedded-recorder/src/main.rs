@@ -93,7 +93,6 @@ pub fn schedules(
             formatter: registry::build_formatter("ndjson", &Default::default())?,
             compression: Compression::None,
         },
-        prefix: String::new(),
         limits: BatchLimits::default(),
     };
     let exporter = Arc::new(Exporter::new(

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use auditsync_engine::export::relative_batch_key;
 use auditsync_engine::gc::{gc_once, GcOutcome};
 use auditsync_engine::schedule::EXPORT_SCHEDULE;
 use clap::Subcommand;
@@ -38,7 +39,7 @@ pub(crate) async fn verify(app: &App) -> anyhow::Result<ExitCode> {
     }
     let mut outcomes = serde_json::Map::new();
     for d in app.exporter.destinations() {
-        match d.sink.verify(&d.prefix).await {
+        match d.sink.verify("").await {
             Ok(()) => {
                 println!("{} ({}): ok", d.name, d.sink.describe());
                 outcomes.insert(d.name.clone(), "ok".into());
@@ -97,7 +98,12 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
             d.name,
             app.store.count_after(cursor).await?,
             pending
-                .map(|b| format!(", pending batch {}", b.key))
+                .map(|b| {
+                    let relative = relative_batch_key(&b.key);
+                    let key = auditsync_core::ObjectKey::new(relative.as_str())
+                        .map_or(relative.clone(), |k| d.sink.backend_key(&k));
+                    format!(", pending batch {key}")
+                })
                 .unwrap_or_default()
         );
     }
