@@ -52,16 +52,7 @@ impl Fields {
     }
 }
 
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use auditsync_core::strict_json::kind;
 
 fn wrong(name: &str, expected: &str, got: &Value) -> ValidationError {
     ValidationError::new(name, format!("expected {expected}, got {}", kind(got)))
