@@ -1,6 +1,5 @@
-//! Helpers shared by the service tests and the ingest benchmark: a minimal HTTP/1.1 client
-//! (so that tests can send exactly the bytes they mean, bad ones included) and a handle on
-//! a running `auditsync run`.
+//! Helpers shared by the service tests and the benchmarks: an HTTP client (reqwest, plus one
+//! hand-made request no ordinary client sends) and a handle on a running `auditsync run`.
 
 #![allow(dead_code)]
 
@@ -128,101 +127,23 @@ impl Response {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection.
+/// An HTTP client for the service on loopback: reqwest, keep-alive, 30 s timeouts.
 pub struct Client {
-    reader: BufReader<TcpStream>,
+    http: reqwest::blocking::Client,
     addr: SocketAddr,
-    /// Whether a response has been read on this connection, i.e. whether the server may
-    /// since have closed it as idle or after a request whose body it did not read.
-    reused: bool,
 }
 
 impl Client {
-    /// Connects to `addr` (loopback only), with 30 s read and write timeouts.
+    /// A client for the service at `addr` (loopback only).
     pub fn connect(addr: SocketAddr) -> std::io::Result<Self> {
         assert!(addr.ip().is_loopback(), "tests talk to loopback only");
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            reader: BufReader::new(stream),
-            addr,
-            reused: false,
-        })
-    }
-
-    /// Replaces the connection by a fresh one when the server has closed it since the last
-    /// response, as any HTTP client does before reusing a kept-alive connection. (The server
-    /// closes after answering a request whose body it did not read, e.g. a 404.)
-    fn reconnect_if_closed(&mut self) -> std::io::Result<()> {
-        if !self.reused || !self.reader.buffer().is_empty() {
-            return Ok(());
-        }
-        let stream = self.reader.get_ref();
-        stream.set_nonblocking(true)?;
-        let mut probe = [0u8; 1];
-        let closed = match stream.peek(&mut probe) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(_) => true,
-        };
-        stream.set_nonblocking(false)?;
-        if closed {
-            *self = Self::connect(self.addr)?;
-        }
-        Ok(())
-    }
-
-    /// Writes `bytes` and reads the response. A server may answer before it has read the
-    /// whole body (e.g. 413 once an event is over the limit) and close, so a write that
-    /// fails because the peer closed is followed by an attempt to read that early answer.
-    fn send_body_then_read(&mut self, bytes: &[u8]) -> std::io::Result<Response> {
-        match self.reader.get_mut().write_all(bytes) {
-            Ok(()) => self.read_response(),
-            Err(e) if Self::is_stale_connection(&e) => self.read_response().map_err(|_| e),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Whether `e` means the server had closed the connection.
-    fn is_stale_connection(e: &std::io::Error) -> bool {
-        use std::io::ErrorKind::*;
-        matches!(
-            e.kind(),
-            BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
-        )
-    }
-
-    /// Sends raw bytes as the whole request head and body, then reads one response.
-    pub fn raw(&mut self, request: &[u8]) -> std::io::Result<Response> {
-        self.reader.get_mut().write_all(request)?;
-        self.read_response()
-    }
-
-    /// Sends `body` with a Content-Length that claims `claimed` bytes, then closes the
-    /// sending side, and reads the response.
-    pub fn truncated(
-        &mut self,
-        path: &str,
-        content_type: &str,
-        token: Option<&str>,
-        body: &[u8],
-        claimed: usize,
-    ) -> std::io::Result<Response> {
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {claimed}\r\n\r\n",
-            self.addr
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-        stream.shutdown(Shutdown::Write)?;
-        self.read_response()
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Self { http, addr })
     }
 
     /// A request with the given headers and body.
@@ -233,38 +154,33 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?;
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", self.addr))
+            .body(body.to_vec());
         for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            request = request.header(*k, *v);
         }
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        self.reconnect_if_closed()?;
-        if body.len() > 1 << 20 {
-            // Let the server refuse a large body before it is sent (it answers 413 at
-            // once); otherwise it may close on unread data and the answer is lost.
-            head.push_str("Expect: 100-continue\r\n\r\n");
-            self.reader.get_mut().write_all(head.as_bytes())?;
-            let first = self.read_response()?;
-            if first.status != 100 {
-                return Ok(first);
-            }
-            return self.send_body_then_read(body);
-        }
-        head.push_str("\r\n");
-        // One write, so the body arrives with the head and a server that answers without
-        // reading it can drain it and keep the connection.
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        let was_reused = self.reused;
-        match self.send_body_then_read(&request) {
-            // A GET cannot have changed anything, so it is safe to send again when the
-            // server closed the kept-alive connection just as it was reused.
-            Err(e) if was_reused && method == "GET" && Self::is_stale_connection(&e) => {
-                *self = Self::connect(self.addr)?;
-                self.send_body_then_read(&request)
-            }
-            other => other,
-        }
+        let response = request.send().map_err(std::io::Error::other)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let body = response.bytes().map_err(std::io::Error::other)?.to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// POST to /v1/events.
@@ -282,46 +198,42 @@ impl Client {
         self.request("POST", "/v1/events", &headers, body)
     }
 
-    fn read_response(&mut self) -> std::io::Result<Response> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        let status: u16 = line
+    /// What no ordinary client sends: `body` with a Content-Length that claims `claimed`
+    /// bytes, then the sending side closed. Written on a connection of its own; the answer
+    /// is read until the server closes.
+    pub fn truncated(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        token: Option<&str>,
+        body: &[u8],
+        claimed: usize,
+    ) -> std::io::Result<Response> {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {claimed}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        stream.shutdown(Shutdown::Write)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-        let mut headers = Vec::new();
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = trimmed.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                if k == "content-length" {
-                    length = v.parse().unwrap_or(0);
-                }
-                if k == "transfer-encoding" {
-                    return Err(std::io::Error::other("chunked responses are not expected"));
-                }
-                headers.push((k, v));
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        self.reused = true;
+            .ok_or_else(|| std::io::Error::other(format!("bad response {head:?}")))?;
         Ok(Response {
             status,
-            headers,
-            body,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
         })
     }
 }
