@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::{line, new_token, start_server, Client};
+use support::{line, new_token, start_server};
+mod common;
+use common::LoadClient;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -32,12 +34,12 @@ fn load(
     std::thread::scope(|scope| {
         for _ in 0..clients {
             scope.spawn(|| {
-                let mut client = Client::connect(addr).unwrap();
+                let mut client = LoadClient::connect(addr).unwrap();
                 let mut mine = Vec::with_capacity(requests);
                 for _ in 0..requests {
                     let t = Instant::now();
-                    let r = client.post(content_type, Some(token), body).unwrap();
-                    assert_eq!(r.status, 200, "{}", r.text());
+                    let (status, answer) = client.post(content_type, token, body).unwrap();
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
                     mine.push(t.elapsed());
                 }
                 latencies.lock().unwrap().extend(mine);

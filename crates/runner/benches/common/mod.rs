@@ -1,4 +1,7 @@
-//! What the bench binaries share: running the real binary and measuring it.
+//! What the bench binaries share: running the real binary and measuring it, and a lean load
+//! client. Each binary uses a part of it.
+
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -57,4 +60,69 @@ pub fn auditsync(config: &Path, args: &[&str]) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
+}
+
+/// A keep-alive HTTP/1.1 connection that posts bodies and reads the answers, and nothing
+/// else: a load generator must cost far less than the server it loads on a 2-core machine,
+/// which a general client with its own runtime per connection does not (reqwest's blocking
+/// client halved the measured rates). Tests use reqwest.
+pub struct LoadClient {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    addr: std::net::SocketAddr,
+}
+
+impl LoadClient {
+    /// Connects to `addr` (loopback only).
+    pub fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
+        assert!(addr.ip().is_loopback(), "benchmarks talk to loopback only");
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Self {
+            reader: std::io::BufReader::new(stream),
+            addr,
+        })
+    }
+
+    /// POSTs `body` to /v1/events; returns the status and the answer's body.
+    pub fn post(
+        &mut self,
+        content_type: &str,
+        token: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        use std::io::{BufRead, Read, Write};
+        let mut request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        self.reader.get_mut().write_all(&request)?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut answer = vec![0; length];
+        self.reader.read_exact(&mut answer)?;
+        Ok((status, answer))
+    }
 }

@@ -26,10 +26,15 @@ pub(super) enum BodyError {
     Read(String),
 }
 
-/// Reads `body` whole if it is at most `max` bytes.
-pub(super) async fn read_limited(body: Body, max: usize) -> Result<Bytes, BodyError> {
+/// Reads `body` whole if it is at most `max` bytes; `expected` (the Content-Length, if
+/// any) sizes the buffer once.
+pub(super) async fn read_limited(
+    body: Body,
+    max: usize,
+    expected: Option<usize>,
+) -> Result<Bytes, BodyError> {
     let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(expected.unwrap_or(0).min(max));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if buf.len() + chunk.len() > max {

@@ -73,7 +73,13 @@ pub(super) async fn ingest(
             return Err(e);
         }
     };
-    let body = read_limited(body, shared.max_body).await.map_err(|e| match e {
+    let expected = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = read_limited(body, shared.max_body, expected)
+        .await
+        .map_err(|e| match e {
         BodyError::TooLarge { max, drained } => ApiError {
             close: !drained,
             ..api_error(
