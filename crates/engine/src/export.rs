@@ -47,6 +47,15 @@ pub struct Destination {
     pub limits: BatchLimits,
 }
 
+impl Destination {
+    /// A batch key as the store recorded it (with or without the prefix older versions
+    /// put in it), named as the backend names the object: for messages and `status`.
+    pub fn backend_key_of_recorded(&self, recorded: &str) -> String {
+        ObjectKey::new(relative_batch_key(recorded))
+            .map_or_else(|_| recorded.to_string(), |k| self.sink.backend_key(&k))
+    }
+}
+
 /// Why a destination's export stopped. Other destinations are not affected.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -379,8 +388,7 @@ impl Exporter {
             max_bytes: u64::MAX,
         };
         let conflict = |message: String| ExportError::Conflict {
-            key: ObjectKey::new(relative_batch_key(&batch.key))
-                .map_or_else(|_| batch.key.clone(), |k| dest.sink.backend_key(&k)),
+            key: dest.backend_key_of_recorded(&batch.key),
             message,
         };
         let file = encode_file(

@@ -130,68 +130,31 @@ pub fn admit(at: Location, mut event: Event, redactor: &Redactor) -> Result<Even
 
 /// The first string of `event` (a field, a key or a value inside its maps) holding a control
 /// character, as JSON text read by [`strict_json`] may not; events built in code (the
-/// `Recorder`, auditsync's own) are held to the same rule.
+/// `Recorder`, auditsync's own) are held to the same rule. The path is built only on a hit.
 fn forbidden_char_in(event: &Event) -> Option<(String, char)> {
-    // Almost every event is clean: check without building paths first.
-    fn clean(v: &Value) -> bool {
+    /// The path below `v` (`.note.lines[1]`, empty for `v` itself) and the character.
+    fn in_value(v: &Value) -> Option<(String, char)> {
         match v {
-            Value::String(s) => strict_json::forbidden_char(s).is_none(),
-            Value::Array(items) => items.iter().all(clean),
-            Value::Object(map) => clean_map(map),
-            _ => true,
-        }
-    }
-    fn clean_map(map: &Map<String, Value>) -> bool {
-        map.iter()
-            .all(|(k, v)| strict_json::forbidden_char(k).is_none() && clean(v))
-    }
-    fn fine(s: Option<&String>) -> bool {
-        s.is_none_or(|s| strict_json::forbidden_char(s).is_none())
-    }
-    let a = &event.actor;
-    let all_clean = [
-        Some(&event.id),
-        Some(&event.action),
-        event.organization.as_ref(),
-        a.user_id.as_ref(),
-        a.user_email.as_ref(),
-        a.user_name.as_ref(),
-        a.token_id.as_ref(),
-        a.token_name.as_ref(),
-        a.ip.as_ref(),
-        a.user_agent.as_ref(),
-        event.entity.as_ref().map(|e| &e.kind),
-        event.entity.as_ref().and_then(|e| e.id.as_ref()),
-    ]
-    .into_iter()
-    .all(fine)
-        && clean_map(&event.params)
-        && clean_map(&event.extra)
-        && [&event.payload, &event.previous, &event.next]
-            .into_iter()
-            .all(|v| v.as_ref().is_none_or(clean));
-    if all_clean {
-        return None;
-    }
-    fn in_value(path: &str, v: &Value) -> Option<(String, char)> {
-        match v {
-            Value::String(s) => strict_json::forbidden_char(s).map(|c| (path.to_string(), c)),
+            Value::String(s) => strict_json::forbidden_char(s).map(|c| (String::new(), c)),
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .find_map(|(i, v)| in_value(&format!("{path}[{i}]"), v)),
-            Value::Object(map) => in_map(path, map),
+                .find_map(|(i, v)| in_value(v).map(|(below, c)| (format!("[{i}]{below}"), c))),
+            Value::Object(map) => in_map(map),
             _ => None,
         }
     }
-    fn in_map(path: &str, map: &Map<String, Value>) -> Option<(String, char)> {
+    fn in_map(map: &Map<String, Value>) -> Option<(String, char)> {
         map.iter().find_map(|(k, v)| {
-            let at = format!("{path}.{k}");
             strict_json::forbidden_char(k)
-                .map(|c| (at.clone(), c))
-                .or_else(|| in_value(&at, v))
+                .map(|c| (String::new(), c))
+                .or_else(|| in_value(v))
+                .map(|(below, c)| (format!(".{k}{below}"), c))
         })
     }
+    let under = |name: &str, found: Option<(String, char)>| {
+        found.map(|(below, c)| (format!("{name}{below}"), c))
+    };
     let a = &event.actor;
     let fields = [
         ("id", Some(&event.id)),
@@ -216,8 +179,8 @@ fn forbidden_char_in(event: &Event) -> Option<(String, char)> {
             s.and_then(|s| strict_json::forbidden_char(s))
                 .map(|c| (name.to_string(), c))
         })
-        .or_else(|| in_map("params", &event.params))
-        .or_else(|| in_map("extra", &event.extra))
+        .or_else(|| under("params", in_map(&event.params)))
+        .or_else(|| under("extra", in_map(&event.extra)))
         .or_else(|| {
             [
                 ("payload", &event.payload),
@@ -225,7 +188,7 @@ fn forbidden_char_in(event: &Event) -> Option<(String, char)> {
                 ("next", &event.next),
             ]
             .into_iter()
-            .find_map(|(name, v)| v.as_ref().and_then(|v| in_value(name, v)))
+            .find_map(|(name, v)| under(name, v.as_ref().and_then(in_value)))
         })
 }
 

@@ -5,7 +5,9 @@
 //! that a transition skips or repeats. chrono leaves that choice to the caller; Go's is
 //! reproduced here so that the fire times are robfig's.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 /// The calendar fields of `t` in `zone`.
@@ -37,6 +39,26 @@ pub(super) fn date(
         + TimeDelta::try_days(day - 1)?
         + TimeDelta::try_seconds(hour * 3600 + minute * 60 + second)?;
     Some(from_wall_clock(zone, wall))
+}
+
+/// Go's `t.AddDate(0, months, days)`: the same wall-clock time that many months and days
+/// later in `zone`, resolved as [`date`] resolves it.
+pub(super) fn add_date(
+    zone: Tz,
+    t: DateTime<Utc>,
+    months: i64,
+    days: i64,
+) -> Option<DateTime<Utc>> {
+    let l = local(t, zone);
+    date(
+        zone,
+        l.year(),
+        i64::from(l.month()) + months,
+        i64::from(l.day()) + days,
+        l.hour().into(),
+        l.minute().into(),
+        l.second().into(),
+    )
 }
 
 /// The instant a wall-clock reading in `zone` stands for, by Go's rule (see [`date`]).

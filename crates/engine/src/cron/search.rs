@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, SubsecRound, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 
 use super::fields::FieldSets;
-use super::local_time::{date, local};
+use super::local_time::{add_date, date, local};
 
 fn has(bits: u64, n: u32) -> bool {
     bits & (1u64 << n) != 0
@@ -45,16 +45,7 @@ pub(super) fn next_after(f: &FieldSets, zone: Tz, after: DateTime<Utc>) -> Optio
                 added = true;
                 t = date(zone, l.year(), l.month().into(), 1, 0, 0, 0)?;
             }
-            let l = field(t);
-            t = date(
-                zone,
-                l.year(),
-                i64::from(l.month()) + 1,
-                l.day().into(),
-                l.hour().into(),
-                l.minute().into(),
-                l.second().into(),
-            )?;
+            t = add_date(zone, t, 1, 0)?;
             if field(t).month() == 1 {
                 continue 'wrap;
             }
@@ -65,16 +56,8 @@ pub(super) fn next_after(f: &FieldSets, zone: Tz, after: DateTime<Utc>) -> Optio
                 added = true;
                 t = date(zone, l.year(), l.month().into(), l.day().into(), 0, 0, 0)?;
             }
-            let (before, l) = (t, field(t));
-            t = date(
-                zone,
-                l.year(),
-                l.month().into(),
-                i64::from(l.day()) + 1,
-                l.hour().into(),
-                l.minute().into(),
-                l.second().into(),
-            )?;
+            let before = t;
+            t = add_date(zone, t, 0, 1)?;
             // Where a whole day is skipped (Samoa dropped 30 December 2011), Go's `AddDate`
             // lands back on the same instant and robfig/cron never returns; step a day of
             // elapsed time instead. The one place this search leaves robfig's steps.

@@ -4,7 +4,6 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use auditsync_engine::export::relative_batch_key;
 use auditsync_engine::gc::{gc_once, GcOutcome};
 use auditsync_engine::schedule::EXPORT_SCHEDULE;
 use clap::Subcommand;
@@ -98,12 +97,7 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
             d.name,
             app.store.count_after(cursor).await?,
             pending
-                .map(|b| {
-                    let relative = relative_batch_key(&b.key);
-                    let key = auditsync_core::ObjectKey::new(relative.as_str())
-                        .map_or(relative.clone(), |k| d.sink.backend_key(&k));
-                    format!(", pending batch {key}")
-                })
+                .map(|b| format!(", pending batch {}", d.backend_key_of_recorded(&b.key)))
                 .unwrap_or_default()
         );
     }
