@@ -16,8 +16,27 @@ use serde_json::{Map, Value};
 /// The first character of `s` that a string in an event may not hold: a control character
 /// (C0, DEL or C1) other than tab, line feed and carriage return.
 pub fn forbidden_char(s: &str) -> Option<char> {
-    s.chars()
-        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    // Every string of every event passes here: scan bytes, and decode characters only
+    // around a byte that may start one (C0 and DEL are single bytes; C1 is 0xC2 0x80-0x9F).
+    let bytes = s.as_bytes();
+    // Most strings hold no byte that may start one: one branch-free pass says so.
+    if !bytes.iter().fold(false, |seen, b| {
+        seen | (*b < 0x20) | (*b == 0x7f) | (*b == 0xc2)
+    }) {
+        return None;
+    }
+    let suspect =
+        |b: &u8| matches!(b, 0x00..=0x1f | 0x7f | 0xc2) && !matches!(b, b'\t' | b'\n' | b'\r');
+    let mut from = 0;
+    while let Some(i) = bytes[from..].iter().position(suspect) {
+        let at = from + i;
+        let c = s[at..].chars().next()?;
+        if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+            return Some(c);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// A quick test on JSON text: `false` means it certainly holds no forbidden character, so
@@ -25,7 +44,9 @@ pub fn forbidden_char(s: &str) -> Option<char> {
 /// it may (an escape such as `\u0000` or `\b`, or a raw DEL or C1 character).
 pub fn may_hold_forbidden_char(text: &[u8]) -> bool {
     let mut i = 0;
-    while i < text.len() {
+    // Jump between the only bytes that matter; most lines have a handful of them.
+    while let Some(skip) = memchr::memchr3(b'\\', 0x7f, 0xc2, text.get(i..).unwrap_or_default()) {
+        i += skip;
         match text[i] {
             b'\\' => match text.get(i + 1) {
                 Some(b'b' | b'f') => return true,
@@ -257,9 +278,33 @@ mod tests {
         }
         let fine = r#"{"a":"tab\there\nline\r\n","b":"\u00e9\u20ac\\u0000"}"#;
         assert!(!may_hold_forbidden_char(fine.as_bytes()));
+        // Text cut after a backslash or a lead byte is read to its end without a panic.
+        for cut in [&b"{\"a\":\"x\\"[..], b"\\", b"\xc2", b"\\u00"] {
+            assert!(!may_hold_forbidden_char(cut), "{cut:?}");
+        }
         assert_eq!(
             from_str(fine).unwrap()["b"],
             Value::String("é€\\u0000".into())
+        );
+    }
+
+    #[test]
+    fn finds_the_control_characters_that_char_is_control_finds() {
+        // Every character, alone and between multi-byte neighbours, against the definition.
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let expected = (c.is_control() && !matches!(c, '\t' | '\n' | '\r')).then_some(c);
+            assert_eq!(
+                forbidden_char(&c.to_string()),
+                expected,
+                "U+{:04X}",
+                c as u32
+            );
+            let between = format!("é{c}\u{a0}x");
+            assert_eq!(forbidden_char(&between), expected, "U+{:04X}", c as u32);
+        }
+        assert_eq!(
+            forbidden_char("ok\u{a0}\u{c0}\t\u{85}\u{1}"),
+            Some('\u{85}')
         );
     }
 

@@ -163,7 +163,7 @@ fn parse_chunk(ingestor: &Ingestor, chunk: Chunk) -> ParsedChunk {
 }
 
 fn newlines(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|b| **b == b'\n').count()
+    memchr::memchr_iter(b'\n', bytes).count()
 }
 
 /// Reads `reader` to its end in chunks of whole lines, handing each to `emit` until it
@@ -193,7 +193,7 @@ fn read_chunks<R: Read>(
             });
             return Ok(());
         }
-        let Some(last_newline) = buf.iter().rposition(|b| *b == b'\n') else {
+        let Some(last_newline) = memchr::memrchr(b'\n', &buf) else {
             // One line so far, still without its end.
             check_line(line, buf.len(), max_line)?;
             carry = buf;

@@ -378,7 +378,11 @@ impl Ingestor {
         if !self.enabled {
             return Err(IngestError::Disabled);
         }
-        for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+        let mut start = 0;
+        let line_ends = memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len()));
+        for (i, end) in line_ends.enumerate() {
+            let line = &input[start..end];
+            start = end + 1;
             let at = Location::Line(first_line + i);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {

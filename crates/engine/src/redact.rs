@@ -83,7 +83,11 @@ impl Rules {
                 return Some(*action);
             }
         }
-        self.names.get(&normalize(key)).copied()
+        let mut buf = [0u8; NORMALIZED_ON_STACK];
+        match normalize_ascii(key, &mut buf) {
+            Some(short) => self.names.get(short).copied(),
+            None => self.names.get(&normalize(key)).copied(),
+        }
     }
 }
 
@@ -122,6 +126,42 @@ fn normalize(name: &str) -> String {
         .filter(|c| *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// Keys up to this long (ASCII) are normalized without allocating: the common case, looked
+/// up once for every key of every event.
+const NORMALIZED_ON_STACK: usize = 64;
+
+/// [`normalize`] into `buf` for a short ASCII `name`; `None` for any other.
+fn normalize_ascii<'b>(name: &str, buf: &'b mut [u8; NORMALIZED_ON_STACK]) -> Option<&'b str> {
+    if name.len() > buf.len() || !name.is_ascii() {
+        return None;
+    }
+    let mut len = 0;
+    for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
+        buf[len] = b.to_ascii_lowercase();
+        len += 1;
+    }
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+/// Whether JSON text has a `{` outside its strings, that is an object with keys to match.
+/// A list of GraphQL field names such as `["teams{_id name}"]` has braces only inside
+/// strings: it is not worth parsing for every event.
+fn holds_an_object(text: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (false, _, b'"') => in_string = true,
+            (false, _, b'{') => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 const ROOTS: &[&str] = &["params", "payload", "previous", "next", "extra", "actor"];
@@ -227,6 +267,9 @@ impl Redactor {
                 count += self.value(&mut path, value);
             }
         }
+        if self.rules.paths.is_empty() {
+            return count;
+        }
         path[0] = "actor".into();
         let actor = &mut event.actor;
         for (key, slot) in [
@@ -254,6 +297,10 @@ impl Redactor {
         if let Some(action) = self.rules.lookup(path, key) {
             return self.apply(action, value);
         }
+        if self.rules.paths.is_empty() {
+            // Only path rules need to know where a value is.
+            return self.value(path, value);
+        }
         path.push(key.to_string());
         let count = self.value(path, value);
         path.pop();
@@ -270,7 +317,7 @@ impl Redactor {
                 // Only an object has keys to match: JSON without a `{` (a list of field names,
                 // as `requestPayload` often is) cannot hold anything to redact, and is not
                 // parsed on the ingest path for nothing.
-                if !looks_like_json || !text.contains('{') {
+                if !looks_like_json || !holds_an_object(text) {
                     return 0;
                 }
                 let Ok(mut inner) = serde_json::from_str::<Value>(text) else {
@@ -291,6 +338,25 @@ impl Redactor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn finds_objects_only_outside_strings() {
+        for (text, object) in [
+            (r#"["_id","teams{_id name}"]"#, false),
+            (r#"["a\"{"]"#, false),
+            (r#"["a\\",{"token":"t"}]"#, true),
+            (r#"[1,{"k":2}]"#, true),
+            (r#"{"k":1}"#, true),
+        ] {
+            assert_eq!(holds_an_object(text), object, "{text}");
+        }
+        let mut event = Event {
+            action: "a".into(),
+            payload: Some(json!(r#"["teams{_id}",{"token":"t"}]"#)),
+            ..Event::default()
+        };
+        assert_eq!(Redactor::default().redact(&mut event), 1);
+    }
 
     #[test]
     fn redacts_sensitive_names_at_any_depth_and_inside_json_strings() {

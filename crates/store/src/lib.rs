@@ -32,10 +32,21 @@ pub struct EncodedEvent {
     pub body: String,
 }
 
+/// Bytes reserved for an encoded event before it is written.
+const ENCODED_CAPACITY: usize = 1024;
+
 impl EncodedEvent {
     /// Serializes `event` (whose id must be set).
     pub fn new(event: &Event) -> Result<Self, StoreError> {
-        let body = serde_json::to_string(event).map_err(|err| StoreError::Backend {
+        // Sized for a typical event up front: growing from empty costs a copy per doubling.
+        let mut body = Vec::with_capacity(ENCODED_CAPACITY);
+        serde_json::to_writer(&mut body, event).map_err(|err| StoreError::Backend {
+            operation: "encode",
+            source: Box::new(err),
+            retryable: false,
+        })?;
+        // serde_json writes only UTF-8.
+        let body = String::from_utf8(body).map_err(|err| StoreError::Backend {
             operation: "encode",
             source: Box::new(err),
             retryable: false,
