@@ -1,13 +1,14 @@
 //! Azure Blob Storage sink (the GA `azure_storage_blob` crate).
 //!
 //! - Create-if-absent: uploads carry `If-None-Match: *`; Azure answers 409 BlobAlreadyExists
-//!   (or 412 for a concurrent commit), reported as [`PutOutcome::AlreadyExists`]. Large
-//!   files go up as staged blocks, committed once.
+//!   (or 412 for a concurrent commit), reported as [`PutOutcome::AlreadyExists`]. A file
+//!   larger than one block goes up as staged blocks, `parallel_blocks` at a time through the
+//!   sink kit's upload driver (as S3 parts and GCS chunks do), committed once.
 //! - Auth: a SAS token (`"auth": "sas"`), or Entra ID (`"auth": "entra"`) with a managed
 //!   identity, workload identity, client secret or developer tools credential.
 //! - A SAS token never appears in `describe()`, errors or logs.
 
-use std::num::NonZero;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,10 +17,14 @@ use auditsync_core::{
 };
 use auditsync_sink_kit::classify::{sink_error, Failure};
 use auditsync_sink_kit::listing::ObjectList;
+use auditsync_sink_kit::upload::upload_parts;
 use auditsync_sink_kit::Secret as KitSecret;
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, RetryOptions, Url};
-use azure_storage_blob::models::{BlobClientUploadOptions, BlobContainerClientListBlobsOptions};
+use azure_storage_blob::models::{
+    BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockLookupList,
+};
 use azure_storage_blob::{BlobContainerClient, BlobServiceClient, BlobServiceClientOptions};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -191,6 +196,32 @@ impl AzureSink {
         })
     }
 
+    /// The outcome of a create-if-absent upload or block commit: 409 BlobAlreadyExists, or
+    /// 412 when another writer committed first, means the object is already there.
+    fn created_or_exists(
+        &self,
+        key: &ObjectKey,
+        result: azure_core::Result<()>,
+    ) -> Result<PutOutcome, SinkError> {
+        let e = match result {
+            Ok(()) => return Ok(PutOutcome::Created),
+            Err(e) => e,
+        };
+        if matches!(e.http_status().map(u16::from), Some(409 | 412)) {
+            let code = match e.kind() {
+                azure_core::error::ErrorKind::HttpResponse { error_code, .. } => error_code.clone(),
+                _ => None,
+            };
+            if matches!(
+                code.as_deref(),
+                None | Some("BlobAlreadyExists" | "ConditionNotMet")
+            ) {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+        }
+        Err(self.error(SinkOp::Put, key.as_str(), e))
+    }
+
     /// Maps an SDK error, keeping Azure's error code and request id, without any secret.
     fn error(&self, op: SinkOp, key: &str, err: azure_core::Error) -> SinkError {
         use azure_core::error::ErrorKind as Az;
@@ -292,44 +323,60 @@ impl Sink for AzureSink {
         body: Bytes,
         put: &PutOptions,
     ) -> Result<PutOutcome, SinkError> {
-        let options = BlobClientUploadOptions {
-            partition_size: NonZero::new(self.config.block_size_bytes),
-            parallel: NonZero::new(self.config.parallel_blocks),
-            blob_content_type: put.content_type.clone(),
-            // Azure metadata names are C# identifiers: `-` becomes `_`.
-            metadata: (!put.metadata.is_empty()).then(|| {
-                put.metadata
-                    .iter()
-                    .map(|(k, v)| (k.replace('-', "_"), v.clone()))
-                    .collect()
-            }),
-            ..BlobClientUploadOptions::default()
-        }
-        .if_not_exists();
-        let result = self
-            .container
-            .blob_client(key.as_str())
-            .upload(body.into(), Some(options))
-            .await;
-        match result {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(e) if matches!(e.http_status().map(u16::from), Some(409 | 412)) => {
-                let code = match e.kind() {
-                    azure_core::error::ErrorKind::HttpResponse { error_code, .. } => {
-                        error_code.clone()
-                    }
-                    _ => None,
-                };
-                // 409 BlobAlreadyExists, or 412 when another writer committed first.
-                match code.as_deref() {
-                    None | Some("BlobAlreadyExists" | "ConditionNotMet") => {
-                        Ok(PutOutcome::AlreadyExists)
-                    }
-                    Some(_) => Err(self.error(SinkOp::Put, key.as_str(), e)),
-                }
+        // Azure metadata names are C# identifiers: `-` becomes `_`.
+        let metadata: Option<HashMap<String, String>> = (!put.metadata.is_empty()).then(|| {
+            put.metadata
+                .iter()
+                .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+                .collect()
+        });
+        let blob = self.container.blob_client(key.as_str());
+        if body.len() as u64 <= self.config.block_size_bytes {
+            // One request (Put Blob).
+            let options = BlobClientUploadOptions {
+                blob_content_type: put.content_type.clone(),
+                metadata,
+                ..BlobClientUploadOptions::default()
             }
-            Err(e) => Err(self.error(SinkOp::Put, key.as_str(), e)),
+            .if_not_exists();
+            let result = blob.upload(body.into(), Some(options)).await;
+            return self.created_or_exists(key, result.map(drop));
         }
+        let blocks = blob.block_blob_client();
+        let ids = upload_parts(
+            &body,
+            self.config.block_size_bytes as usize,
+            self.config.parallel_blocks,
+            |part| {
+                let blocks = &blocks;
+                async move {
+                    // Random ids: a concurrent writer of the same key stages blocks of its
+                    // own, so its bytes can never be mixed into this commit.
+                    let id = uuid::Uuid::new_v4().as_bytes().to_vec();
+                    blocks
+                        .stage_block(&id, part.body.len() as u64, part.body.into(), None)
+                        .await
+                        .map_err(|e| self.error(SinkOp::Put, key.as_str(), e))?;
+                    Ok(id)
+                }
+            },
+        )
+        .await?;
+        let list = BlockLookupList {
+            latest: Some(ids),
+            ..BlockLookupList::default()
+        };
+        let options = BlockBlobClientCommitBlockListOptions {
+            if_none_match: Some("*".into()),
+            blob_content_type: put.content_type.clone(),
+            metadata,
+            ..BlockBlobClientCommitBlockListOptions::default()
+        };
+        let committed = match list.try_into() {
+            Ok(list) => blocks.commit_block_list(list, Some(options)).await,
+            Err(e) => Err(e),
+        };
+        self.created_or_exists(key, committed.map(drop))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, SinkError> {

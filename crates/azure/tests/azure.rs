@@ -66,6 +66,64 @@ async fn block_uploads_are_create_if_absent() {
 }
 
 #[tokio::test]
+async fn blocks_go_up_through_the_kit_driver_with_the_put_options() {
+    use azure_storage_blob::models::{BlobClientGetPropertiesResultHeaders, BlockListType};
+    let Some(url) = backend_env("EMULATOR_AZURE_URL") else {
+        return;
+    };
+    let mut config = config(&url, &unique("kit-blocks"), &sas());
+    config.block_size_bytes = 1 << 20;
+    config.parallel_blocks = 3;
+    let sink = AzureSink::new(config).unwrap();
+    sink.container_client().create(None).await.unwrap();
+    let key = ObjectKey::new("big/file.ndjson.gz").unwrap();
+    // 5.5 blocks: five whole ones and a short last one, in order.
+    let body: Bytes = (0..(11 << 19))
+        .map(|i: u32| (i % 241) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let options = auditsync_core::PutOptions::default()
+        .with_content_type("application/x-ndjson")
+        .with_metadata("first-seq", "7");
+    assert_eq!(
+        sink.put_opts(&key, body.clone(), &options).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(sink.get(&key).await.unwrap(), body);
+    let blob = sink.container_client().blob_client(key.as_str());
+    let blocks = blob
+        .block_blob_client()
+        .get_block_list(BlockListType::Committed, None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    let sizes: Vec<i64> = blocks
+        .committed_blocks
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b.size.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        sizes,
+        [1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 19]
+    );
+    let properties = blob.get_properties(None).await.unwrap();
+    assert_eq!(
+        properties.content_type().unwrap().as_deref(),
+        Some("application/x-ndjson")
+    );
+    assert_eq!(
+        properties
+            .metadata()
+            .unwrap()
+            .get("first_seq")
+            .map(String::as_str),
+        Some("7")
+    );
+}
+
+#[tokio::test]
 async fn a_bad_signature_is_denied_and_the_sas_stays_secret() {
     let Some(url) = backend_env("EMULATOR_AZURE_URL") else {
         return;
