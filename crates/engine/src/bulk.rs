@@ -25,6 +25,10 @@ pub const CHUNK_BYTES: usize = 256 << 10;
 /// Chunks parsed ahead of the store: bounds memory to about this many chunks.
 const CHUNKS_AHEAD: usize = 3;
 
+/// Parsed chunks queued for the store: enough to keep the parsers busy while the store
+/// commits a step (a few MiB).
+const STORE_QUEUE: usize = 8;
+
 /// What a running ingest has done so far, for a progress bar.
 #[derive(Debug, Default)]
 pub struct IngestProgress {
@@ -70,7 +74,7 @@ where
         return Err(IngestError::Disabled);
     }
     let started = std::time::Instant::now();
-    let (store_tx, store_rx) = mpsc::channel(2);
+    let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
     let store = ingestor.store().clone();
     let commit = tokio::spawn(async move { store.append_bulk(store_rx).await });
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
-use auditsync_store::{Batch, LeaseOutcome, Store, StoreError};
+use auditsync_store::{holder, Batch, LeaseOutcome, Store, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
 use sha2::{Digest, Sha256};
@@ -115,48 +115,11 @@ pub struct Exporter {
 /// before each file, so a process killed mid-export holds it up to this long.
 pub const EXPORT_LEASE_MS: i64 = 10 * 60 * 1000;
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown host".into())
-}
-
 /// This process's name for leases: its pid and host, and a counter for exporters within it.
 fn lease_holder() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!(
-        "pid {} on {} #{}",
-        std::process::id(),
-        host_name(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Whether `holder` (as [`lease_holder`] names it) is a process of this host that has
-/// exited: a killed export must not block its destination until the lease expires. Any
-/// doubt (another host, a pid that exists, a name of another form) counts as alive, which
-/// only means waiting for the expiry.
-fn holder_has_exited(holder: &str) -> bool {
-    let Some(rest) = holder.strip_prefix("pid ") else {
-        return false;
-    };
-    let Some((pid, rest)) = rest.split_once(" on ") else {
-        return false;
-    };
-    let Some((host, _)) = rest.rsplit_once(" #") else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    host == host_name()
-        && pid != std::process::id()
-        && std::path::Path::new("/proc/self").exists()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    holder::this_process(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A recorded batch's key relative to its destination's root. Batches recorded before the
@@ -304,7 +267,7 @@ impl Exporter {
             .await?
         {
             LeaseOutcome::Acquired { .. } => Ok(true),
-            LeaseOutcome::HeldBy { holder, .. } if holder_has_exited(&holder) => {
+            LeaseOutcome::HeldBy { holder, .. } if holder::has_exited(&holder) => {
                 // Released in its name (only if it still holds it), then taken once more.
                 tracing::info!(destination = %report.destination, %holder, "taking over the export lease of an exited process");
                 self.store.release_lease(lease, &holder).await?;
@@ -481,18 +444,6 @@ mod tests {
                 .to_string();
             assert_eq!(relative_batch_key(&recorded), relative, "{prefix}");
         }
-    }
-
-    #[test]
-    fn only_an_exited_process_of_this_host_loses_its_lease() {
-        let me = lease_holder();
-        assert!(!holder_has_exited(&me), "this process is alive");
-        let host = host_name();
-        // pid 1 always exists; a pid above the kernel's maximum never does.
-        assert!(!holder_has_exited(&format!("pid 1 on {host} #1")));
-        assert!(holder_has_exited(&format!("pid 4194305 on {host} #1")));
-        assert!(!holder_has_exited("pid 4194305 on some-other-host #1"));
-        assert!(!holder_has_exited("a holder named otherwise"));
     }
 
     #[test]

@@ -17,6 +17,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+mod bulk;
+use bulk::VISIBLE_HEAD;
+
 /// Keeps this crate linked into a binary that finds it only through the registry.
 pub fn link() {}
 
@@ -147,14 +150,21 @@ CREATE TABLE IF NOT EXISTS gc_ids (
     deleted_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS gc_ids_by_age ON gc_ids (deleted_ms, seq);
+CREATE TABLE IF NOT EXISTS bulk_loads (
+    after_seq  INTEGER NOT NULL,
+    holder     TEXT    NOT NULL,
+    started_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
 "#;
 
 /// The page cache (negative: KiB): 64 MiB keeps the id index's hot pages in memory.
 const CACHE_KIB: i64 = -65_536;
+/// Pages in the WAL that make a commit checkpoint it (4k 16-KiB pages: 64 MiB).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4_096;
 /// The page cache during a bulk append.
-const BULK_CACHE_KIB: i64 = -16_384;
+const BULK_CACHE_KIB: i64 = -8_192;
 
 fn backend(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |err| {
@@ -215,6 +225,14 @@ impl SqliteStore {
         if let Some(d) = &damage {
             tracing::error!(store = %path.display(), damage = %d, "the store is corrupted: writes are refused");
         }
+        let mut conn = conn;
+        if damage.is_none() {
+            // A bulk ingest whose process died holds back every reader and writer.
+            if let Err(e) = bulk::undo_exited_load(&mut conn) {
+                // A read-only store still opens; its next writer undoes the load.
+                tracing::warn!(store = %path.display(), error = %e, "could not undo the bulk ingest of a process that exited");
+            }
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -233,7 +251,7 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         // Checkpoint the WAL every 4k pages (64 MiB) instead of every 1k: fewer, larger
         // copies into the database file under a steady ingest.
-        conn.pragma_update(None, "wal_autocheckpoint", 4_096)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.execute_batch(SCHEMA)
     }
 
@@ -384,113 +402,6 @@ fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
     .map(Option::unwrap_or_default)
 }
 
-/// Appends every chunk of `items` in one transaction on `conn`; commits only on
-/// [`BulkItem::Commit`]. Runs on a blocking thread: it waits for the producer's chunks.
-fn append_bulk_blocking(
-    conn: &mut Connection,
-    items: mpsc::Receiver<BulkItem>,
-) -> Result<BulkOutcome, StoreError> {
-    let err = backend("bulk append");
-    // A long transaction keeps its dirty pages in the cache until they spill to the WAL:
-    // a smaller cache bounds the memory of a large input at no cost (every page is written
-    // once either way).
-    conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)
-        .map_err(&err)?;
-    let result = append_bulk_in_transaction(conn, items);
-    let restored = conn
-        .pragma_update(None, "cache_size", CACHE_KIB)
-        .map_err(&err);
-    let outcome = result?;
-    restored?;
-    Ok(outcome)
-}
-
-fn append_bulk_in_transaction(
-    conn: &mut Connection,
-    mut items: mpsc::Receiver<BulkItem>,
-) -> Result<BulkOutcome, StoreError> {
-    let err = backend("bulk append");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(&err)?;
-    let mut outcome = BulkOutcome::default();
-    // Every sequence number this transaction assigns is above this one (the write lock is
-    // held throughout), so the range is read back at the end rather than row by row.
-    let before: u64 = tx
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
-        .map_err(&err)?;
-    let mut attempted = 0u64;
-    {
-        let mut remembered = Remembered::new(&tx).map_err(&err)?;
-        loop {
-            match items.blocking_recv() {
-                Some(BulkItem::Events(rows)) => {
-                    let mut fresh = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        if remembered.seq_of(&row.id).map_err(&err)?.is_some() {
-                            outcome.duplicates += 1;
-                        } else {
-                            fresh.push(row);
-                        }
-                    }
-                    attempted += fresh.len() as u64;
-                    outcome.stored += insert_rows(&tx, &fresh).map_err(&err)?;
-                }
-                Some(BulkItem::Commit) => break,
-                // Dropping `tx` rolls everything back.
-                None => return Err(StoreError::Abandoned),
-            }
-        }
-    }
-    // INSERT OR IGNORE skipped the ids already stored, or repeated in the input.
-    outcome.duplicates += attempted - outcome.stored;
-    if outcome.stored > 0 {
-        outcome.seqs = Some(
-            tx.query_row(
-                "SELECT MIN(seq), MAX(seq) FROM events WHERE seq > ?1",
-                [before],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(&err)?,
-        );
-    }
-    tx.commit().map_err(&err)?;
-    Ok(outcome)
-}
-
-/// Rows per INSERT statement in a bulk append. A statement per row spends about as much on
-/// the statement (binding, VM setup, AUTOINCREMENT's bookkeeping, done once per statement)
-/// as on the row.
-const ROWS_PER_INSERT: usize = 32;
-
-/// Inserts `rows`, skipping ids already stored; returns how many were inserted.
-fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[&EncodedEvent]) -> rusqlite::Result<u64> {
-    fn insert_sql(rows: usize) -> String {
-        let values = vec!["(?,?,?,?)"; rows].join(",");
-        format!("INSERT OR IGNORE INTO events (id, time_ms, tenant, body) VALUES {values}")
-    }
-    let full = insert_sql(ROWS_PER_INSERT);
-    let mut inserted = 0;
-    for group in rows.chunks(ROWS_PER_INSERT) {
-        let sql = if group.len() == ROWS_PER_INSERT {
-            std::borrow::Cow::Borrowed(full.as_str())
-        } else {
-            std::borrow::Cow::Owned(insert_sql(group.len()))
-        };
-        let mut insert = tx.prepare_cached(&sql)?;
-        let params = group.iter().flat_map(|row| {
-            [
-                &row.id as &dyn rusqlite::ToSql,
-                &row.time,
-                &row.tenant,
-                &row.body,
-            ]
-        });
-        inserted += insert.execute(rusqlite::params_from_iter(params))? as u64;
-    }
-    Ok(inserted)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
@@ -502,17 +413,15 @@ impl Store for SqliteStore {
         items: mpsc::Receiver<BulkItem>,
     ) -> Result<BulkOutcome, StoreError> {
         self.refuse_if_corrupted()?;
-        self.with_conn(move |conn| append_bulk_blocking(conn, items))
+        let path = self.path.clone();
+        self.with_conn(move |conn| bulk::append_bulk_blocking(conn, &path, items))
             .await
     }
 
     async fn append(&self, rows: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError> {
         self.refuse_if_corrupted()?;
-        self.with_conn(move |conn| {
+        self.with_conn(move |conn| bulk::write(conn, |tx| {
             let err = backend("append");
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(&err)?;
             let mut out = Vec::with_capacity(rows.len());
             {
                 // INSERT OR IGNORE skips an id already stored. (An ignored row may still use
@@ -552,7 +461,7 @@ impl Store for SqliteStore {
             }
             tx.commit().map_err(&err)?;
             Ok(out)
-        })
+        }))
         .await
     }
 
@@ -565,10 +474,10 @@ impl Store for SqliteStore {
         self.with_conn(move |conn| {
             let err = backend("read");
             let mut stmt = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2
-                     ORDER BY seq LIMIT ?3",
-                )
+                         AND seq <= {VISIBLE_HEAD} ORDER BY seq LIMIT ?3"
+                ))
                 .map_err(&err)?;
             let up_to = up_to.min(i64::MAX as u64);
             let rows = stmt
@@ -722,7 +631,10 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
-            let mut lowest = u64::MAX;
+            // Never into an open bulk load, whatever a cursor says.
+            let mut lowest: u64 = tx
+                .query_row(&format!("SELECT {VISIBLE_HEAD}"), [], |r| r.get(0))
+                .map_err(&err)?;
             for destination in &destinations {
                 lowest = lowest.min(cursor_of(&tx, destination).map_err(&err)?);
             }
@@ -775,14 +687,18 @@ impl Store for SqliteStore {
         self.with_conn(|conn| {
             let err = backend("stats");
             let (events, first_seq): (u64, Option<u64>) = conn
-                .query_row("SELECT count(*), min(seq) FROM events", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    &format!("SELECT count(*), min(seq) FROM events WHERE seq <= {VISIBLE_HEAD}"),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(&err)?;
             // sqlite_sequence keeps the highest key ever handed out, even after deletes.
             let last_seq: Option<u64> = conn
                 .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                    &format!(
+                        "SELECT MIN(seq, {VISIBLE_HEAD}) FROM sqlite_sequence WHERE name = 'events'"
+                    ),
                     [],
                     |r| r.get(0),
                 )
@@ -799,9 +715,11 @@ impl Store for SqliteStore {
 
     async fn count_after(&self, after: u64) -> Result<u64, StoreError> {
         self.with_conn(move |conn| {
-            conn.query_row("SELECT count(*) FROM events WHERE seq > ?1", [after], |r| {
-                r.get(0)
-            })
+            conn.query_row(
+                &format!("SELECT count(*) FROM events WHERE seq > ?1 AND seq <= {VISIBLE_HEAD}"),
+                [after],
+                |r| r.get(0),
+            )
             .map_err(backend("count"))
         })
         .await

@@ -5,6 +5,7 @@
 //! (`auditsync-store-sqlite` is the embedded default) that registers a [`StoreFactory`] under
 //! its `store.type`, and runs the conformance suite of [`testkit`] (feature `testkit`).
 
+pub mod holder;
 pub mod registry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -32,24 +33,31 @@ pub struct EncodedEvent {
     pub body: String,
 }
 
-/// Bytes reserved for an encoded event before it is written.
-const ENCODED_CAPACITY: usize = 1024;
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl EncodedEvent {
     /// Serializes `event` (whose id must be set).
     pub fn new(event: &Event) -> Result<Self, StoreError> {
-        // Sized for a typical event up front: growing from empty costs a copy per doubling.
-        let mut body = Vec::with_capacity(ENCODED_CAPACITY);
-        serde_json::to_writer(&mut body, event).map_err(|err| StoreError::Backend {
-            operation: "encode",
-            source: Box::new(err),
-            retryable: false,
-        })?;
-        // serde_json writes only UTF-8.
-        let body = String::from_utf8(body).map_err(|err| StoreError::Backend {
-            operation: "encode",
-            source: Box::new(err),
-            retryable: false,
+        // Written into a scratch buffer that keeps its size across events, then copied
+        // once at its exact length: growing a fresh buffer costs a copy per doubling, and a
+        // buffer sized up front holds its spare room for as long as the event is queued.
+        let body = SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            serde_json::to_writer(&mut *scratch, event).map_err(|err| StoreError::Backend {
+                operation: "encode",
+                source: Box::new(err),
+                retryable: false,
+            })?;
+            // serde_json writes only UTF-8.
+            std::str::from_utf8(scratch)
+                .map(str::to_owned)
+                .map_err(|err| StoreError::Backend {
+                    operation: "encode",
+                    source: Box::new(err),
+                    retryable: false,
+                })
         })?;
         Ok(Self {
             id: event.id.clone(),

@@ -1,0 +1,378 @@
+//! A bulk append (CLI `ingest FILE`) as a *bulk load*: all or nothing, like one
+//! transaction, but committed in steps.
+//!
+//! One SQLite transaction over a whole large file spills its pages into the WAL as it goes,
+//! rewrites the checksum of every frame at its commit, and only then copies everything into
+//! the database: about three seconds of disk work after the last line for a 1,000,000-event
+//! file, with the processors idle. Committed in steps of [`STEP_BYTES`], the WAL stays
+//! small and is checkpointed while the parsers work.
+//!
+//! All or nothing is kept by a row in `bulk_loads` (at most one): while it is there,
+//! - readers see no event above its `after_seq` (the SQL of [`VISIBLE_HEAD`]);
+//! - other writers of events wait for it to go (as they would for SQLite's write lock), so
+//!   every event above `after_seq` belongs to the load;
+//! - when the load fails, it deletes its events; when its process dies, the next process
+//!   that opens the store or appends to it does that.
+//!
+//! The last step deletes the row in the same transaction as its own events: the load
+//! becomes visible at once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use auditsync_store::{holder, BulkItem, BulkOutcome, EncodedEvent, StoreError};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::mpsc;
+
+use crate::{backend, now_ms, Remembered, BULK_CACHE_KIB, CACHE_KIB, WAL_AUTOCHECKPOINT_PAGES};
+
+/// Bytes of events committed per step: small enough that a step's pages fit the bulk page
+/// cache (nothing spills to the WAL before its commit).
+const STEP_BYTES: usize = 2 << 20;
+
+/// How long a writer waits for another process's bulk load before giving up, as SQLite's
+/// busy timeout does for its lock.
+pub(crate) const BULK_WAIT: Duration = Duration::from_secs(10);
+
+/// SQL for the highest sequence number readers may see: below an open bulk load.
+pub(crate) const VISIBLE_HEAD: &str =
+    "(SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)";
+
+/// An open bulk load.
+struct Load {
+    after_seq: u64,
+    holder: String,
+}
+
+fn open_load(conn: &Connection) -> rusqlite::Result<Option<Load>> {
+    conn.query_row("SELECT after_seq, holder FROM bulk_loads", [], |r| {
+        Ok(Load {
+            after_seq: r.get(0)?,
+            holder: r.get(1)?,
+        })
+    })
+    .optional()
+}
+
+/// Deletes an abandoned load's events (every event above its `after_seq`) and the load.
+fn undo(tx: &Transaction<'_>, load: &Load) -> rusqlite::Result<usize> {
+    let deleted = tx.execute("DELETE FROM events WHERE seq > ?1", [load.after_seq])?;
+    tx.execute("DELETE FROM bulk_loads WHERE holder = ?1", [&load.holder])?;
+    Ok(deleted)
+}
+
+/// Undoes the load of a process that has exited, if there is one (at open, and before a
+/// write).
+pub(crate) fn undo_exited_load(conn: &mut Connection) -> Result<(), StoreError> {
+    let err = backend("undo an abandoned bulk load");
+    // A plain look first: most of the time there is no load, and no lock is needed.
+    match open_load(conn).map_err(&err)? {
+        Some(load) if holder::has_exited(&load.holder) => {}
+        _ => return Ok(()),
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    match open_load(&tx).map_err(&err)? {
+        Some(load) if holder::has_exited(&load.holder) => {
+            let deleted = undo(&tx, &load).map_err(&err)?;
+            tx.commit().map_err(&err)?;
+            tracing::warn!(holder = %load.holder, events = deleted, "undid the bulk ingest of a process that exited before its end: none of its events is kept");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs `work` in a write transaction once no other process's bulk load is open: a running
+/// one is waited for (up to [`BULK_WAIT`]), one whose process has exited is undone.
+pub(crate) fn write<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let err = backend("begin a write");
+    let started = Instant::now();
+    let mut work = Some(work);
+    loop {
+        match open_load(conn).map_err(&err)? {
+            Some(load) if holder::has_exited(&load.holder) => {
+                undo_exited_load(conn)?;
+                continue;
+            }
+            Some(load) => {
+                if started.elapsed() >= BULK_WAIT {
+                    return Err(StoreError::Backend {
+                        operation: "begin a write",
+                        source: format!(
+                            "a bulk ingest by {} has held the store for over {}s; retry when it ends",
+                            load.holder,
+                            BULK_WAIT.as_secs()
+                        )
+                        .into(),
+                        retryable: true,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            None => {}
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        // A load may have opened between the look and the lock.
+        if open_load(&tx).map_err(&err)?.is_none() {
+            let work = work
+                .take()
+                .expect("work runs once: the loop returns after it");
+            return work(tx);
+        }
+    }
+}
+
+/// Appends every chunk of `items` as one bulk load on `conn`; it becomes visible only on
+/// [`BulkItem::Commit`]. Runs on a blocking thread: it waits for the producer's chunks.
+pub(crate) fn append_bulk_blocking(
+    conn: &mut Connection,
+    path: &Path,
+    items: mpsc::Receiver<BulkItem>,
+) -> Result<BulkOutcome, StoreError> {
+    let err = backend("bulk append");
+    conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)
+        .map_err(&err)?;
+    let result = load(conn, path, items);
+    let restored = conn
+        .pragma_update(None, "cache_size", CACHE_KIB)
+        .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+        .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES))
+        .map_err(&err);
+    let outcome = result?;
+    restored?;
+    Ok(outcome)
+}
+
+/// How often the background checkpointer of a bulk load copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies the WAL into the database file from a connection of its own while a bulk load
+/// writes (a PASSIVE checkpoint waits for no one): the disk work of the load runs beside
+/// the parsers and the writer instead of after them, or inside the writer's steps.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Self {
+        let path = path.to_path_buf();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("bulk-checkpoint".into())
+            .spawn(move || {
+                let Ok(conn) = Connection::open(&path) else {
+                    return;
+                };
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    // A failed checkpoint only leaves more for the next one, or for the
+                    // writer's own at the end.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn load(
+    conn: &mut Connection,
+    path: &Path,
+    mut items: mpsc::Receiver<BulkItem>,
+) -> Result<BulkOutcome, StoreError> {
+    let err = backend("bulk append");
+    let me = Load {
+        after_seq: 0,
+        holder: holder::this_process(next_load()),
+    };
+    let me = write(conn, |tx| {
+        // Every sequence number handed out so far, also those of deleted events.
+        let after_seq: u64 = tx
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
+                            COALESCE((SELECT MAX(seq) FROM events), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO bulk_loads (after_seq, holder, started_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![after_seq, me.holder, now_ms()],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(Load { after_seq, ..me })
+    })?;
+    // The steps before the last need no fsync of their own: nothing of the load is visible
+    // until the last step, whose commit (synchronous=FULL again) syncs the WAL with every
+    // frame before it. The checkpoints run beside the load.
+    let result = conn
+        .pragma_update(None, "synchronous", "NORMAL")
+        .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", 0))
+        .map_err(&err)
+        .and_then(|()| {
+            let _checkpointing = Checkpointer::start(path);
+            load_steps(conn, &me, &mut items)
+        });
+    if result.is_err() {
+        let undone = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                // Only a load still ours: one another process undid may have been followed
+                // by other writes, which are not ours to delete.
+                let ours = open_load(&tx)?.is_some_and(|load| load.holder == me.holder);
+                if ours {
+                    undo(&tx, &me)?;
+                }
+                tx.commit()
+            });
+        if let Err(e) = undone {
+            // The store stays held until this process exits; the next one undoes it.
+            tracing::error!(error = %e, "could not undo a failed bulk ingest");
+        }
+    }
+    result
+}
+
+fn next_load() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn load_steps(
+    conn: &mut Connection,
+    me: &Load,
+    items: &mut mpsc::Receiver<BulkItem>,
+) -> Result<BulkOutcome, StoreError> {
+    let mut outcome = BulkOutcome::default();
+    let mut step = Vec::new();
+    let mut step_bytes = 0;
+    loop {
+        match items.blocking_recv() {
+            Some(BulkItem::Events(rows)) => {
+                step_bytes += rows.iter().map(|r| r.body.len()).sum::<usize>();
+                step.extend(rows);
+                if step_bytes >= STEP_BYTES {
+                    write_step(conn, me, std::mem::take(&mut step), &mut outcome, false)?;
+                    step_bytes = 0;
+                }
+            }
+            Some(BulkItem::Commit) => {
+                conn.pragma_update(None, "synchronous", "FULL")
+                    .map_err(backend("bulk append"))?;
+                write_step(conn, me, step, &mut outcome, true)?;
+                return Ok(outcome);
+            }
+            None => return Err(StoreError::Abandoned),
+        }
+    }
+}
+
+/// Commits one step of the load; the last one also makes the whole load visible.
+fn write_step(
+    conn: &mut Connection,
+    me: &Load,
+    rows: Vec<EncodedEvent>,
+    outcome: &mut BulkOutcome,
+    last: bool,
+) -> Result<(), StoreError> {
+    let err = backend("bulk append");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let still_mine = open_load(&tx)
+        .map_err(&err)?
+        .is_some_and(|load| load.holder == me.holder);
+    if !still_mine {
+        return Err(StoreError::Backend {
+            operation: "bulk append",
+            source: "another process undid this bulk ingest (it took this one for dead)".into(),
+            retryable: false,
+        });
+    }
+    {
+        let mut remembered = Remembered::new(&tx).map_err(&err)?;
+        let mut fresh = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if remembered.seq_of(&row.id).map_err(&err)?.is_some() {
+                outcome.duplicates += 1;
+            } else {
+                fresh.push(row);
+            }
+        }
+        let stored = insert_rows(&tx, &fresh).map_err(&err)?;
+        // INSERT OR IGNORE skipped the ids already stored, or repeated in the input.
+        outcome.duplicates += fresh.len() as u64 - stored;
+        outcome.stored += stored;
+    }
+    if last {
+        if outcome.stored > 0 {
+            outcome.seqs = Some(
+                tx.query_row(
+                    "SELECT MIN(seq), MAX(seq) FROM events WHERE seq > ?1",
+                    [me.after_seq],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(&err)?,
+            );
+        }
+        tx.execute("DELETE FROM bulk_loads WHERE holder = ?1", [&me.holder])
+            .map_err(&err)?;
+    }
+    tx.commit().map_err(&err)
+}
+
+/// Rows per INSERT statement. A statement per row spends about as much on the statement
+/// (binding, VM setup, AUTOINCREMENT's bookkeeping, done once per statement) as on the row.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Inserts `rows`, skipping ids already stored; returns how many were inserted.
+fn insert_rows(tx: &Transaction<'_>, rows: &[&EncodedEvent]) -> rusqlite::Result<u64> {
+    fn insert_sql(rows: usize) -> String {
+        let values = vec!["(?,?,?,?)"; rows].join(",");
+        format!("INSERT OR IGNORE INTO events (id, time_ms, tenant, body) VALUES {values}")
+    }
+    let full = insert_sql(ROWS_PER_INSERT);
+    let mut inserted = 0;
+    for group in rows.chunks(ROWS_PER_INSERT) {
+        let sql = if group.len() == ROWS_PER_INSERT {
+            std::borrow::Cow::Borrowed(full.as_str())
+        } else {
+            std::borrow::Cow::Owned(insert_sql(group.len()))
+        };
+        let mut insert = tx.prepare_cached(&sql)?;
+        let params = group.iter().flat_map(|row| {
+            [
+                &row.id as &dyn rusqlite::ToSql,
+                &row.time,
+                &row.tenant,
+                &row.body,
+            ]
+        });
+        inserted += insert.execute(rusqlite::params_from_iter(params))? as u64;
+    }
+    Ok(inserted)
+}
