@@ -4,7 +4,7 @@
 //! A reader thread cuts the input into chunks of whole lines. Each chunk is parsed,
 //! validated, redacted, given ids and encoded on the blocking pool by the same
 //! [`Ingestor::parse_ndjson_lines`] every other road uses, several chunks at once. The
-//! results go, in input order, into one [`Store::append_bulk`] transaction that commits only
+//! results go, in input order, into one [`Store::append_bulk`] load that becomes visible only
 //! after the last line was read and accepted: a bad last line stores nothing.
 //!
 //! [`Store::append_bulk`]: auditsync_store::Store::append_bulk

@@ -17,6 +17,48 @@ fn config(destinations: Value) -> Value {
     })
 }
 
+/// Issue 10, point 3: CLI ingest is all or nothing per input file, also when it is killed
+/// after the store committed some of its steps.
+#[test]
+fn an_ingest_killed_half_way_leaves_nothing_and_can_be_run_again() {
+    let env = Env::new(config(json!([{"name": "nd", "type": "pv", "root": "nd"}])));
+    env.ingest(&(0..3).map(line).collect::<Vec<_>>());
+    let file = env.path("big.ndjson");
+    let text: String = (100..60_100).map(|i| format!("{}\n", line(i))).collect();
+    std::fs::write(&file, text).unwrap();
+    let mut child = env
+        .command(&["ingest", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Steps are 2 MiB: once the database and its WAL have grown by 8 MiB, several are in.
+    let size = |name: &str| std::fs::metadata(env.path(name)).map_or(0, |m| m.len());
+    let started = std::time::Instant::now();
+    while size("db/audit.db") + size("db/audit.db-wal") < 8 << 20 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the ingest ended before it could be killed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Opening the store undoes the dead ingest's steps: only the first three events are held.
+    assert_eq!(env.events_held(), 3);
+    let out = env.ok(&["export", "--once"]);
+    assert!(out.contains("nd: 1 files, 3 events"), "{out}");
+    assert_eq!(
+        env.ok(&["ingest", file.to_str().unwrap()]),
+        "ingested 60000 events (0 already stored, ignored)\n"
+    );
+    let out = env.ok(&["export", "--once"]);
+    assert!(out.contains("60000 events"), "{out}");
+    assert_eq!(read_back(&env.path("nd")).len(), 60_003);
+}
+
 #[test]
 fn ten_thousand_events_round_trip_through_ndjson_and_csv_then_gc() {
     let env = Env::new(config(json!([

@@ -124,7 +124,7 @@ pub struct StoreStats {
 /// One message of a [`Store::append_bulk`] stream.
 #[derive(Debug)]
 pub enum BulkItem {
-    /// Events to add to the open transaction, in input order.
+    /// Events to add to the open load, in input order.
     Events(Vec<EncodedEvent>),
     /// The input ended well: commit everything sent so far.
     Commit,
@@ -221,16 +221,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         self.append(encoded).await
     }
 
-    /// Appends a stream of event chunks in **one** transaction, all or nothing, with memory
-    /// bounded by the channel rather than by the input (CLI `ingest` of a large file).
+    /// Appends a stream of event chunks as **one** unit, all or nothing, with memory bounded
+    /// by the channel rather than by the input (CLI `ingest` of a large file).
     ///
-    /// Everything is committed when [`BulkItem::Commit`] arrives; if the channel closes
-    /// first (the producer met a bad line, or was dropped), nothing is stored and the
+    /// Everything becomes visible when [`BulkItem::Commit`] arrives, at once; if the channel
+    /// closes first (the producer met a bad line, or was dropped), nothing is stored and the
     /// result is [`StoreError::Abandoned`]. Ids already stored, or repeated in the input,
-    /// are skipped as in [`Store::append`].
+    /// are skipped as in [`Store::append`]. A store may commit in steps (the SQLite store
+    /// does) as long as readers see none of them before the end and a load cut off by a
+    /// crash is undone.
     ///
     /// The default collects the chunks and makes one [`Store::append`] call (correct, but
-    /// memory grows with the input); stores that can hold a transaction open override it.
+    /// memory grows with the input); stores that can do better override it.
     async fn append_bulk(
         &self,
         mut items: mpsc::Receiver<BulkItem>,
