@@ -233,8 +233,15 @@ fn load(
         .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", 0))
         .map_err(&err)
         .and_then(|()| {
-            let _checkpointing = Checkpointer::start(path);
-            load_steps(conn, &me, &mut items)
+            let checkpointing = Checkpointer::start(path);
+            let loaded = load_steps(conn, &me, &mut items);
+            let stopping = Instant::now();
+            drop(checkpointing);
+            tracing::debug!(
+                checkpointer_stop_s = stopping.elapsed().as_secs_f64(),
+                "bulk load checkpointer stopped"
+            );
+            loaded
         });
     if result.is_err() {
         let undone = conn
@@ -281,9 +288,14 @@ fn load_steps(
                 }
             }
             Some(BulkItem::Commit) => {
+                let committing = Instant::now();
                 conn.pragma_update(None, "synchronous", "FULL")
                     .map_err(backend("bulk append"))?;
                 write_step(conn, me, step, &mut outcome, true)?;
+                tracing::debug!(
+                    last_step_s = committing.elapsed().as_secs_f64(),
+                    "bulk load committed"
+                );
                 return Ok(outcome);
             }
             None => return Err(StoreError::Abandoned),
