@@ -20,9 +20,10 @@ pub fn forbidden_char(s: &str) -> Option<char> {
     // around a byte that may start one (C0 and DEL are single bytes; C1 is 0xC2 0x80-0x9F).
     let bytes = s.as_bytes();
     // Most strings hold no byte that may start one: one branch-free pass says so.
-    if !bytes.iter().fold(false, |seen, b| {
-        seen | (*b < 0x20) | (*b == 0x7f) | (*b == 0xc2)
-    }) {
+    let suspects = bytes.iter().fold(0u8, |seen, &b| {
+        seen | u8::from(b < 0x20) | u8::from(b == 0x7f) | u8::from(b == 0xc2)
+    });
+    if suspects == 0 {
         return None;
     }
     let suspect =

@@ -149,17 +149,23 @@ fn normalize_ascii<'b>(name: &str, buf: &'b mut [u8; NORMALIZED_ON_STACK]) -> Op
 /// A list of GraphQL field names such as `["teams{_id name}"]` has braces only inside
 /// strings: it is not worth parsing for every event.
 fn holds_an_object(text: &str) -> bool {
+    let bytes = text.as_bytes();
     let mut in_string = false;
-    let mut escaped = false;
-    for b in text.bytes() {
-        match (in_string, escaped, b) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (true, false, b'"') => in_string = false,
-            (false, _, b'"') => in_string = true,
-            (false, _, b'{') => return true,
+    let mut i = 0;
+    // Only quotes, backslashes and braces matter: jump between them.
+    while let Some(skip) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr3(b'"', b'\\', b'{', rest))
+    {
+        i += skip;
+        match bytes[i] {
+            // An escape inside a string: the byte after it cannot end the string.
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'{' if !in_string => return true,
             _ => {}
         }
+        i += 1;
     }
     false
 }
