@@ -115,13 +115,6 @@ pub struct Exporter {
 /// before each file, so a process killed mid-export holds it up to this long.
 pub const EXPORT_LEASE_MS: i64 = 10 * 60 * 1000;
 
-/// This process's name for leases: its pid and host, and a counter for exporters within it.
-fn lease_holder() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    holder::this_process(NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 /// A recorded batch's key relative to its destination's root. Batches recorded before the
 /// prefix moved into the sink carry `<prefix>/` in front; a key has exactly seven segments
 /// below the prefix (`<namespace>/audit/<yyyy>/<mm>/<dd>/<HH>/<seqs>.<ext>`, the namespace
@@ -162,7 +155,7 @@ impl Exporter {
             store,
             namespace,
             destinations,
-            holder: lease_holder(),
+            holder: holder::this_process(),
         }
     }
 

@@ -320,9 +320,9 @@ impl Redactor {
             Value::String(text) => {
                 let looks_like_json =
                     matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
-                // Only an object has keys to match: JSON without a `{` (a list of field names,
-                // as `requestPayload` often is) cannot hold anything to redact, and is not
-                // parsed on the ingest path for nothing.
+                // Only an object has keys to match: JSON with no object outside its strings
+                // (a list of field names, as `requestPayload` often is) cannot hold anything
+                // to redact, and is not parsed on the ingest path for nothing.
                 if !looks_like_json || !holds_an_object(text) {
                     return 0;
                 }

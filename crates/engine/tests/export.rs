@@ -117,6 +117,12 @@ async fn exported(sink: &PvSink) -> (usize, HashMap<u64, Value>) {
     (objects.len(), by_n)
 }
 
+/// The keys of every exported file, in order.
+async fn keys(sink: &PvSink) -> Vec<String> {
+    let objects = sink.list("").await.unwrap();
+    objects.into_iter().map(|m| m.key.to_string()).collect()
+}
+
 #[tokio::test]
 async fn exports_every_event_once_in_bounded_files_for_each_compression() {
     for compression in [
@@ -142,14 +148,7 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
         let expected = uevent(1234);
         assert_eq!(by_n[&1234]["userEmail"], json!(expected.actor.user_email));
         assert_eq!(by_n[&1234]["opType"], json!("Query"));
-        let keys: Vec<String> = f
-            .sink
-            .list("")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.key.to_string())
-            .collect();
+        let keys = keys(&f.sink).await;
         assert_eq!(
             keys[0],
             format!(
@@ -294,14 +293,7 @@ async fn a_key_carries_the_date_of_the_files_earliest_event() {
     ));
     let reports = exporter.export_once().await;
     assert!(reports[0].error.is_none(), "{:?}", reports[0].error);
-    let keys: Vec<String> = f
-        .sink
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let keys = keys(&f.sink).await;
     assert_eq!(keys.len(), 1);
     assert!(
         keys[0].starts_with("pre/acme/audit/2023/07/29/06/"),

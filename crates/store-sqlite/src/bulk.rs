@@ -61,11 +61,28 @@ fn undo(tx: &Transaction<'_>, load: &Load) -> rusqlite::Result<usize> {
     Ok(deleted)
 }
 
-/// Undoes the load of a process that has exited, if there is one (at open, and before a
-/// write).
+/// Undoes the load in `tx` if its process has exited; returns the load still running, if any.
+fn undo_if_exited(tx: &Transaction<'_>) -> rusqlite::Result<Option<Load>> {
+    match open_load(tx)? {
+        Some(load) if holder::has_exited(&load.holder) => {
+            let deleted = undo(tx, &load)?;
+            tracing::warn!(holder = %load.holder, events = deleted, "undid the bulk ingest of a process that exited before its end: none of its events is kept");
+            Ok(None)
+        }
+        running => Ok(running),
+    }
+}
+
+/// Whether the open load is still `me` (another process may have taken it for dead).
+fn is_mine(tx: &Transaction<'_>, me: &Load) -> rusqlite::Result<bool> {
+    Ok(open_load(tx)?.is_some_and(|load| load.holder == me.holder))
+}
+
+/// Undoes the load of a process that has exited, if there is one (at open).
 pub(crate) fn undo_exited_load(conn: &mut Connection) -> Result<(), StoreError> {
     let err = backend("undo an abandoned bulk load");
-    // A plain look first: most of the time there is no load, and no lock is needed.
+    // A plain look first: most of the time there is no load, and a read-only store still
+    // opens.
     match open_load(conn).map_err(&err)? {
         Some(load) if holder::has_exited(&load.holder) => {}
         _ => return Ok(()),
@@ -73,19 +90,13 @@ pub(crate) fn undo_exited_load(conn: &mut Connection) -> Result<(), StoreError> 
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(&err)?;
-    match open_load(&tx).map_err(&err)? {
-        Some(load) if holder::has_exited(&load.holder) => {
-            let deleted = undo(&tx, &load).map_err(&err)?;
-            tx.commit().map_err(&err)?;
-            tracing::warn!(holder = %load.holder, events = deleted, "undid the bulk ingest of a process that exited before its end: none of its events is kept");
-        }
-        _ => {}
-    }
-    Ok(())
+    undo_if_exited(&tx).map_err(&err)?;
+    tx.commit().map_err(&err)
 }
 
 /// Runs `work` in a write transaction once no other process's bulk load is open: a running
-/// one is waited for (up to [`BULK_WAIT`]), one whose process has exited is undone.
+/// one is waited for (up to [`BULK_WAIT`]), one whose process has exited is undone in the
+/// same transaction.
 pub(crate) fn write<T>(
     conn: &mut Connection,
     work: impl FnOnce(Transaction<'_>) -> Result<T, StoreError>,
@@ -94,39 +105,29 @@ pub(crate) fn write<T>(
     let started = Instant::now();
     let mut work = Some(work);
     loop {
-        match open_load(conn).map_err(&err)? {
-            Some(load) if holder::has_exited(&load.holder) => {
-                undo_exited_load(conn)?;
-                continue;
-            }
-            Some(load) => {
-                if started.elapsed() >= BULK_WAIT {
-                    return Err(StoreError::Backend {
-                        operation: "begin a write",
-                        source: format!(
-                            "a bulk ingest by {} has held the store for over {}s; retry when it ends",
-                            load.holder,
-                            BULK_WAIT.as_secs()
-                        )
-                        .into(),
-                        retryable: true,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            None => {}
-        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        // A load may have opened between the look and the lock.
-        if open_load(&tx).map_err(&err)?.is_none() {
+        let Some(load) = undo_if_exited(&tx).map_err(&err)? else {
             let work = work
                 .take()
                 .expect("work runs once: the loop returns after it");
             return work(tx);
+        };
+        drop(tx);
+        if started.elapsed() >= BULK_WAIT {
+            return Err(StoreError::Backend {
+                operation: "begin a write",
+                source: format!(
+                    "a bulk ingest by {} has held the store for over {}s; retry when it ends",
+                    load.holder,
+                    BULK_WAIT.as_secs()
+                )
+                .into(),
+                retryable: true,
+            });
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -203,10 +204,7 @@ fn load(
     mut items: mpsc::Receiver<BulkItem>,
 ) -> Result<BulkOutcome, StoreError> {
     let err = backend("bulk append");
-    let me = Load {
-        after_seq: 0,
-        holder: holder::this_process(next_load()),
-    };
+    let holder = holder::this_process();
     let me = write(conn, |tx| {
         // Every sequence number handed out so far, also those of deleted events.
         let after_seq: u64 = tx
@@ -219,11 +217,11 @@ fn load(
             .map_err(&err)?;
         tx.execute(
             "INSERT INTO bulk_loads (after_seq, holder, started_ms) VALUES (?1, ?2, ?3)",
-            rusqlite::params![after_seq, me.holder, now_ms()],
+            rusqlite::params![after_seq, holder, now_ms()],
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;
-        Ok(Load { after_seq, ..me })
+        Ok(Load { after_seq, holder })
     })?;
     // The steps before the last need no fsync of their own: nothing of the load is visible
     // until the last step, whose commit (synchronous=FULL again) syncs the WAL with every
@@ -249,8 +247,7 @@ fn load(
             .and_then(|tx| {
                 // Only a load still ours: one another process undid may have been followed
                 // by other writes, which are not ours to delete.
-                let ours = open_load(&tx)?.is_some_and(|load| load.holder == me.holder);
-                if ours {
+                if is_mine(&tx, &me)? {
                     undo(&tx, &me)?;
                 }
                 tx.commit()
@@ -261,12 +258,6 @@ fn load(
         }
     }
     result
-}
-
-fn next_load() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn load_steps(
@@ -315,10 +306,7 @@ fn write_step(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(&err)?;
-    let still_mine = open_load(&tx)
-        .map_err(&err)?
-        .is_some_and(|load| load.holder == me.holder);
-    if !still_mine {
+    if !is_mine(&tx, me).map_err(&err)? {
         return Err(StoreError::Backend {
             operation: "bulk append",
             source: "another process undid this bulk ingest (it took this one for dead)".into(),

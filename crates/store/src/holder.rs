@@ -20,9 +20,12 @@ pub fn boot_id() -> Option<String> {
         .filter(|id| !id.is_empty())
 }
 
-/// This process's name as a holder: `pid 4711 on host-a #<instance> boot <boot id>`,
-/// `instance` telling holders within one process apart.
-pub fn this_process(instance: u64) -> String {
+/// A new holder name for this process: `pid 4711 on host-a #<n> boot <boot id>`, where `n`
+/// tells the holders within one process apart.
+pub fn this_process() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let instance = NEXT.fetch_add(1, Ordering::Relaxed);
     let name = format!("pid {} on {} #{instance}", std::process::id(), host_name());
     match boot_id() {
         Some(boot) => format!("{name} boot {boot}"),
@@ -68,7 +71,7 @@ mod tests {
         if !std::path::Path::new("/proc/self").exists() {
             return;
         }
-        assert!(!has_exited(&this_process(1)), "this process is alive");
+        assert!(!has_exited(&this_process()), "this process is alive");
         let host = host_name();
         // pid 1 always exists; a pid above the kernel's maximum never does.
         assert!(!has_exited(&format!("pid 1 on {host} #1")));
