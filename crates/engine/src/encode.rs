@@ -272,6 +272,8 @@ pub struct EncodedFile {
     pub last_seq: u64,
     /// Time of its earliest event, epoch ms (the key's date: no event in the file is older).
     pub earliest_time: i64,
+    /// Time of its latest event, epoch ms.
+    pub latest_time: i64,
     /// Number of events.
     pub events: u64,
     /// Size before compression.
@@ -338,6 +340,7 @@ fn encode_pages(
     let mut output = Output::new(format.compression, capacity)?;
     let mut first_seq: Option<u64> = None;
     let mut earliest_time = i64::MAX;
+    let mut latest_time = i64::MIN;
     let mut last_seq = 0;
     let mut events = 0u64;
     let raw_bytes = Cell::new(0u64);
@@ -358,6 +361,7 @@ fn encode_pages(
                     record.clear();
                     first_seq.get_or_insert(stored.seq);
                     earliest_time = earliest_time.min(stored.event.time);
+                    latest_time = latest_time.max(stored.event.time);
                     format.schema.render(stored.event, &mut record);
                     writer.append(&record)?;
                     last_seq = stored.seq;
@@ -383,6 +387,7 @@ fn encode_pages(
         first_seq,
         last_seq,
         earliest_time,
+        latest_time,
         events,
         raw_bytes: raw_bytes.get(),
         sha256,

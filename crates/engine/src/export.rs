@@ -325,6 +325,8 @@ impl Exporter {
                 bytes: file.body.len() as u64,
                 sha256: file.sha256.clone(),
                 created_ms: chrono::Utc::now().timestamp_millis(),
+                earliest_ms: Some(file.earliest_time),
+                latest_ms: Some(file.latest_time),
             };
             store.begin_batch(&batch).await?;
             self.deliver(dest, &key, file, started, report).await?;

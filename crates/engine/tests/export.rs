@@ -226,6 +226,8 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
                 bytes: file.body.len() as u64,
                 sha256: file.sha256.clone(),
                 created_ms: 0,
+                earliest_ms: None,
+                latest_ms: None,
             })
             .await
             .unwrap();

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, IdRetention, LeaseOutcome, ScheduleRun,
-    Store, StoreError, StoreFactory, StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, IdRetention, LeaseOutcome,
+    ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredEvent,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -155,6 +155,15 @@ CREATE TABLE IF NOT EXISTS bulk_loads (
     holder     TEXT    NOT NULL,
     started_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS manifests (
+    destination TEXT    NOT NULL,
+    number      INTEGER NOT NULL,
+    object_key  TEXT    NOT NULL,
+    sha256      TEXT    NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (destination, number)
+);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
 "#;
@@ -252,7 +261,35 @@ impl SqliteStore {
         // Checkpoint the WAL every 4k pages (64 MiB) instead of every 1k: fewer, larger
         // copies into the database file under a steady ingest.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-        conn.execute_batch(SCHEMA)
+        conn.execute_batch(SCHEMA)?;
+        Self::add_batch_times(conn)
+    }
+
+    /// Stores made before manifests lack the batches' event times: the columns are added
+    /// (empty for old batches), once, under a write lock so two openers do not race.
+    fn add_batch_times(conn: &Connection) -> rusqlite::Result<()> {
+        let has = |conn: &Connection| -> rusqlite::Result<bool> {
+            conn.query_row(
+                "SELECT count(*) FROM pragma_table_info('batches') WHERE name = 'earliest_ms'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+        };
+        if has(conn)? {
+            return Ok(());
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = if has(conn)? {
+            Ok(())
+        } else {
+            conn.execute_batch(
+                "ALTER TABLE batches ADD COLUMN earliest_ms INTEGER;
+                 ALTER TABLE batches ADD COLUMN latest_ms INTEGER;",
+            )
+        };
+        conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        result
     }
 
     /// Remembers the ids of collected events as `retention` says (the default is 7 days,
@@ -386,11 +423,26 @@ fn read_batch(row: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
         bytes: row.get(5)?,
         sha256: row.get(6)?,
         created_ms: row.get(7)?,
+        earliest_ms: row.get(8)?,
+        latest_ms: row.get(9)?,
     })
 }
 
 const BATCH_COLUMNS: &str =
-    "destination, first_seq, last_seq, object_key, events, bytes, sha256, created_ms";
+    "destination, first_seq, last_seq, object_key, events, bytes, sha256, created_ms, earliest_ms, latest_ms";
+
+fn read_manifest(row: &rusqlite::Row<'_>) -> rusqlite::Result<ManifestRecord> {
+    Ok(ManifestRecord {
+        destination: row.get(0)?,
+        number: row.get(1)?,
+        key: row.get(2)?,
+        sha256: row.get(3)?,
+        last_seq: row.get(4)?,
+        created_ms: row.get(5)?,
+    })
+}
+
+const MANIFEST_COLUMNS: &str = "destination, number, object_key, sha256, last_seq, created_ms";
 
 fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
     conn.query_row(
@@ -559,7 +611,7 @@ impl Store for SqliteStore {
             }
             tx.execute(
                 &format!(
-                    "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                 ),
                 params![
                     batch.destination,
@@ -569,7 +621,9 @@ impl Store for SqliteStore {
                     batch.events,
                     batch.bytes,
                     batch.sha256,
-                    batch.created_ms
+                    batch.created_ms,
+                    batch.earliest_ms,
+                    batch.latest_ms
                 ],
             )
             .map_err(&err)?;
@@ -612,6 +666,91 @@ impl Store for SqliteStore {
                 "INSERT INTO cursors (destination, seq) VALUES (?1, ?2)
                  ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq",
                 params![destination, last],
+            )
+            .map_err(&err)?;
+            tx.commit().map_err(&err)
+        })
+        .await
+    }
+
+    async fn completed_batches(
+        &self,
+        destination: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Batch>, StoreError> {
+        let destination = destination.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches
+                     WHERE destination = ?1 AND first_seq > ?2 AND completed_ms IS NOT NULL
+                     ORDER BY first_seq LIMIT ?3"
+                ))
+                .map_err(backend("completed batches"))?;
+            let rows = stmt
+                .query_map(params![destination, after_seq, limit as i64], read_batch)
+                .map_err(backend("completed batches"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(backend("completed batches"))
+        })
+        .await
+    }
+
+    async fn manifest_head(&self, destination: &str) -> Result<Option<ManifestRecord>, StoreError> {
+        let destination = destination.to_string();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {MANIFEST_COLUMNS} FROM manifests WHERE destination = ?1
+                     ORDER BY number DESC LIMIT 1"
+                ),
+                [destination],
+                read_manifest,
+            )
+            .optional()
+            .map_err(backend("manifest head"))
+        })
+        .await
+    }
+
+    async fn record_manifest(&self, record: &ManifestRecord) -> Result<(), StoreError> {
+        self.refuse_if_corrupted()?;
+        let record = record.clone();
+        self.with_conn(move |conn| {
+            let err = backend("record manifest");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            let head: Option<u64> = tx
+                .query_row(
+                    "SELECT max(number) FROM manifests WHERE destination = ?1",
+                    [&record.destination],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            let expected = head.unwrap_or(0) + 1;
+            if record.number != expected {
+                return Err(StoreError::Conflict {
+                    operation: "record manifest",
+                    message: format!(
+                        "manifest {} of `{}` does not follow its head (the next is {expected})",
+                        record.number, record.destination
+                    ),
+                });
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO manifests ({MANIFEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
+                params![
+                    record.destination,
+                    record.number,
+                    record.key,
+                    record.sha256,
+                    record.last_seq,
+                    record.created_ms
+                ],
             )
             .map_err(&err)?;
             tx.commit().map_err(&err)

@@ -45,3 +45,31 @@ fn the_registry_opens_sqlite_by_type_and_names_a_bad_option() {
         "config key `store.type`: unknown store `nope`; known: sqlite"
     );
 }
+
+/// A store written before manifests (batches without event times) opens, keeps its batches
+/// and records new ones with times.
+#[tokio::test]
+async fn a_store_from_before_manifests_gains_the_batch_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE batches (
+                destination TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+                object_key TEXT NOT NULL, events INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                sha256 TEXT NOT NULL, created_ms INTEGER NOT NULL, completed_ms INTEGER,
+                PRIMARY KEY (destination, first_seq));
+             INSERT INTO batches VALUES ('d', 1, 2, 'k1', 2, 10, '00', 1, 5);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let old = store.completed_batches("d", 0, 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!((old[0].key.as_str(), old[0].earliest_ms), ("k1", None));
+    drop(store);
+    // Opening again finds the columns in place.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.completed_batches("d", 0, 10).await.unwrap(), old);
+}

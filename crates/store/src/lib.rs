@@ -108,6 +108,29 @@ pub struct Batch {
     pub sha256: String,
     /// When the batch was recorded, in epoch milliseconds.
     pub created_ms: i64,
+    /// The earliest event time in the file, epoch ms (`None` for batches recorded by a
+    /// version that did not keep it).
+    pub earliest_ms: Option<i64>,
+    /// The latest event time in the file, epoch ms (`None` as for `earliest_ms`).
+    pub latest_ms: Option<i64>,
+}
+
+/// The last manifest written for a destination: the head of its chain (see
+/// `auditsync-manifest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    /// The destination's name.
+    pub destination: String,
+    /// Its position in the chain, from 1.
+    pub number: u64,
+    /// Its key, relative to the destination's root.
+    pub key: String,
+    /// Lowercase hex SHA-256 of its bytes: the next manifest links to it.
+    pub sha256: String,
+    /// The last sequence number it covers.
+    pub last_seq: u64,
+    /// When it was written, in epoch milliseconds.
+    pub created_ms: i64,
 }
 
 /// Counts for operators and tests.
@@ -283,6 +306,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Marks the destination's pending batch done and moves its cursor to the batch's last
     /// sequence number, in one transaction.
     async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError>;
+
+    /// Up to `limit` completed batches of the destination with `first_seq > after_seq`, in
+    /// sequence order: what its next manifest lists. Batches are kept after GC.
+    async fn completed_batches(
+        &self,
+        destination: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Batch>, StoreError>;
+
+    /// The destination's last recorded manifest, if any.
+    async fn manifest_head(&self, destination: &str) -> Result<Option<ManifestRecord>, StoreError>;
+
+    /// Records a written manifest as the destination's new head. Fails with
+    /// [`StoreError::Conflict`] unless its number follows the head's (1 for the first), so
+    /// two writers never fork one chain.
+    async fn record_manifest(&self, record: &ManifestRecord) -> Result<(), StoreError>;
 
     /// Deletes events that every listed destination has (seq at or below the lowest of
     /// their cursors; a destination that never exported has cursor 0). Returns the count.

@@ -25,7 +25,8 @@ use auditsync_core::Event;
 use tokio::sync::mpsc;
 
 use crate::{
-    Appended, Batch, BulkItem, EncodedEvent, LeaseOutcome, ScheduleRun, Store, StoreError,
+    Appended, Batch, BulkItem, EncodedEvent, LeaseOutcome, ManifestRecord, ScheduleRun, Store,
+    StoreError,
 };
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -36,6 +37,7 @@ where
 {
     ids_are_idempotency_keys_and_seqs_increase(fresh().await).await;
     batches_move_cursors_and_gc_keeps_what_a_destination_lacks(fresh().await).await;
+    completed_batches_stay_listed_and_manifests_chain_one_by_one(fresh().await).await;
     a_committed_bulk_append_stores_everything_once(fresh().await).await;
     an_abandoned_bulk_append_stores_nothing(fresh().await).await;
     counts_and_health(fresh().await).await;
@@ -65,6 +67,8 @@ pub fn batch(first: u64, last: u64) -> Batch {
         bytes: 10,
         sha256: "00".into(),
         created_ms: 1,
+        earliest_ms: Some(first as i64),
+        latest_ms: Some(last as i64),
     }
 }
 
@@ -133,6 +137,53 @@ pub async fn batches_move_cursors_and_gc_keeps_what_a_destination_lacks(store: A
         (stats.events, stats.first_seq, stats.last_seq),
         (2, Some(4), 5)
     );
+}
+
+/// Completed batches stay listed after GC, in order, without the pending one; manifest heads
+/// advance one number at a time per destination.
+pub async fn completed_batches_stay_listed_and_manifests_chain_one_by_one(store: Arc<dyn Store>) {
+    let events = (0..6).map(|i| event(&format!("e{i}"), i)).collect();
+    store.append_events(events).await.unwrap();
+    for (first, last) in [(1, 2), (3, 4)] {
+        store.begin_batch(&batch(first, last)).await.unwrap();
+        store.complete_batch("d", first).await.unwrap();
+    }
+    store.begin_batch(&batch(5, 6)).await.unwrap();
+    store.gc(&["d".to_string()]).await.unwrap();
+    let listed = store.completed_batches("d", 0, 10).await.unwrap();
+    assert_eq!(listed, vec![batch(1, 2), batch(3, 4)]);
+    assert_eq!(
+        store.completed_batches("d", 2, 10).await.unwrap(),
+        vec![batch(3, 4)]
+    );
+    assert_eq!(
+        store.completed_batches("d", 0, 1).await.unwrap(),
+        vec![batch(1, 2)]
+    );
+    assert!(store
+        .completed_batches("other", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let record = |number: u64| ManifestRecord {
+        destination: "d".into(),
+        number,
+        key: format!("m{number}"),
+        sha256: format!("{number:064x}"),
+        last_seq: number * 2,
+        created_ms: number as i64,
+    };
+    assert_eq!(store.manifest_head("d").await.unwrap(), None);
+    assert!(matches!(
+        store.record_manifest(&record(2)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store.record_manifest(&record(1)).await.unwrap();
+    assert!(store.record_manifest(&record(1)).await.is_err());
+    store.record_manifest(&record(2)).await.unwrap();
+    assert_eq!(store.manifest_head("d").await.unwrap(), Some(record(2)));
+    assert_eq!(store.manifest_head("other").await.unwrap(), None);
 }
 
 /// A bulk append in several chunks commits them together, in input order, skipping ids
