@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::encode::FileLimits as BatchLimits;
 use crate::encode::{encode_file, EncodeError, EncodedFile, FileFormat};
+use crate::manifests::{write_due, ManifestReport, ManifestSettings};
 
 /// Default events per file.
 pub const DEFAULT_MAX_EVENTS: u64 = 100_000;
@@ -99,6 +100,8 @@ pub struct DestinationReport {
     /// Set when this run left the destination alone because another export of it (another
     /// process sharing the store) holds its lease: not a failure, the other one exports.
     pub skipped: Option<String>,
+    /// Manifests written after the files (none when manifests are off).
+    pub manifests: ManifestReport,
 }
 
 /// Runs exports of all destinations from one store.
@@ -109,6 +112,8 @@ pub struct Exporter {
     destinations: Vec<Destination>,
     /// How this exporter names itself to other processes (`pid 4711 on host-a #1`).
     holder: String,
+    /// Signed manifests after each destination's files, when set.
+    manifests: Option<ManifestSettings>,
 }
 
 /// How long an export's lease on its destination lasts unless renewed; it is renewed
@@ -156,7 +161,15 @@ impl Exporter {
             namespace,
             destinations,
             holder: holder::this_process(),
+            manifests: None,
         }
+    }
+
+    /// Writes signed, chained manifests after each destination's files (see
+    /// [`crate::manifests`]).
+    pub fn with_manifests(mut self, settings: ManifestSettings) -> Self {
+        self.manifests = Some(settings);
+        self
     }
 
     /// The destinations.
@@ -184,6 +197,7 @@ impl Exporter {
                         events: 0,
                         bytes: 0,
                         skipped: None,
+                        manifests: ManifestReport::default(),
                         error: Some(ExportError::Store(StoreError::Backend {
                             operation: "stats",
                             source: e.to_string().into(),
@@ -219,6 +233,7 @@ impl Exporter {
             bytes: 0,
             error: None,
             skipped: None,
+            manifests: ManifestReport::default(),
         };
         if let Err(e) = self.run_leased(dest, up_to, &mut report).await {
             tracing::error!(destination = %dest.name, error = %e, "export stopped");
@@ -240,7 +255,18 @@ impl Exporter {
         if !self.hold_lease(&lease, report).await? {
             return Ok(());
         }
-        let result = self.run(dest, up_to, &lease, report).await;
+        let mut result = self.run(dest, up_to, &lease, report).await;
+        // Also after a failed run: the files it did complete are listed now rather than
+        // waiting for the next success.
+        if let Some(settings) = &self.manifests {
+            match write_due(self.store.as_ref(), &self.namespace, dest, settings).await {
+                Ok(written) => report.manifests = written,
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(e) => {
+                    tracing::error!(destination = %dest.name, error = %e, "manifest not written")
+                }
+            }
+        }
         if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
             // It expires by itself; the next export waits until then.
             tracing::warn!(destination = %dest.name, error = %e, "cannot release the export lease");

@@ -7,6 +7,7 @@
 //! - [`encode`]: schema → formatter → compression, streamed, with the file's SHA-256.
 //! - [`export`]: per-destination batches after its cursor, deterministic keys, put, cursor.
 //! - [`gc`]: deletes what every destination has.
+//! - [`manifests`]: each destination's signed, chained manifests beside its files.
 //! - [`recorder`]: group commit, and the `Recorder` integrators embed.
 //! - [`redact`]: sensitive parameters replaced before anything is stored.
 //! - [`schedule`]: export, GC and sync on their cron schedules, for `run` and embedders alike.
@@ -15,6 +16,7 @@
 //! - [`prefix`]: a [`auditsync_core::Sink`] layer that roots a sink at a key prefix.
 //! - [`sink_url`]: `s3://`, `az://`, `gs://` and `file://` URLs as sink options.
 //! - [`sync`]: copies what a target sink lacks, verified, never overwriting.
+//! - [`verify_archive`]: checks an exported tree against its signed manifests, offline.
 
 pub mod bulk;
 pub mod cron;
@@ -22,6 +24,7 @@ pub mod encode;
 pub mod export;
 pub mod gc;
 pub mod ingest;
+pub mod manifests;
 pub mod prefix;
 pub mod range;
 pub mod recorder;
@@ -30,6 +33,7 @@ pub mod retry;
 pub mod schedule;
 pub mod sink_url;
 pub mod sync;
+pub mod verify_archive;
 
 pub use encode::{Compression, FileFormat};
 pub use export::{BatchLimits, Destination, DestinationReport, ExportError, Exporter};

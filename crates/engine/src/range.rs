@@ -308,7 +308,9 @@ pub async fn export_range<W: Write + Send + 'static>(
     }
     if let Some(archive) = &archive {
         let tree = format!("{}/audit/", archive.namespace);
-        let listed = archive.sink.list(&tree).await?;
+        let mut listed = archive.sink.list(&tree).await?;
+        // Manifests sit beside the files; they hold no events.
+        listed.retain(|meta| !meta.key.as_str().contains("/_manifests/"));
         progress
             .files_total
             .store(listed.len() as u64, Ordering::Relaxed);
