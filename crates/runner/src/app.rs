@@ -52,11 +52,11 @@ impl App {
             .with_max_event_bytes(config.ingest.max_event_bytes)
             .with_validation(config.ingest.validation)
             .with_redactor(redactor.clone());
-        let exporter = Arc::new(Exporter::new(
-            store.clone(),
-            config.namespace.clone(),
-            destinations,
-        ));
+        let mut exporter = Exporter::new(store.clone(), config.namespace.clone(), destinations);
+        if let Some(manifests) = &config.manifests {
+            exporter = exporter.with_manifests(manifests.settings()?);
+        }
+        let exporter = Arc::new(exporter);
         Ok(Self {
             config,
             store,

@@ -1,6 +1,7 @@
 //! The stock CLI: argument parsing and dispatch to one module per command family.
 
 mod admin;
+mod archive;
 mod export;
 mod ingest;
 mod schedule;
@@ -17,6 +18,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::range_export;
 use admin::TokenAction;
+use archive::{KeyAction, VerifyArchiveArgs};
 use schedule::ScheduleArgs;
 use schema::SchemaAction;
 use sync::SyncArgs;
@@ -87,6 +89,14 @@ pub(crate) enum Command {
     /// Copy the objects the target lacks from SRC to DST (names or URLs), verified, never
     /// overwriting; exit 1 on a conflict.
     Sync(SyncArgs),
+    /// Make the Ed25519 key that signs manifests.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Check an exported tree against its signed manifests, offline: SOURCE is a
+    /// destination's name, a sink URL or a local copy. Exit 0 only when everything verifies.
+    VerifyArchive(VerifyArchiveArgs),
     /// List the schemas, show one, or print the CREATE TABLE that loads its files.
     Schema {
         #[command(subcommand)]
@@ -160,6 +170,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         return runtime()?.block_on(sync::sync_command(app.as_ref(), args));
     }
+    if let Command::Key { action } = &cli.command {
+        return archive::key_command(action);
+    }
+    if let Command::VerifyArchive(args) = &cli.command {
+        // A local copy and public keys need no config; a destination's name does.
+        let app = if cli.config.exists() {
+            Some(App::build(load_config(&cli.config)?)?)
+        } else {
+            None
+        };
+        return runtime()?.block_on(archive::verify_archive_command(app.as_ref(), args));
+    }
     if let Command::Schedule(args) = &cli.command {
         if !args.needs_config() {
             return schedule::schedule_command(args, Vec::new(), &[]);
@@ -223,6 +245,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Token { .. }
             | Command::Schema { .. }
             | Command::Schedule(_)
+            | Command::Key { .. }
+            | Command::VerifyArchive(_)
             | Command::Sync(_) => {
                 unreachable!("handled above")
             }

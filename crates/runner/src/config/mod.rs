@@ -7,10 +7,12 @@
 //! - `mask`: secrets masked for `config check` and `auditsync.config.changed`.
 
 mod env;
+mod manifests;
 mod mask;
 pub mod model;
 mod validate;
 
+pub use manifests::ManifestsConfig;
 pub use model::*;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +71,9 @@ pub struct Config {
     /// Bucket-to-bucket syncs `auditsync run` runs on their schedules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub syncs: Vec<SyncConfig>,
+    /// Signed, chained manifests beside every destination's files (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<ManifestsConfig>,
 }
 
 fn default_export_schedule() -> String {

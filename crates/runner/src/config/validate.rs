@@ -41,6 +41,9 @@ impl Config {
                 bail!("config key `redact.hmac`: set exactly one of `key_file` and `key_env`");
             }
         }
+        if let Some(manifests) = &self.manifests {
+            manifests.validate()?;
+        }
         auditsync_store::registry::store_factory(&self.store.kind)?;
         if self.ingest.max_event_bytes < 256 {
             bail!("config key `ingest.max_event_bytes`: must be at least 256");

@@ -1,0 +1,180 @@
+//! Provable archives through the real binary: `key new`, exports that write signed manifests,
+//! and `verify-archive` of a destination, a URL and a local copy.
+
+use serde_json::{json, Value};
+
+mod support;
+use support::{files_under, line, Env};
+
+fn config(manifests: Value) -> Value {
+    json!({
+        "enableUserEvents": true,
+        "namespace": "acme",
+        "destinations": [{"name": "archive", "type": "pv", "root": "out", "prefix": "p", "max_events": 10}],
+        "manifests": manifests,
+    })
+}
+
+#[test]
+fn exports_are_signed_and_verify_archive_finds_a_changed_file_offline() {
+    let env = Env::new(json!({}));
+    let key = env.path("signing.pem");
+    let public = env.path("public.pem");
+    let out = env.run(&[
+        "key",
+        "new",
+        "--out",
+        key.to_str().unwrap(),
+        "--public-out",
+        public.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let private = std::fs::read_to_string(&key).unwrap();
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(printed, std::fs::read_to_string(&public).unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // An existing key is never replaced.
+    let again = env.run(&["key", "new", "--out", key.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), private);
+
+    env.write_config(config(json!({"signing_key_file": key})));
+    let lines: Vec<Value> = (0..35).map(line).collect();
+    env.ingest(&lines);
+    env.ok(&["export", "--once"]);
+    env.ingest(&(35..50).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    let files = files_under(&env.path("out"));
+    let manifests: Vec<_> = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/p/acme/audit/_manifests/"))
+        .collect();
+    assert_eq!(manifests.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 2 + 6, "{files:?}");
+
+    // By name (the key from the config), by URL and as a plain copy with the public key.
+    let public = public.to_str().unwrap();
+    let by_name = env.ok(&[
+        "verify-archive",
+        "archive",
+        "--save-checkpoint",
+        env.path("head.json").to_str().unwrap(),
+    ]);
+    assert!(
+        by_name.contains("2 manifests, 6 files, 50 records"),
+        "{by_name}"
+    );
+    assert!(by_name.ends_with("everything verifies\n"), "{by_name}");
+    let url = format!("file://{}", env.path("out/p").display());
+    env.ok(&["verify-archive", &url, "--public-key", public]);
+    let copy = env.path("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in &files {
+        let rel = f.strip_prefix(env.path("out/p")).unwrap();
+        std::fs::create_dir_all(copy.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(f, copy.join(rel)).unwrap();
+    }
+    let copy_arg = copy.to_str().unwrap();
+    let checkpoint = env.path("head.json");
+    let checkpoint = checkpoint.to_str().unwrap();
+    env.ok(&[
+        "verify-archive",
+        copy_arg,
+        "--public-key",
+        public,
+        "--checkpoint",
+        checkpoint,
+    ]);
+    let json: Value = serde_json::from_str(&env.ok(&[
+        "verify-archive",
+        copy_arg,
+        "--public-key",
+        public,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(json["findings"], json!([]));
+    assert_eq!(json["events"], 50);
+
+    // A changed file, the last manifest dropped: each named, exit 1.
+    let data = files
+        .iter()
+        .find(|p| !p.to_string_lossy().contains("_manifests"))
+        .unwrap();
+    let rel = data.strip_prefix(env.path("out/p")).unwrap();
+    let mut bytes = std::fs::read(copy.join(rel)).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(copy.join(rel), bytes).unwrap();
+    let last = manifests
+        .last()
+        .unwrap()
+        .strip_prefix(env.path("out/p"))
+        .unwrap();
+    std::fs::remove_file(copy.join(last)).unwrap();
+    let out = env.run(&[
+        "verify-archive",
+        copy_arg,
+        "--public-key",
+        public,
+        "--checkpoint",
+        checkpoint,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("FAIL file_modified {}", rel.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("FAIL rollback {}", last.display())),
+        "{text}"
+    );
+    assert!(text.contains("FAIL file_unlisted"), "{text}");
+
+    // Without manifests there is nothing to prove: said, exit 1.
+    let empty = env.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = env.run(&[
+        "verify-archive",
+        empty.to_str().unwrap(),
+        "--public-key",
+        public,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no manifests"));
+    // The private key never reaches any output.
+    let body: String = private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!text.contains(&body) && !by_name.contains(&body));
+}
+
+#[test]
+fn a_bad_signing_key_is_refused_naming_the_config_key_without_quoting_it() {
+    let env = Env::new(json!({}));
+    let key = env.path("bad.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    env.write_config(config(json!({"signing_key_file": key})));
+    let out = env.run(&["export", "--once"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("manifests.signing_key_file"), "{err}");
+    assert!(!err.contains("c2VjcmV0c2VjcmV0"), "{err}");
+    env.write_config(config(
+        json!({"signing_key_file": key, "signing_key_env": "X"}),
+    ));
+    let out = env.run(&["export", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set exactly one of"), "{err}");
+}
