@@ -587,3 +587,62 @@ fn sync_copies_s3_to_gcs_and_to_a_volume_resumes_after_a_kill_and_leaves_conflic
         assert_eq!(std::fs::read(&changed).unwrap(), b"tampered\n");
     }
 }
+
+/// Issue 12: one archive with manifests in S3, Azure, GCS and a volume verifies clean through
+/// each sink, and a file deleted from each is found there.
+#[test]
+fn each_cloud_holds_an_archive_that_verifies_and_a_deleted_file_is_found() {
+    let Some(ep) = endpoints() else { return };
+    let mut destinations = vec![
+        s3_destination(&ep.s3, &unique("proof")),
+        azure_destination(&ep.azure, &unique("proof"), AZURITE_KEY),
+        gcs_destination(&ep.gcs, &unique("proof")),
+        json!({"name": "volume", "type": "pv", "root": "volume"}),
+    ];
+    for d in &mut destinations {
+        d["prefix"] = json!("p");
+        d["max_events"] = json!(300);
+        d["compression"] = json!("gzip");
+    }
+    let rt = runtime();
+    let sinks: Vec<Arc<dyn Sink>> = rt.block_on(async {
+        let mut sinks = Vec::new();
+        for d in &destinations[..3] {
+            sinks.push(sink_for(d).await);
+        }
+        sinks
+    });
+    let env = Env::new(json!({}));
+    let key = env.path("signing.pem");
+    env.ok(&["key", "new", "--out", key.to_str().unwrap()]);
+    env.write_config(json!({"enableUserEvents": true, "namespace": "acme",
+        "destinations": destinations, "manifests": {"signing_key_file": key}}));
+    env.ingest(&(0..1_000).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    env.ingest(&(1_000..1_500).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    for name in ["s3", "azure", "gcs", "volume"] {
+        let out = env.ok(&["verify-archive", name]);
+        assert!(
+            out.contains("2 manifests, 6 files, 1500 records")
+                && out.contains("everything verifies"),
+            "{name}: {out}"
+        );
+    }
+    for (sink, name) in sinks.iter().zip(["s3", "azure", "gcs"]) {
+        let victim = rt.block_on(async {
+            let listed = sink.list("p/acme/audit/2023/").await.unwrap();
+            let victim = listed[1].key.clone();
+            sink.delete(&victim).await.unwrap();
+            victim
+        });
+        let out = env.run(&["verify-archive", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let relative = victim.as_str().strip_prefix("p/").unwrap();
+        assert!(
+            text.contains(&format!("FAIL file_missing {relative}")),
+            "{name}: {text}"
+        );
+    }
+}
