@@ -114,6 +114,9 @@ pub struct Exporter {
     holder: String,
     /// Signed manifests after each destination's files, when set.
     manifests: Option<ManifestSettings>,
+    /// One manifest writer at a time in this process (an export and the heartbeat of
+    /// [`Exporter::write_manifests`] would otherwise race for the next number).
+    manifest_writer: tokio::sync::Mutex<()>,
 }
 
 /// How long an export's lease on its destination lasts unless renewed; it is renewed
@@ -162,7 +165,62 @@ impl Exporter {
             destinations,
             holder: holder::this_process(),
             manifests: None,
+            manifest_writer: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The manifest settings, when manifests are on.
+    pub fn manifest_settings(&self) -> Option<&ManifestSettings> {
+        self.manifests.as_ref()
+    }
+
+    /// Writes the manifests that are due for every destination (the files completed since
+    /// the last one, or an empty one when the last is older than the interval), without
+    /// exporting: the heartbeat of `auditsync run`, and `auditsync manifest backfill`. A
+    /// destination whose export lease another process holds is left to it. `only` names one
+    /// destination.
+    pub async fn write_manifests(
+        &self,
+        only: Option<&str>,
+    ) -> Vec<(String, Result<ManifestReport, ExportError>)> {
+        let mut results = Vec::new();
+        let Some(settings) = &self.manifests else {
+            return results;
+        };
+        for dest in self
+            .destinations
+            .iter()
+            .filter(|d| only.is_none_or(|name| d.name == name))
+        {
+            let lease = format!("export:{}", dest.name);
+            let mut report = DestinationReport {
+                destination: dest.name.clone(),
+                files: 0,
+                events: 0,
+                bytes: 0,
+                error: None,
+                skipped: None,
+                manifests: ManifestReport::default(),
+            };
+            let result = match self.hold_lease(&lease, &mut report).await {
+                Ok(true) => {
+                    let written = {
+                        let _one = self.manifest_writer.lock().await;
+                        write_due(self.store.as_ref(), &self.namespace, dest, settings).await
+                    };
+                    // An export of this process holding it too takes it again before its
+                    // next file.
+                    if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
+                        tracing::warn!(destination = %dest.name, error = %e, "cannot release the export lease");
+                    }
+                    written
+                }
+                Ok(false) => Ok(ManifestReport::default()),
+                Err(e) => Err(e),
+            };
+            results.push((dest.name.clone(), result));
+        }
+        results
     }
 
     /// Writes signed, chained manifests after each destination's files (see
@@ -259,6 +317,7 @@ impl Exporter {
         // Also after a failed run: the files it did complete are listed now rather than
         // waiting for the next success.
         if let Some(settings) = &self.manifests {
+            let _one = self.manifest_writer.lock().await;
             match write_due(self.store.as_ref(), &self.namespace, dest, settings).await {
                 Ok(written) => report.manifests = written,
                 Err(e) if result.is_ok() => result = Err(e),

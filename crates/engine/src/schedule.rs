@@ -140,7 +140,7 @@ impl Scheduler {
     pub fn start(self) -> RunningSchedules {
         let (stop, rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(run_export_and_gc(
-            self.exporter,
+            self.exporter.clone(),
             self.store.clone(),
             self.export,
             self.gc,
@@ -148,6 +148,13 @@ impl Scheduler {
             self.observer.clone(),
             rx.clone(),
         ))];
+        if let Some(settings) = self.exporter.manifest_settings() {
+            tasks.push(tokio::spawn(run_manifest_heartbeat(
+                self.exporter.clone(),
+                settings.interval,
+                rx.clone(),
+            )));
+        }
         for job in self.syncs {
             tasks.push(tokio::spawn(run_sync(
                 job,
@@ -250,6 +257,31 @@ async fn run_export_and_gc(
             }
             record_run(store.as_ref(), GC_SCHEDULE, started, result.is_ok()).await;
             next_gc = next(gc.as_ref());
+        }
+    }
+}
+
+/// Keeps every destination's manifests fresh between exports: whatever the export schedule,
+/// a manifest is at most about `interval` old (looked at every quarter of it), so a verifier
+/// with `--expect-fresh` can tell a cut-off tail from a quiet one.
+async fn run_manifest_heartbeat(
+    exporter: Arc<Exporter>,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = (interval / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(900),
+    );
+    loop {
+        let at = Utc::now() + chrono::Duration::from_std(every).unwrap_or_default();
+        if !wait_until(Some(at), &mut stop).await {
+            return;
+        }
+        for (destination, result) in exporter.write_manifests(None).await {
+            if let Err(e) = result {
+                tracing::warn!(%destination, error = %e, "manifest heartbeat failed");
+            }
         }
     }
 }

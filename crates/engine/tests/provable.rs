@@ -283,3 +283,219 @@ async fn every_mutation_of_an_exported_tree_is_found_as_what_it_is() {
     }
     assert!(found.iter().all(|&n| n >= 111), "{found:?}");
 }
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    store: Arc<dyn Store>,
+    destination: Destination,
+}
+
+fn setup() -> Setup {
+    auditsync_catalog::link();
+    auditsync_ndjson::link();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("a.db")).unwrap());
+    let destination = Destination {
+        name: "archive".into(),
+        sink: sink_at(&root),
+        format: FileFormat {
+            schema: build_schema("uevents").unwrap(),
+            formatter: build_formatter("ndjson", &Map::new()).unwrap(),
+            compression: Compression::None,
+        },
+        limits: BatchLimits {
+            max_events: 10,
+            max_bytes: u64::MAX,
+        },
+    };
+    Setup {
+        _dir: dir,
+        root,
+        store,
+        destination,
+    }
+}
+
+fn exporter(
+    s: &Setup,
+    signer: &Arc<ManifestSigner>,
+    next: Option<&ManifestSigner>,
+    interval: Duration,
+) -> Arc<Exporter> {
+    Arc::new(
+        Exporter::new(s.store.clone(), "acme".into(), vec![s.destination.clone()]).with_manifests(
+            ManifestSettings {
+                signer: signer.clone(),
+                next_key: next.map(ManifestSigner::public_key),
+                interval,
+            },
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_quiet_destination_gets_a_fresh_empty_manifest_and_a_stale_tail_is_found() {
+    let s = setup();
+    let signer = Arc::new(ManifestSigner::generate());
+    let keys = KeyRing::new([signer.public_key()]);
+    let exporter = exporter(&s, &signer, None, Duration::from_millis(300));
+    s.store
+        .append_events((0..15).map(event).collect())
+        .await
+        .unwrap();
+    exporter.export_once().await;
+    // Not due yet: nothing new, the last manifest is fresh.
+    let results = exporter.write_manifests(None).await;
+    assert_eq!(results[0].1.as_ref().unwrap().written, 0);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let results = exporter.write_manifests(None).await;
+    let written = results[0].1.as_ref().unwrap();
+    assert_eq!((written.written, written.files), (1, 0));
+    let report = verify(&s.root, &keys, None).await;
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(
+        (report.manifests, report.files, report.heads[0].number),
+        (2, 2, 2)
+    );
+
+    let mut options = VerifyOptions {
+        keys: keys.clone(),
+        expect_fresh_ms: Some(60_000),
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        ..VerifyOptions::default()
+    };
+    let fresh = verify_archive(sink_at(&s.root), &options, &VerifyProgress::default())
+        .await
+        .unwrap();
+    assert!(fresh.findings.is_empty());
+    options.now_ms += 120_000;
+    let stale = verify_archive(sink_at(&s.root), &options, &VerifyProgress::default())
+        .await
+        .unwrap();
+    assert_eq!(stale.findings.len(), 1);
+    assert_eq!(stale.findings[0].kind, FindingKind::StaleTail);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_trusted_through_the_announcement_signed_by_the_old_one() {
+    let s = setup();
+    let old = Arc::new(ManifestSigner::generate());
+    let new = Arc::new(ManifestSigner::generate());
+    s.store
+        .append_events((0..10).map(event).collect())
+        .await
+        .unwrap();
+    exporter(&s, &old, Some(&new), Duration::from_secs(3600))
+        .export_once()
+        .await;
+    s.store
+        .append_events((10..20).map(event).collect())
+        .await
+        .unwrap();
+    exporter(&s, &new, None, Duration::from_secs(3600))
+        .export_once()
+        .await;
+    let report = verify(&s.root, &KeyRing::new([old.public_key()]), None).await;
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.manifests, 2);
+    // Without the announcement, the new key is a stranger.
+    let s2 = setup();
+    s2.store
+        .append_events((0..10).map(event).collect())
+        .await
+        .unwrap();
+    exporter(&s2, &old, None, Duration::from_secs(3600))
+        .export_once()
+        .await;
+    s2.store
+        .append_events((10..20).map(event).collect())
+        .await
+        .unwrap();
+    exporter(&s2, &new, None, Duration::from_secs(3600))
+        .export_once()
+        .await;
+    let report = verify(&s2.root, &KeyRing::new([old.public_key()]), None).await;
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].kind, FindingKind::UnknownKey);
+}
+
+#[tokio::test]
+async fn a_manifest_uploaded_before_a_crash_is_adopted_and_a_strangers_is_refused() {
+    use auditsync_manifest::{manifest_key, FileEntry, Header};
+    let s = setup();
+    let signer = Arc::new(ManifestSigner::generate());
+    s.store
+        .append_events((0..10).map(event).collect())
+        .await
+        .unwrap();
+    // Files exported without manifests: the first manifest will list them.
+    Arc::new(Exporter::new(
+        s.store.clone(),
+        "acme".into(),
+        vec![s.destination.clone()],
+    ))
+    .export_once()
+    .await;
+    let batches = s.store.completed_batches("archive", 0, 10).await.unwrap();
+    let entries: Vec<FileEntry> = batches
+        .iter()
+        .map(|b| FileEntry {
+            key: b.key.clone(),
+            bytes: b.bytes,
+            sha256: b.sha256.clone(),
+            events: b.events,
+            first_seq: b.first_seq,
+            last_seq: b.last_seq,
+            earliest: None,
+            latest: None,
+            schema: "uevents".into(),
+            schema_version: 1,
+            format: "ndjson".into(),
+            compression: "none".into(),
+        })
+        .collect();
+    let header = Header {
+        format: String::new(),
+        destination: "archive".into(),
+        namespace: "acme".into(),
+        number: 1,
+        created: "2026-01-01T00:00:00.000Z".into(),
+        previous: None,
+        after_seq: 0,
+        last_seq: 10,
+        files: 0,
+        events: 0,
+        merkle_root: String::new(),
+        key_id: String::new(),
+        next_key: None,
+    };
+    let key = auditsync_core::ObjectKey::new(manifest_key("acme", 1)).unwrap();
+    let stranger = ManifestSigner::generate();
+    s.destination
+        .sink
+        .put(&key, encode(header.clone(), &entries, &stranger).into())
+        .await
+        .unwrap();
+    let exporter = exporter(&s, &signer, None, Duration::from_secs(3600));
+    let results = exporter.write_manifests(None).await;
+    let err = results[0].1.as_ref().unwrap_err().to_string();
+    assert!(err.contains("did not sign"), "{err}");
+    assert_eq!(s.store.manifest_head("archive").await.unwrap(), None);
+
+    let ours = encode(header, &entries, &signer);
+    s.destination.sink.delete(&key).await.unwrap();
+    s.destination
+        .sink
+        .put(&key, ours.clone().into())
+        .await
+        .unwrap();
+    let results = exporter.write_manifests(None).await;
+    assert_eq!(results[0].1.as_ref().unwrap().written, 1);
+    let head = s.store.manifest_head("archive").await.unwrap().unwrap();
+    assert_eq!(head.number, 1);
+    assert_eq!(s.destination.sink.get(&key).await.unwrap(), ours);
+    let report = verify(&s.root, &KeyRing::new([signer.public_key()]), None).await;
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

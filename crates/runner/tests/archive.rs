@@ -178,3 +178,61 @@ fn a_bad_signing_key_is_refused_naming_the_config_key_without_quoting_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("set exactly one of"), "{err}");
 }
+
+#[test]
+fn files_exported_before_manifests_are_covered_by_a_backfill() {
+    let env = Env::new(json!({}));
+    let key = env.path("signing.pem");
+    let public = env.path("public.pem");
+    env.ok(&[
+        "key",
+        "new",
+        "--out",
+        key.to_str().unwrap(),
+        "--public-out",
+        public.to_str().unwrap(),
+    ]);
+    let mut plain = config(json!(null));
+    plain.as_object_mut().unwrap().remove("manifests");
+    env.write_config(plain);
+    env.ingest(&(0..25).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    let public = public.to_str().unwrap();
+    let out = env.run(&["verify-archive", "archive", "--public-key", public]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no manifests"),
+        "{out:?}"
+    );
+
+    env.write_config(config(json!({"signing_key_file": key})));
+    let out = env.ok(&["manifest", "backfill", "archive"]);
+    assert_eq!(out, "archive: 1 manifests written, listing 3 files\n");
+    assert_eq!(
+        env.ok(&["manifest", "backfill"]),
+        "archive: 0 manifests written, listing 0 files\n"
+    );
+    let out = env.ok(&["verify-archive", "archive", "--public-key", public]);
+    assert!(out.contains("1 manifests, 3 files, 25 records"), "{out}");
+
+    // A file from elsewhere: a failure, or a note with --allow-unmanifested.
+    let stray = env.path("out/p/acme/audit/2020/01/01/00/x.ndjson");
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, "{}\n").unwrap();
+    let out = env.run(&["verify-archive", "archive", "--public-key", public]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = env.ok(&[
+        "verify-archive",
+        "archive",
+        "--public-key",
+        public,
+        "--allow-unmanifested",
+    ]);
+    assert!(
+        out.contains("note file_unlisted acme/audit/2020/01/01/00/x.ndjson"),
+        "{out}"
+    );
+    let err = env.run(&["manifest", "backfill", "nope"]);
+    assert!(String::from_utf8_lossy(&err.stderr)
+        .contains("no destination `nope`; destinations: archive"));
+}

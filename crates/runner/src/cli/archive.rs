@@ -30,6 +30,18 @@ pub(crate) enum KeyAction {
     },
 }
 
+/// `auditsync manifest` actions.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ManifestAction {
+    /// Write the manifests that are due now, without exporting: after manifests are turned
+    /// on, the first one lists every file the store's batch records know, so earlier
+    /// exports become covered.
+    Backfill {
+        /// Only this destination (default: all).
+        destination: Option<String>,
+    },
+}
+
 /// `auditsync verify-archive` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArchiveArgs {
@@ -72,6 +84,42 @@ pub(crate) fn key_command(action: &KeyAction) -> anyhow::Result<ExitCode> {
     );
     print!("{public}");
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn manifest_command(
+    app: &App,
+    action: &ManifestAction,
+) -> anyhow::Result<ExitCode> {
+    let ManifestAction::Backfill { destination } = action;
+    if app.config.manifests.is_none() {
+        bail!("config key `manifests` is not set: there is no signing key to write manifests with");
+    }
+    if let Some(name) = destination {
+        if !app.exporter.destination_names().contains(name) {
+            bail!(
+                "no destination `{name}`; destinations: {}",
+                app.exporter.destination_names().join(", ")
+            );
+        }
+    }
+    let mut failed = false;
+    for (name, result) in app.exporter.write_manifests(destination.as_deref()).await {
+        match result {
+            Ok(r) => println!(
+                "{name}: {} manifests written, listing {} files",
+                r.written, r.files
+            ),
+            Err(e) => {
+                failed = true;
+                println!("{name}: FAILED: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Creates `path` with `bytes`, refusing to replace a file.

@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::range_export;
 use admin::TokenAction;
-use archive::{KeyAction, VerifyArchiveArgs};
+use archive::{KeyAction, ManifestAction, VerifyArchiveArgs};
 use schedule::ScheduleArgs;
 use schema::SchemaAction;
 use sync::SyncArgs;
@@ -93,6 +93,11 @@ pub(crate) enum Command {
     Key {
         #[command(subcommand)]
         action: KeyAction,
+    },
+    /// Write the signed manifests that are due (`backfill`: cover files exported earlier).
+    Manifest {
+        #[command(subcommand)]
+        action: ManifestAction,
     },
     /// Check an exported tree against its signed manifests, offline: SOURCE is a
     /// destination's name, a sink URL or a local copy. Exit 0 only when everything verifies.
@@ -238,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin::gc(&app).await
             }
             Command::Verify => admin::verify(&app).await,
+            Command::Manifest { action } => archive::manifest_command(&app, &action).await,
             Command::Status => admin::status(&app).await,
             Command::Run => crate::http::serve(app).await.map(|()| ExitCode::SUCCESS),
             Command::Sinks
