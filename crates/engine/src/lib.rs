@@ -13,6 +13,7 @@
 //! - [`schedule`]: export, GC and sync on their cron schedules, for `run` and embedders alike.
 //! - [`retry`]: a [`auditsync_core::Sink`] layer that retries what a retry can fix.
 //! - [`range`]: one file of a time range, from the store and an archive, each event once.
+//! - [`proof`]: inclusion proofs of single records, made and checked.
 //! - [`prefix`]: a [`auditsync_core::Sink`] layer that roots a sink at a key prefix.
 //! - [`sink_url`]: `s3://`, `az://`, `gs://` and `file://` URLs as sink options.
 //! - [`sync`]: copies what a target sink lacks, verified, never overwriting.
@@ -26,6 +27,7 @@ pub mod gc;
 pub mod ingest;
 pub mod manifests;
 pub mod prefix;
+pub mod proof;
 pub mod range;
 pub mod recorder;
 pub mod redact;

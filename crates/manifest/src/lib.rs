@@ -14,6 +14,6 @@ pub mod model;
 
 pub use keys::{KeyError, KeyRing, ManifestSigner, PublicKey};
 pub use model::{
-    encode, manifest_key, number_in_key, FileEntry, Header, Link, Manifest, ManifestError,
-    SignatureCheck, SignatureLine,
+    check_header_signature, encode, manifest_key, number_in_key, FileEntry, Header, Link, Manifest,
+    ManifestError, SignatureCheck, SignatureLine,
 };

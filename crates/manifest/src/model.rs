@@ -175,6 +175,25 @@ pub enum SignatureCheck {
     UnknownKey,
 }
 
+/// Checks a header line's signature against the trusted keys (`header` is that line parsed).
+pub fn check_header_signature(
+    header_line: &str,
+    header: &Header,
+    signature: &SignatureLine,
+    ring: &KeyRing,
+) -> SignatureCheck {
+    if signature.key_id != header.key_id || signature.algorithm != "ed25519" {
+        return SignatureCheck::Bad;
+    }
+    match ring.get(&header.key_id) {
+        None => SignatureCheck::UnknownKey,
+        Some(key) if key.verifies(header_line.as_bytes(), &signature.signature) => {
+            SignatureCheck::Valid
+        }
+        Some(_) => SignatureCheck::Bad,
+    }
+}
+
 fn json_line<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("manifest lines always serialize")
 }
@@ -273,16 +292,7 @@ impl Manifest {
 
     /// Checks the signature against the trusted keys.
     pub fn check_signature(&self, ring: &KeyRing) -> SignatureCheck {
-        if self.signature.key_id != self.header.key_id || self.signature.algorithm != "ed25519" {
-            return SignatureCheck::Bad;
-        }
-        match ring.get(&self.header.key_id) {
-            None => SignatureCheck::UnknownKey,
-            Some(key) if key.verifies(self.header_line.as_bytes(), &self.signature.signature) => {
-                SignatureCheck::Valid
-            }
-            Some(_) => SignatureCheck::Bad,
-        }
+        check_header_signature(&self.header_line, &self.header, &self.signature, ring)
     }
 
     /// The next key this manifest announces, if any.

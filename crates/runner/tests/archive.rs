@@ -236,3 +236,133 @@ fn files_exported_before_manifests_are_covered_by_a_backfill() {
     assert!(String::from_utf8_lossy(&err.stderr)
         .contains("no destination `nope`; destinations: archive"));
 }
+
+#[test]
+fn a_proof_of_one_record_checks_offline_and_fails_when_anything_in_it_changes() {
+    let env = Env::new(json!({}));
+    let key = env.path("signing.pem");
+    let public = env.path("public.pem");
+    env.ok(&[
+        "key",
+        "new",
+        "--out",
+        key.to_str().unwrap(),
+        "--public-out",
+        public.to_str().unwrap(),
+    ]);
+    env.write_config(config(json!({"signing_key_file": key})));
+    env.ingest(&(0..25).map(line).collect::<Vec<_>>());
+    env.ok(&["export", "--once"]);
+    let files = files_under(&env.path("out/p"));
+    let file = files[1]
+        .strip_prefix(env.path("out/p"))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let proof = env.path("proof.json");
+    env.ok(&[
+        "prove",
+        "--file",
+        &file,
+        "--record",
+        "4",
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&proof).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    // Record 4 of the second file is input line 13.
+    let record: Value = serde_json::from_str(value["record"].as_str().unwrap()).unwrap();
+    assert_eq!(record["requestParams"], line(13)["requestParams"], "{text}");
+
+    let public = public.to_str().unwrap();
+    let proof_arg = proof.to_str().unwrap();
+    let out = env.ok(&[
+        "verify-archive",
+        "--proof",
+        proof_arg,
+        "--public-key",
+        public,
+    ]);
+    assert!(
+        out.contains(&format!("`{file}`")) && out.contains("manifest 1 of `archive`"),
+        "{out}"
+    );
+    let tree = env.path("out/p");
+    let out = env.ok(&[
+        "verify-archive",
+        "--proof",
+        proof_arg,
+        "--public-key",
+        public,
+        tree.to_str().unwrap(),
+    ]);
+    assert!(out.contains("is the proof's record"), "{out}");
+
+    // Another key, a changed record, a changed file: each fails.
+    let other = env.path("other.pem");
+    let other_public = env.path("other.pub.pem");
+    env.ok(&[
+        "key",
+        "new",
+        "--out",
+        other.to_str().unwrap(),
+        "--public-out",
+        other_public.to_str().unwrap(),
+    ]);
+    let out = env.run(&[
+        "verify-archive",
+        "--proof",
+        proof_arg,
+        "--public-key",
+        other_public.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not trusted"));
+    let mut forged = value.clone();
+    forged["record"] = json!(value["record"]
+        .as_str()
+        .unwrap()
+        .replace("user13", "user99"));
+    let forged_path = env.path("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = env.run(&[
+        "verify-archive",
+        "--proof",
+        forged_path.to_str().unwrap(),
+        "--public-key",
+        public,
+        tree.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("differs from the proof's"));
+    let mut forged = value.clone();
+    forged["entry"] = json!(value["entry"]
+        .as_str()
+        .unwrap()
+        .replace("\"events\":10", "\"events\":11"));
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = env.run(&[
+        "verify-archive",
+        "--proof",
+        forged_path.to_str().unwrap(),
+        "--public-key",
+        public,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("do not lead to the signed Merkle root"));
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    bytes[5] ^= 1;
+    std::fs::write(&files[1], bytes).unwrap();
+    let out = env.run(&[
+        "verify-archive",
+        "--proof",
+        proof_arg,
+        "--public-key",
+        public,
+        tree.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the file's sha256 is"));
+}

@@ -673,6 +673,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |conn| {
+            let err = backend("seq of");
+            let held: Option<u64> = conn
+                .query_row("SELECT seq FROM events WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()
+                .map_err(&err)?;
+            if held.is_some() {
+                return Ok(held);
+            }
+            conn.query_row(
+                "SELECT seq FROM gc_ids WHERE hash = ?1",
+                [id_hash(&id).as_slice()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&err)
+        })
+        .await
+    }
+
     async fn completed_batches(
         &self,
         destination: &str,

@@ -307,6 +307,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// sequence number, in one transaction.
     async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError>;
 
+    /// The sequence number of the event with this id, if the store holds it or still
+    /// remembers it after GC (see [`IdRetention`]).
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError>;
+
     /// Up to `limit` completed batches of the destination with `first_seq > after_seq`, in
     /// sequence order: what its next manifest lists. Batches are kept after GC.
     async fn completed_batches(

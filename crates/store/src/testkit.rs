@@ -149,7 +149,12 @@ pub async fn completed_batches_stay_listed_and_manifests_chain_one_by_one(store:
         store.complete_batch("d", first).await.unwrap();
     }
     store.begin_batch(&batch(5, 6)).await.unwrap();
+    assert_eq!(store.seq_of("e1").await.unwrap(), Some(2));
     store.gc(&["d".to_string()]).await.unwrap();
+    // Collected, and still found by id (within the id retention); unknown ids are not.
+    assert_eq!(store.seq_of("e1").await.unwrap(), Some(2));
+    assert_eq!(store.seq_of("e5").await.unwrap(), Some(6));
+    assert_eq!(store.seq_of("nope").await.unwrap(), None);
     let listed = store.completed_batches("d", 0, 10).await.unwrap();
     assert_eq!(listed, vec![batch(1, 2), batch(3, 4)]);
     assert_eq!(

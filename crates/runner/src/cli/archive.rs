@@ -46,8 +46,12 @@ pub(crate) enum ManifestAction {
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArchiveArgs {
     /// A destination's name, a sink URL (s3://, az://, gs://, file://) or a local directory
-    /// (a copy of the tree).
-    source: String,
+    /// (a copy of the tree). With --proof, optional: where to read the proven file.
+    #[arg(required_unless_present = "proof")]
+    source: Option<String>,
+    /// Check one record's proof (from `auditsync prove`) instead of a whole archive.
+    #[arg(long)]
+    proof: Option<PathBuf>,
     /// A trusted public key (SPKI PEM); repeat for several. Without one, the public half of
     /// the config's signing key.
     #[arg(long = "public-key")]
@@ -141,6 +145,63 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `verify-archive --proof FILE [SOURCE]`: the signature and the Merkle path, and with a
+/// SOURCE the file's bytes and the record in them.
+async fn check_proof(
+    path: &Path,
+    keys: &KeyRing,
+    source: Option<&str>,
+    app: Option<&App>,
+) -> anyhow::Result<ExitCode> {
+    use auditsync_engine::proof::{check, check_file, Proof};
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--proof {}: cannot read it", path.display()))?;
+    let proof: Proof = serde_json::from_str(&text)
+        .with_context(|| format!("--proof {}: not a proof", path.display()))?;
+    let proven = match check(&proof, keys) {
+        Ok(proven) => proven,
+        Err(problem) => {
+            println!("FAIL proof {}: {problem}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "proof {}: `{}` (sha256 {}, seq {}..={}) is listed in manifest {} of `{}`, written {}, signed by key {}",
+        path.display(),
+        proven.entry.key,
+        proven.entry.sha256,
+        proven.entry.first_seq,
+        proven.entry.last_seq,
+        proven.header.number,
+        proven.header.destination,
+        proven.header.created,
+        proven.header.key_id
+    );
+    let Some(source) = source else {
+        println!("record {} is as the proof holds it only if the file's bytes match: give SOURCE to check them", proof.record_number);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (sink, label) = open_source(source, app)?;
+    let key = auditsync_core::ObjectKey::new(proven.entry.key.clone())?;
+    let body = sink
+        .get(&key)
+        .await
+        .with_context(|| format!("{label}: cannot read `{}`", proven.entry.key))?;
+    match check_file(&proof, &proven, &body) {
+        Ok(()) => {
+            println!(
+                "record {} of `{}` in {label} is the proof's record",
+                proof.record_number, proven.entry.key
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            println!("FAIL {}: {problem}", proven.entry.key);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// Parses `90s`, `30m`, `2h`, `1d` into milliseconds.
 fn parse_duration_ms(text: &str) -> anyhow::Result<i64> {
     let split = text
@@ -199,6 +260,10 @@ pub(crate) async fn verify_archive_command(
     args: &VerifyArchiveArgs,
 ) -> anyhow::Result<ExitCode> {
     let keys = trusted_keys(args, app)?;
+    if let Some(path) = &args.proof {
+        return check_proof(path, &keys, args.source.as_deref(), app).await;
+    }
+    let source = args.source.as_deref().unwrap_or_default();
     let checkpoint = match &args.checkpoint {
         None => None,
         Some(path) => {
@@ -220,7 +285,7 @@ pub(crate) async fn verify_archive_command(
         allow_unmanifested: args.allow_unmanifested,
         now_ms: chrono::Utc::now().timestamp_millis(),
     };
-    let (sink, label) = open_source(&args.source, app)?;
+    let (sink, label) = open_source(source, app)?;
     let progress = Arc::new(VerifyProgress::default());
     let shown = progress.clone();
     let bar = progress::Progress::start(

@@ -4,6 +4,7 @@ mod admin;
 mod archive;
 mod export;
 mod ingest;
+mod prove;
 mod schedule;
 mod schema;
 mod sync;
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::range_export;
 use admin::TokenAction;
 use archive::{KeyAction, ManifestAction, VerifyArchiveArgs};
+use prove::ProveArgs;
 use schedule::ScheduleArgs;
 use schema::SchemaAction;
 use sync::SyncArgs;
@@ -99,6 +101,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ManifestAction,
     },
+    /// Print the inclusion proof of one record (by event id, or --file and --record): its
+    /// manifest's signed header and the Merkle path to its file's line.
+    Prove(ProveArgs),
     /// Check an exported tree against its signed manifests, offline: SOURCE is a
     /// destination's name, a sink URL or a local copy. Exit 0 only when everything verifies.
     VerifyArchive(VerifyArchiveArgs),
@@ -244,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Verify => admin::verify(&app).await,
             Command::Manifest { action } => archive::manifest_command(&app, &action).await,
+            Command::Prove(args) => prove::prove_command(&app, &args).await,
             Command::Status => admin::status(&app).await,
             Command::Run => crate::http::serve(app).await.map(|()| ExitCode::SUCCESS),
             Command::Sinks
