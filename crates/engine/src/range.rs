@@ -112,6 +112,9 @@ pub struct RangeReport {
     pub duplicates: u64,
     /// Archive files read.
     pub files: u64,
+    /// Archive files not read because their manifest puts all their events outside the
+    /// range.
+    pub files_skipped: u64,
 }
 
 /// Why a range export failed. Nothing partial is left where the output goes.
@@ -306,11 +309,21 @@ pub async fn export_range<W: Write + Send + 'static>(
         })
         .await?;
     }
+    let mut skipped = 0;
     if let Some(archive) = &archive {
         let tree = format!("{}/audit/", archive.namespace);
         let mut listed = archive.sink.list(&tree).await?;
-        // Manifests sit beside the files; they hold no events.
+        // Manifests sit beside the files; they hold no events, but they know each file's
+        // time bounds (a key carries only its earliest event's hour).
+        let bounds = manifest_time_bounds(archive.sink.as_ref(), &listed).await?;
         listed.retain(|meta| !meta.key.as_str().contains("/_manifests/"));
+        let before = listed.len();
+        listed.retain(|meta| {
+            bounds
+                .get(meta.key.as_str())
+                .is_none_or(|&(earliest, latest)| latest >= query.from_ms && earliest < query.to_ms)
+        });
+        skipped = (before - listed.len()) as u64;
         progress
             .files_total
             .store(listed.len() as u64, Ordering::Relaxed);
@@ -338,7 +351,43 @@ pub async fn export_range<W: Write + Send + 'static>(
     let files = progress.files.load(Ordering::Relaxed);
     let (mut report, out) = blocking(move || merge(runs, by_id, &format, out, &progress)).await?;
     report.files = files;
+    report.files_skipped = skipped;
     Ok((report, out))
+}
+
+/// Each listed file's earliest and latest event time (epoch ms), from the manifests among
+/// `listed` that record them. Unreadable manifests are passed over: their files are read.
+async fn manifest_time_bounds(
+    sink: &dyn Sink,
+    listed: &[auditsync_core::ObjectMeta],
+) -> Result<std::collections::HashMap<String, (i64, i64)>, RangeError> {
+    let ms = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())
+    };
+    let mut bounds = std::collections::HashMap::new();
+    for meta in listed {
+        let key = meta.key.as_str();
+        let Some(at) = key.find("/audit/_manifests/") else {
+            continue;
+        };
+        let Ok(manifest) = auditsync_manifest::Manifest::parse(&sink.get(&meta.key).await?) else {
+            tracing::warn!(
+                key,
+                "unreadable manifest: its files are read whatever their times"
+            );
+            continue;
+        };
+        // Entry keys are relative to the destination's root, which is above the namespace.
+        let root = key[..at].rfind('/').map_or("", |i| &key[..=i]);
+        for entry in &manifest.entries {
+            if let (Some(earliest), Some(latest)) = (ms(&entry.earliest), ms(&entry.latest)) {
+                bounds.insert(format!("{root}{}", entry.key), (earliest, latest));
+            }
+        }
+    }
+    Ok(bounds)
 }
 
 /// Runs `work` on the blocking pool.

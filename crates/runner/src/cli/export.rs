@@ -49,6 +49,12 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
                     "{}: {} files, {} events, {} bytes",
                     r.destination, r.files, r.events, r.bytes
                 );
+                if r.manifests.written > 0 {
+                    println!(
+                        "{}: {} manifests written, listing {} files",
+                        r.destination, r.manifests.written, r.manifests.files
+                    );
+                }
                 if let Some(why) = &r.skipped {
                     println!("{}: left to the other export: {why}", r.destination);
                 }
@@ -155,8 +161,8 @@ pub(crate) async fn export_range(
     };
     drop(bar);
     eprintln!(
-        "exported {} events ({} from the store, {} from the archive, {} found in both written once, {} archive files read)",
-        report.events, report.from_store, report.from_archive, report.duplicates, report.files
+        "exported {} events ({} from the store, {} from the archive, {} found in both written once, {} archive files read, {} skipped by their manifests' time bounds)",
+        report.events, report.from_store, report.from_archive, report.duplicates, report.files, report.files_skipped
     );
     Ok(ExitCode::SUCCESS)
 }
