@@ -232,41 +232,51 @@ pub async fn verify_archive(
         }
     }
 
-    // Read every object once; sort out which listed file holds which bytes.
+    // Read every object once, a few at a time (hashing and counting on the blocking pool),
+    // then sort out which listed file holds which bytes.
     let mut actual_sha: HashMap<String, String> = HashMap::new();
-    for (key, _) in &data {
-        let object = ObjectKey::new(key.clone()).map_err(|e| {
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut queue = data.iter().map(|(key, _)| key.clone());
+    loop {
+        while in_flight.len() < READS_IN_FLIGHT {
+            let Some(key) = queue.next() else { break };
+            let entry = expected.get(&key).map(|(e, _)| e.clone());
+            in_flight.spawn(check_object(sink.clone(), key, entry));
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let checked = joined.map_err(|e| {
             SinkError::new(
                 auditsync_core::SinkOp::Get,
                 auditsync_core::ErrorKind::Other,
-                e.to_string(),
+                format!("a verification task failed: {e}"),
             )
-        })?;
-        let body = read(sink.as_ref(), &object, progress, &mut report).await?;
-        let sha = hex::encode(Sha256::digest(&body));
-        if let Some((entry, _)) = expected.get(key) {
-            if sha == entry.sha256 {
-                report.files += 1;
-                match count_records(key, &body, &entry.schema) {
-                    Ok(n) => {
-                        report.events += n;
-                        if n != entry.events {
-                            report.findings.push(finding(
-                                FindingKind::CountMismatch,
-                                key,
-                                format!("{n} records; the manifest says {}", entry.events),
-                            ));
-                        }
+        })??;
+        progress.objects.fetch_add(1, Ordering::Relaxed);
+        progress.bytes.fetch_add(checked.bytes, Ordering::Relaxed);
+        report.bytes += checked.bytes;
+        if let (Some((entry, _)), Some(count)) = (expected.get(&checked.key), checked.count) {
+            report.files += 1;
+            match count {
+                Ok(n) => {
+                    report.events += n;
+                    if n != entry.events {
+                        report.findings.push(finding(
+                            FindingKind::CountMismatch,
+                            &checked.key,
+                            format!("{n} records; the manifest says {}", entry.events),
+                        ));
                     }
-                    Err(problem) => report.findings.push(finding(
-                        FindingKind::FileModified,
-                        key,
-                        format!("its bytes match the manifest but cannot be read: {problem}"),
-                    )),
                 }
+                Err(problem) => report.findings.push(finding(
+                    FindingKind::FileModified,
+                    &checked.key,
+                    format!("its bytes match the manifest but cannot be read: {problem}"),
+                )),
             }
         }
-        actual_sha.insert(key.clone(), sha);
+        actual_sha.insert(checked.key, checked.sha256);
     }
     let listed_by_sha: HashMap<&str, &str> = expected
         .iter()
@@ -331,6 +341,54 @@ pub async fn verify_archive(
     }
     report.findings.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(report)
+}
+
+/// Objects read and checked at once: enough to keep two cores busy hashing and
+/// decompressing, and to hide a cloud's latency, with at most this many files in memory.
+const READS_IN_FLIGHT: usize = 4;
+
+/// One object, read and checked.
+struct CheckedObject {
+    key: String,
+    bytes: u64,
+    sha256: String,
+    /// Its record count, when it is a listed file with the listed bytes.
+    count: Option<Result<u64, String>>,
+}
+
+async fn check_object(
+    sink: Arc<dyn Sink>,
+    key: String,
+    entry: Option<auditsync_manifest::FileEntry>,
+) -> Result<CheckedObject, SinkError> {
+    let object = ObjectKey::new(key.clone()).map_err(|e| {
+        SinkError::new(
+            auditsync_core::SinkOp::Get,
+            auditsync_core::ErrorKind::Other,
+            e.to_string(),
+        )
+    })?;
+    let body = sink.get(&object).await?;
+    tokio::task::spawn_blocking(move || {
+        let sha256 = hex::encode(Sha256::digest(&body));
+        let count = entry
+            .filter(|e| e.sha256 == sha256)
+            .map(|e| count_records(&key, &body, &e.schema));
+        CheckedObject {
+            bytes: body.len() as u64,
+            key,
+            sha256,
+            count,
+        }
+    })
+    .await
+    .map_err(|e| {
+        SinkError::new(
+            auditsync_core::SinkOp::Get,
+            auditsync_core::ErrorKind::Other,
+            format!("a verification task failed: {e}"),
+        )
+    })
 }
 
 async fn read(
