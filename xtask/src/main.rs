@@ -2,7 +2,7 @@
 //!
 //! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
 //!   them if missing) and runs every test of the workspace against them.
-//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
+//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
 //!   and boto3) and a 1M-event range export; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
 //!
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("emulators") => serve_emulators(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|emulators> [args]\n\n  test       fmt check, clippy -D warnings, emulators, every test\n  bench      ingest and export benchmarks (`bench ingest [N]`: CLI ingest only; a backlog size: that export only)\n  emulators  start the emulators and print their environment, until stdin closes");
+            eprintln!("usage: cargo xtask <test|bench|emulators> [args]\n\n  test       fmt check, clippy -D warnings, emulators, every test\n  bench      ingest and export benchmarks (`bench ingest [N]`: CLI ingest only; `bench archive [N]`: manifests and verify-archive only; a backlog size: that export only)\n  emulators  start the emulators and print their environment, until stdin closes");
             return ExitCode::from(2);
         }
     };
@@ -113,6 +113,15 @@ fn cli_ingest_bench(extra: &[String]) -> Result<(), String> {
     run("CLI ingest benchmark", cmd)
 }
 
+/// Export with manifests on and off, and `verify-archive` against `sha256sum`, on 1M
+/// events (or the size given).
+fn archive_bench(extra: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "auditsync", "--bench", "archive", "--"])
+        .args(extra);
+    run("archive benchmark", cmd)
+}
+
 /// A binary built with only some features lists exactly those sinks, formatters and stores.
 fn features_select_sinks() -> Result<(), String> {
     let mut build = cargo();
@@ -153,7 +162,11 @@ fn bench(extra: &[String]) -> Result<(), String> {
     if extra.first().map(String::as_str) == Some("ingest") {
         return cli_ingest_bench(&extra[1..]);
     }
+    if extra.first().map(String::as_str) == Some("archive") {
+        return archive_bench(&extra[1..]);
+    }
     cli_ingest_bench(&[])?;
+    archive_bench(&[])?;
     let mut ingest = cargo();
     ingest.args(["bench", "-p", "auditsync", "--bench", "ingest"]);
     run("ingest benchmark", ingest)?;

@@ -6,13 +6,9 @@
 //!
 //! Run with `cargo xtask bench ingest` (or `cargo bench -p auditsync --bench cli_ingest -- N`).
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-use support::line;
 mod common;
 use common::{auditsync, measure};
 
@@ -36,21 +32,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.ndjson");
-    {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-        for i in 0..n {
-            // The test suite's catalog-valid line, with the longer GraphQL field list of
-            // the seed sample: about 457 bytes, the size of the 457 MB file.
-            let mut event = line(i);
-            event["requestPayload"] = format!(
-                "[\"_id\",\"name\",\"{i}\",\"firstName\",\"lastName\",\"email\",\"created\",\"aspects{{_id name}}\",\"teams{{_id name admins{{_id email}}}}\",\"projects{{_id name}}\"]"
-            )
-            .into();
-            serde_json::to_writer(&mut out, &event).unwrap();
-            out.write_all(b"\n").unwrap();
-        }
-        out.flush().unwrap();
-    }
+    common::write_events(&input, n);
     let bytes = std::fs::metadata(&input).unwrap().len();
     println!(
         "cli ingest: {n} events, {:.0} MB ({} bytes/event)",

@@ -9,9 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-use support::{line, new_token, start_server};
+use common::support::{line, new_token, start_server};
 mod common;
 use common::LoadClient;
 

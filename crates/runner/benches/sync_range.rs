@@ -13,9 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-use support::line;
+use common::support::line;
 mod common;
 use common::{auditsync, measure};
 

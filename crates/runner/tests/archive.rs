@@ -415,4 +415,34 @@ fn a_range_export_skips_the_files_its_manifests_put_outside_the_range() {
             .map(|i| format!("user{i}@example.com"))
             .collect::<Vec<_>>()
     );
+
+    // verify-archive reads only the files of a range too, and still checks the chain.
+    let out = env.ok(&[
+        "verify-archive",
+        "archive",
+        "--from",
+        "2023-07-29T06:02:57.857Z",
+        "--to",
+        "2023-07-29T06:03:07.857Z",
+    ]);
+    assert!(
+        out.contains("1 manifests, 1 files (4 outside --from/--to not read), 10 records"),
+        "{out}"
+    );
+    // A file outside the range is not read: its damage is not seen; inside, it is.
+    let files = files_under(&env.path("out"));
+    std::fs::write(&files[0], "changed").unwrap();
+    env.ok(&[
+        "verify-archive",
+        "archive",
+        "--from",
+        "2023-07-29T06:02:57.857Z",
+    ]);
+    let out = env.run(&[
+        "verify-archive",
+        "archive",
+        "--to",
+        "2023-07-29T06:02:57.857Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
 }

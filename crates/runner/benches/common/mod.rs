@@ -9,6 +9,28 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_auditsync");
 
+#[path = "../../tests/support/mod.rs"]
+pub mod support;
+pub use support::line;
+
+/// Writes `n` catalog-valid uevents-shaped events to `path`: the test suite's line with the
+/// longer GraphQL field list of the seed sample, about 457 bytes each (the 457 MB
+/// file for 1M events).
+pub fn write_events(path: &Path, n: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        let mut event = line(i);
+        event["requestPayload"] = format!(
+            "[\"_id\",\"name\",\"{i}\",\"firstName\",\"lastName\",\"email\",\"created\",\"aspects{{_id name}}\",\"teams{{_id name admins{{_id email}}}}\",\"projects{{_id name}}\"]"
+        )
+        .into();
+        serde_json::to_writer(&mut out, &event).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+}
+
 /// Runs a command to completion; returns its wall time and peak RSS in MiB (sampled from
 /// /proc: VmHWM only grows, so the last sample before exit is the peak, give or take 10 ms).
 pub fn measure(mut cmd: Command) -> (Duration, f64) {
