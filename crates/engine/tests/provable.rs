@@ -550,3 +550,35 @@ async fn an_event_is_located_by_id_and_its_proof_checks() {
         .unwrap_err();
     assert!(err.to_string().contains("no event with id `nope`"), "{err}");
 }
+
+#[tokio::test]
+async fn a_file_whose_record_count_differs_from_its_signed_line_is_found() {
+    let s = setup();
+    let signer = Arc::new(ManifestSigner::generate());
+    s.store
+        .append_events((0..15).map(event).collect())
+        .await
+        .unwrap();
+    exporter(&s, &signer, None, Duration::from_secs(3600))
+        .export_once()
+        .await;
+    let path = s.root.join(auditsync_manifest::manifest_key("acme", 1));
+    let m = Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+    // A writer that miscounted, under the right key: the file's bytes still match.
+    let mut entries = m.entries.clone();
+    entries[1].events += 1;
+    std::fs::write(&path, encode(m.header.clone(), &entries, &signer)).unwrap();
+    let report = verify(&s.root, &KeyRing::new([signer.public_key()]), None).await;
+    let kinds: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.kind, f.key.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![(FindingKind::CountMismatch, entries[1].key.as_str())]
+    );
+    assert!(report.findings[0]
+        .detail
+        .starts_with("5 records; the manifest says 6"));
+}

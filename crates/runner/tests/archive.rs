@@ -206,6 +206,9 @@ fn files_exported_before_manifests_are_covered_by_a_backfill() {
     );
 
     env.write_config(config(json!({"signing_key_file": key})));
+    assert!(env
+        .ok(&["status"])
+        .contains("archive: no manifest written yet"));
     let out = env.ok(&["manifest", "backfill", "archive"]);
     assert_eq!(out, "archive: 1 manifests written, listing 3 files\n");
     assert_eq!(
@@ -214,6 +217,11 @@ fn files_exported_before_manifests_are_covered_by_a_backfill() {
     );
     let out = env.ok(&["verify-archive", "archive", "--public-key", public]);
     assert!(out.contains("1 manifests, 3 files, 25 records"), "{out}");
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("archive: last manifest 1 (up to seq 25), written "),
+        "{status}"
+    );
 
     // A file from elsewhere: a failure, or a note with --allow-unmanifested.
     let stray = env.path("out/p/acme/audit/2020/01/01/00/x.ndjson");

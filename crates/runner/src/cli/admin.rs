@@ -100,6 +100,21 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
                 .map(|b| format!(", pending batch {}", d.backend_key_of_recorded(&b.key)))
                 .unwrap_or_default()
         );
+        if app.config.manifests.is_some() {
+            let head = app.store.manifest_head(&d.name).await?;
+            println!(
+                "{}: {}",
+                d.name,
+                head.map_or("no manifest written yet".into(), |h| format!(
+                    "last manifest {} (up to seq {}), written {}",
+                    h.number,
+                    h.last_seq,
+                    schedules::utc(
+                        chrono::DateTime::from_timestamp_millis(h.created_ms).unwrap_or_default()
+                    )
+                ))
+            );
+        }
     }
     for s in &schedules {
         let last = runs
