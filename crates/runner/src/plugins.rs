@@ -19,6 +19,8 @@ pub const SINKS: &[&str] = &[
 /// Stores enabled by Cargo features (checked against the registry by a test).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const STORES: &[&str] = &[
+    #[cfg(feature = "postgres")]
+    "postgres",
     #[cfg(feature = "sqlite")]
     "sqlite",
 ];
@@ -38,6 +40,8 @@ pub fn link() {
     auditsync_catalog::link();
     #[cfg(feature = "sqlite")]
     auditsync_store_sqlite::link();
+    #[cfg(feature = "postgres")]
+    auditsync_store_postgres::link();
     #[cfg(feature = "pv")]
     auditsync_pv::link();
     #[cfg(feature = "s3")]

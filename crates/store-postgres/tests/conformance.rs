@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use auditsync_core::testkit::{backend_env, unique_name};
+use auditsync_core::Sink;
 use auditsync_store::Store;
 use auditsync_store_postgres::{PostgresConfig, PostgresStore};
 
@@ -37,4 +38,115 @@ async fn postgres_passes_the_store_conformance_suite() {
 fn the_registry_opens_postgres_by_type() {
     auditsync_store_postgres::link();
     assert!(auditsync_store::registry::store_names().contains(&"postgres"));
+}
+
+/// Issue 14, point 3: a writer whose transaction is still open holds back every later
+/// writer, so an export running meanwhile never moves its cursor past an event that commits
+/// afterwards with a lower sequence number.
+#[tokio::test]
+async fn an_export_never_passes_an_event_whose_transaction_is_still_open() {
+    use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
+    use auditsync_store::testkit::event;
+    use std::time::Duration;
+
+    let Some(url) = backend_env("EMULATOR_POSTGRES_URL") else {
+        return;
+    };
+    auditsync_catalog::link();
+    auditsync_ndjson::link();
+    let pg = fresh(&url);
+    let schema = pg
+        .describe()
+        .rsplit("schema ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    let store: Arc<dyn Store> = Arc::new(pg);
+    store
+        .append_events((1..=3).map(|i| event(&format!("e{i}"), i)).collect())
+        .await
+        .unwrap();
+
+    // Another writer, by hand, as any writer does: it takes the sequencer and inserts seq 4,
+    // and does not commit yet.
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.options(format!("-c search_path={schema}"));
+    let (mut raw, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let held = raw.transaction().await.unwrap();
+    let last: i64 = held
+        .query_one("SELECT last_seq FROM sequencer FOR UPDATE", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, 3);
+    let body = serde_json::to_string(&event("held", 4)).unwrap();
+    held.execute(
+        "INSERT INTO events (seq, id, time_ms, body) VALUES (4, 'held', 4, $1)",
+        &[&body],
+    )
+    .await
+    .unwrap();
+    held.execute("UPDATE sequencer SET last_seq = 4", &[])
+        .await
+        .unwrap();
+
+    // A later writer waits for it instead of committing seq 5 first.
+    let later = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append_events((5..=6).map(|i| event(&format!("e{i}"), i)).collect())
+                .await
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(auditsync_pv::PvSink::new(auditsync_pv::PvConfig {
+        root: dir.path().to_path_buf(),
+        stale_temp_secs: 600,
+    }));
+    let exporter = Arc::new(Exporter::new(
+        store.clone(),
+        "acme".into(),
+        vec![Destination {
+            name: "d".into(),
+            sink: sink.clone(),
+            format: FileFormat {
+                schema: auditsync_core::registry::build_schema("uevents").unwrap(),
+                formatter: auditsync_core::registry::build_formatter("ndjson", &Default::default())
+                    .unwrap(),
+                compression: Compression::None,
+            },
+            limits: BatchLimits::default(),
+        }],
+    ));
+    let first = exporter.export_once().await;
+    assert_eq!((first[0].events, store.cursor("d").await.unwrap()), (3, 3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !later.is_finished(),
+        "a later writer committed while seq 4 was in flight"
+    );
+
+    held.commit().await.unwrap();
+    let appended = later.await.unwrap().unwrap();
+    assert_eq!(
+        appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        vec![5, 6]
+    );
+    let second = exporter.export_once().await;
+    assert_eq!((second[0].events, store.cursor("d").await.unwrap()), (3, 6));
+
+    // Every event in the files exactly once.
+    let mut times = Vec::new();
+    for meta in sink.list("").await.unwrap() {
+        let body = sink.get(&meta.key).await.unwrap();
+        for line in std::str::from_utf8(&body).unwrap().lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            times.push(value["createdAt"].as_i64().unwrap());
+        }
+    }
+    times.sort_unstable();
+    assert_eq!(times, vec![1, 2, 3, 4, 5, 6]);
 }

@@ -179,10 +179,13 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The options handed to the store's factory: `path` and every other key but `type`.
+    /// The options handed to the store's factory: every key but `type`, and `path` for
+    /// SQLite (for other stores it only places the export jobs' directory).
     pub fn options(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut options = self.extra.clone();
-        options.insert("path".into(), self.path.display().to_string().into());
+        if self.kind == "sqlite" {
+            options.insert("path".into(), self.path.display().to_string().into());
+        }
         options
     }
 }
