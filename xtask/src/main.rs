@@ -3,7 +3,7 @@
 //! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
 //!   them if missing, PostgreSQL from apt included) and runs every test of the workspace
 //!   against them.
-//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
+//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); ingest and export on SQLite and on PostgreSQL with one and three replicas (`bench replicas [N]`); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
 //!   and boto3) and a 1M-event range export; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
 //!
@@ -124,6 +124,19 @@ fn archive_bench(extra: &[String]) -> Result<(), String> {
     run("archive benchmark", cmd)
 }
 
+/// HTTP ingest and scheduled export on SQLite and on PostgreSQL with one and three
+/// replicas; starts the emulators (PostgreSQL among them).
+fn replicas_bench(extra: &[String]) -> Result<(), String> {
+    let emulators = emulators::Emulators::start(&root())?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "auditsync", "--bench", "replicas", "--"])
+        .args(extra);
+    cmd.envs(emulators.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let result = run("replicas benchmark", cmd);
+    drop(emulators);
+    result
+}
+
 /// A binary built with only some features lists exactly those sinks, formatters and stores.
 fn features_select_sinks() -> Result<(), String> {
     let mut build = cargo();
@@ -167,6 +180,9 @@ fn bench(extra: &[String]) -> Result<(), String> {
     if extra.first().map(String::as_str) == Some("archive") {
         return archive_bench(&extra[1..]);
     }
+    if extra.first().map(String::as_str) == Some("replicas") {
+        return replicas_bench(&extra[1..]);
+    }
     cli_ingest_bench(&[])?;
     archive_bench(&[])?;
     let mut ingest = cargo();
@@ -190,6 +206,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
         ]);
         run(&format!("export benchmark, backlog {size}"), cmd)?;
     }
+    replicas_bench(&[])?;
     // Sync on volumes and on moto (against cp -r and boto3), and a 1M-event range export.
     let emulators = emulators::Emulators::start(&root())?;
     let mut cmd = cargo();

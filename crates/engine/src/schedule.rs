@@ -90,6 +90,9 @@ pub struct Scheduler {
     gc_disabled: bool,
     syncs: Vec<ScheduledSync>,
     observer: Arc<dyn ScheduleObserver>,
+    /// How this scheduler names itself when it claims a firing (replicas sharing a store
+    /// run each firing once).
+    holder: String,
 }
 
 impl Scheduler {
@@ -103,6 +106,7 @@ impl Scheduler {
             gc_disabled: false,
             syncs: Vec::new(),
             observer: Arc::new(Unobserved),
+            holder: auditsync_store::holder::this_process(),
         }
     }
 
@@ -146,6 +150,7 @@ impl Scheduler {
             self.gc,
             self.gc_disabled,
             self.observer.clone(),
+            self.holder.clone(),
             rx.clone(),
         ))];
         if let Some(settings) = self.exporter.manifest_settings() {
@@ -160,6 +165,7 @@ impl Scheduler {
                 job,
                 self.store.clone(),
                 self.observer.clone(),
+                self.holder.clone(),
                 rx.clone(),
             )));
         }
@@ -212,6 +218,7 @@ async fn run_export_and_gc(
     gc: Option<Schedule>,
     gc_disabled: bool,
     observer: Arc<dyn ScheduleObserver>,
+    holder: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next_export = next(export.as_ref());
@@ -227,38 +234,86 @@ async fn run_export_and_gc(
         }
         // Not raced against `stop`: an export or GC that started runs to its end.
         let now = Utc::now();
-        if next_export.is_some_and(|t| t <= now) {
-            let mut ok = true;
-            for report in exporter.export_once().await {
-                ok &= report.error.is_none();
-                observer.exported(&report, Utc::now().timestamp_millis());
-                if report.files > 0 || report.error.is_some() {
-                    tracing::info!(
-                        destination = %report.destination,
-                        files = report.files,
-                        events = report.events,
-                        bytes = report.bytes,
-                        failing = report.error.is_some(),
-                        "export run done"
-                    );
-                }
+        // A claim lasts until half-way to the next firing; the next firing itself is
+        // counted from the end of the run, as before claims.
+        if let Some(fire) = next_export.filter(|t| *t <= now) {
+            let upcoming = next(export.as_ref());
+            if claim_firing(store.as_ref(), &holder, EXPORT_SCHEDULE, fire, upcoming).await {
+                run_export(&exporter, store.as_ref(), observer.as_ref(), now).await;
             }
-            record_run(store.as_ref(), EXPORT_SCHEDULE, now, ok).await;
             next_export = next(export.as_ref());
         }
-        if next_gc.is_some_and(|t| t <= now) {
-            let started = Utc::now();
-            let names = exporter.destination_names();
-            let result = gc_once(store.as_ref(), &names, gc_disabled).await;
-            match &result {
-                Ok(GcOutcome::Deleted(n)) => observer.gc_deleted(*n),
-                Ok(GcOutcome::Disabled) => {}
-                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+        if let Some(fire) = next_gc.filter(|t| *t <= now) {
+            let upcoming = next(gc.as_ref());
+            if claim_firing(store.as_ref(), &holder, GC_SCHEDULE, fire, upcoming).await {
+                let started = Utc::now();
+                let names = exporter.destination_names();
+                let result = gc_once(store.as_ref(), &names, gc_disabled).await;
+                match &result {
+                    Ok(GcOutcome::Deleted(n)) => observer.gc_deleted(*n),
+                    Ok(GcOutcome::Disabled) => {}
+                    Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+                }
+                record_run(store.as_ref(), GC_SCHEDULE, started, result.is_ok()).await;
             }
-            record_run(store.as_ref(), GC_SCHEDULE, started, result.is_ok()).await;
             next_gc = next(gc.as_ref());
         }
     }
+}
+
+/// Claims one firing of a schedule for this process, so that replicas sharing a store run
+/// it once: the claim is a lease named after the schedule that lasts half the time to its
+/// next firing, so the other replicas firing at the same instant find it taken, and the next
+/// firing finds it free. A store that cannot be asked lets the run go ahead (it fails on its
+/// own if the store is down).
+async fn claim_firing(
+    store: &dyn Store,
+    holder: &str,
+    schedule: &str,
+    fire: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> bool {
+    let ttl_ms = next.map_or(60_000, |n| {
+        ((n - fire).num_milliseconds() / 2).clamp(500, 3_600_000)
+    });
+    match store
+        .acquire_lease(&format!("fire:{schedule}"), holder, ttl_ms)
+        .await
+    {
+        Ok(auditsync_store::LeaseOutcome::Acquired { .. }) => true,
+        Ok(auditsync_store::LeaseOutcome::HeldBy { holder, .. }) => {
+            tracing::debug!(schedule, %holder, "this firing runs on another replica");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(schedule, error = %e, "cannot claim the scheduled run; running it");
+            true
+        }
+    }
+}
+
+async fn run_export(
+    exporter: &Arc<Exporter>,
+    store: &dyn Store,
+    observer: &dyn ScheduleObserver,
+    now: DateTime<Utc>,
+) {
+    let mut ok = true;
+    for report in exporter.export_once().await {
+        ok &= report.error.is_none();
+        observer.exported(&report, Utc::now().timestamp_millis());
+        if report.files > 0 || report.error.is_some() {
+            tracing::info!(
+                destination = %report.destination,
+                files = report.files,
+                events = report.events,
+                bytes = report.bytes,
+                failing = report.error.is_some(),
+                "export run done"
+            );
+        }
+    }
+    record_run(store, EXPORT_SCHEDULE, now, ok).await;
 }
 
 /// Keeps every destination's manifests fresh between exports: whatever the export schedule,
@@ -292,6 +347,7 @@ async fn run_sync(
     job: ScheduledSync,
     store: Arc<dyn Store>,
     observer: Arc<dyn ScheduleObserver>,
+    holder: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let options = SyncOptions {
@@ -300,8 +356,24 @@ async fn run_sync(
     };
     let cache = Arc::new(VerifiedCache::default());
     loop {
-        if !wait_until(job.schedule.next_after(Utc::now()), &mut stop).await {
+        let Some(fire) = job.schedule.next_after(Utc::now()) else {
+            let _ = wait_until(None, &mut stop).await;
             return;
+        };
+        if !wait_until(Some(fire), &mut stop).await {
+            return;
+        }
+        let name = sync_schedule_name(&job.name);
+        if !claim_firing(
+            store.as_ref(),
+            &holder,
+            &name,
+            fire,
+            job.schedule.next_after(fire),
+        )
+        .await
+        {
+            continue;
         }
         let started = Utc::now();
         let result = sync(
