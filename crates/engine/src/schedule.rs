@@ -146,9 +146,11 @@ impl Scheduler {
         let mut tasks = vec![tokio::spawn(run_export_and_gc(
             self.exporter.clone(),
             self.store.clone(),
-            self.export,
-            self.gc,
-            self.gc_disabled,
+            ExportAndGc {
+                export: self.export,
+                gc: self.gc,
+                gc_disabled: self.gc_disabled,
+            },
             self.observer.clone(),
             self.holder.clone(),
             rx.clone(),
@@ -211,16 +213,26 @@ fn next(schedule: Option<&Schedule>) -> Option<DateTime<Utc>> {
     schedule.and_then(|s| s.next_after(Utc::now()))
 }
 
-async fn run_export_and_gc(
-    exporter: Arc<Exporter>,
-    store: Arc<dyn Store>,
+/// The export and GC schedules, run by one task.
+struct ExportAndGc {
     export: Option<Schedule>,
     gc: Option<Schedule>,
     gc_disabled: bool,
+}
+
+async fn run_export_and_gc(
+    exporter: Arc<Exporter>,
+    store: Arc<dyn Store>,
+    plan: ExportAndGc,
     observer: Arc<dyn ScheduleObserver>,
     holder: String,
     mut stop: watch::Receiver<bool>,
 ) {
+    let ExportAndGc {
+        export,
+        gc,
+        gc_disabled,
+    } = plan;
     let mut next_export = next(export.as_ref());
     let mut next_gc = next(gc.as_ref());
     tracing::info!(?next_export, ?next_gc, "schedules started");
