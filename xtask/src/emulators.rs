@@ -260,12 +260,14 @@ impl Emulators {
         this.env.push(("DUCKDB_PYTHON".into(), python()));
 
         let port = free_port()?;
-        let server = crate::postgres::start(&dir, port, log(&dir, "postgres")?)?;
+        let (server, ca) = crate::postgres::start(&dir, port, log(&dir, "postgres")?)?;
         this.started("postgres", server, port)?;
         this.env.push((
             "EMULATOR_POSTGRES_URL".into(),
             format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         ));
+        this.env
+            .push(("EMULATOR_POSTGRES_CA".into(), ca.display().to_string()));
         Ok(this)
     }
 

@@ -115,17 +115,112 @@ fn as_server_user(program: &Path) -> Result<Command, String> {
     Ok(cmd)
 }
 
-/// Initializes a cluster in `dir` and starts its server on `port`; returns the server.
-pub fn start(dir: &Path, port: u16, log: std::fs::File) -> Result<Child, String> {
+/// A test CA and a server certificate for 127.0.0.1 signed by it, made with the openssl
+/// command (installed from apt when missing): `(ca.pem, server.pem, server.key)` in `dir`.
+fn certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let have_openssl = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_openssl {
+        if !is_root() {
+            return Err("the openssl command is missing: `apt-get install openssl` first".into());
+        }
+        eprintln!("    apt-get install openssl");
+        run(
+            "apt-get install openssl",
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", "openssl"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let (cert, key, csr) = (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+    );
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(
+        "openssl: test CA",
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=auditsync test CA",
+            ])
+            .args(ec)
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca)
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"]),
+    )?;
+    run(
+        "openssl: server key",
+        Command::new("openssl")
+            .args(["req", "-subj", "/CN=127.0.0.1"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    )?;
+    run(
+        "openssl: server certificate",
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .args(["-CAcreateserial", "-out"])
+            .arg(&cert)
+            .arg("-extfile")
+            .arg(&ext),
+    )?;
+    Ok((ca, cert, key))
+}
+
+/// Initializes a cluster in `dir` and starts its server on `port`, accepting plain and TLS
+/// connections (its certificate signed by a test CA); returns the server and the CA file.
+pub fn start(dir: &Path, port: u16, log: std::fs::File) -> Result<(Child, PathBuf), String> {
     let bin = ensure_installed()?;
     let data = dir.join("postgres");
+    let tls = dir.join("postgres-tls");
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
+    let (ca, cert, key) = certificates(&tls)?;
+    // The server refuses a key others can read.
+    run("chmod", Command::new("chmod").arg("600").arg(&key))?;
     if is_root() {
-        // The user exists once as_server_user has run.
+        // Makes the server's user if needed.
         as_server_user(Path::new("/bin/true"))?;
         run(
             "chown",
-            Command::new("chown").args(["-R", SERVER_USER]).arg(&data),
+            Command::new("chown")
+                .args(["-R", SERVER_USER])
+                .arg(&data)
+                .arg(&key)
+                .arg(&cert),
         )?;
     }
     run(
@@ -135,16 +230,21 @@ pub fn start(dir: &Path, port: u16, log: std::fs::File) -> Result<Child, String>
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
     )?;
-    as_server_user(&bin.join("postgres"))?
+    let server = as_server_user(&bin.join("postgres"))?
         .arg("-D")
         .arg(&data)
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
         .arg(&data)
-        .args(["-c", "max_connections=200"])
+        .args(["-c", "max_connections=200", "-c", "ssl=on"])
+        .arg("-c")
+        .arg(format!("ssl_cert_file={}", cert.display()))
+        .arg("-c")
+        .arg(format!("ssl_key_file={}", key.display()))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("cannot start postgres: {e}"))
+        .map_err(|e| format!("cannot start postgres: {e}"))?;
+    Ok((server, ca))
 }
 
 /// Stops the server by its PID with a fast shutdown (SIGINT), so that it stops its own

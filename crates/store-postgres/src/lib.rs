@@ -45,6 +45,13 @@ pub struct PostgresConfig {
     /// A file holding the password (a trailing newline is ignored).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// `off` (default): plain TCP, for a private network; `verify`: TLS, the server's
+    /// certificate and host name verified against `ca_file` or the system's roots.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// A PEM file of the CA certificates to trust with `tls: verify` (default: the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The schema the tables live in, created if missing (default `auditsync`).
     #[serde(default = "default_schema")]
     pub schema: String,
@@ -57,6 +64,57 @@ pub struct PostgresConfig {
     /// At most this many such ids (default 10,000,000).
     #[serde(default = "default_dedupe_max_ids")]
     pub dedupe_max_ids: u64,
+}
+
+/// Whether the connection to the server is encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Off,
+    /// TLS (rustls), with the certificate chain and host name verified.
+    Verify,
+}
+
+/// The rustls client configuration for `tls: verify`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ConfigError::invalid("ca_file", format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(ConfigError::invalid(
+                    "ca_file",
+                    format!("{}: no certificate in it", path.display()),
+                ));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    ConfigError::invalid("ca_file", format!("{}: {e}", path.display()))
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(ConfigError::invalid(
+                    "tls",
+                    "no system CA certificates found: give `ca_file`",
+                ));
+            }
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ConfigError::invalid("tls", e.to_string()))
+    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 fn default_schema() -> String {
@@ -169,7 +227,7 @@ impl PostgresStore {
         pg.options(format!("-c search_path={}", config.schema));
         pg.application_name("auditsync");
         let describe = format!(
-            "postgres:{}@{}/{} (schema {})",
+            "postgres:{}@{}/{} (schema {}{})",
             pg.get_user().unwrap_or("?"),
             pg.get_hosts()
                 .iter()
@@ -180,15 +238,28 @@ impl PostgresStore {
                 .collect::<Vec<_>>()
                 .join(","),
             pg.get_dbname().unwrap_or("?"),
-            config.schema
+            config.schema,
+            if config.tls == TlsMode::Verify {
+                ", TLS"
+            } else {
+                ""
+            }
         );
-        let manager = Manager::from_config(
-            pg,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match config.tls {
+            TlsMode::Off => Manager::from_config(pg, tokio_postgres::NoTls, recycling),
+            TlsMode::Verify => {
+                let tls = tls_config(config.ca_file.as_deref())?;
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(
+                    pg,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    recycling,
+                )
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .build()

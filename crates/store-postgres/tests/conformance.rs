@@ -14,6 +14,8 @@ fn fresh(url: &str) -> PostgresStore {
         url: url.to_string(),
         password_env: None,
         password_file: None,
+        tls: auditsync_store_postgres::TlsMode::Off,
+        ca_file: None,
         schema: unique_name("t").replace('-', "_"),
         pool_size: 4,
         dedupe_window_days: 7,
@@ -149,4 +151,55 @@ async fn an_export_never_passes_an_event_whose_transaction_is_still_open() {
     }
     times.sort_unstable();
     assert_eq!(times, vec![1, 2, 3, 4, 5, 6]);
+}
+
+/// `tls: verify` connects over TLS to a server whose certificate the given CA signed, and
+/// refuses the same server when the certificate cannot be verified (the system's roots do
+/// not know the test CA).
+#[tokio::test]
+async fn tls_verifies_the_server_against_the_given_ca() {
+    let (Some(url), Some(ca)) = (
+        backend_env("EMULATOR_POSTGRES_URL"),
+        backend_env("EMULATOR_POSTGRES_CA"),
+    ) else {
+        return;
+    };
+    let config = |ca_file: Option<&str>| PostgresConfig {
+        url: url.clone(),
+        password_env: None,
+        password_file: None,
+        tls: auditsync_store_postgres::TlsMode::Verify,
+        ca_file: ca_file.map(Into::into),
+        schema: unique_name("tls").replace('-', "_"),
+        pool_size: 2,
+        dedupe_window_days: 7,
+        dedupe_max_ids: 10_000_000,
+    };
+    let store = PostgresStore::new(config(Some(&ca))).unwrap();
+    assert!(store.describe().ends_with(", TLS)"), "{}", store.describe());
+    let appended = store
+        .append_events(vec![auditsync_store::testkit::event("tls-1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(appended[0].seq, 1);
+    assert_eq!(store.read_after(0, 10, 10).await.unwrap().len(), 1);
+
+    match PostgresStore::new(config(None)) {
+        // No system roots at all: refused when built.
+        Err(e) => assert!(e.to_string().contains("ca_file"), "{e}"),
+        Ok(store) => {
+            let err = store.stats().await.unwrap_err();
+            let chain = format!("{err} {:?}", std::error::Error::source(&err));
+            assert!(
+                chain.to_lowercase().contains("certificate") || chain.contains("UnknownIssuer"),
+                "{chain}"
+            );
+        }
+    }
+    let err = PostgresStore::new(PostgresConfig {
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..config(None)
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("`ca_file`"), "{err}");
 }
