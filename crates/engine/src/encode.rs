@@ -69,6 +69,22 @@ impl Compression {
         }
     }
 
+    /// Reads an export file's bytes decompressed by its name's suffix (`.gz`, `.zst`, or
+    /// none); returns the name without that suffix (`….ndjson`) and the reader.
+    pub fn reader_for<'a>(
+        name: &'a str,
+        body: &'a [u8],
+    ) -> io::Result<(&'a str, Box<dyn io::Read + 'a>)> {
+        let name = name.rsplit('/').next().unwrap_or(name);
+        if let Some(stem) = name.strip_suffix(".gz") {
+            Ok((stem, Box::new(flate2::read::GzDecoder::new(body))))
+        } else if let Some(stem) = name.strip_suffix(".zst") {
+            Ok((stem, Box::new(zstd::stream::read::Decoder::new(body)?)))
+        } else {
+            Ok((name, Box::new(body)))
+        }
+    }
+
     /// Its config name.
     pub fn name(self) -> &'static str {
         match self {

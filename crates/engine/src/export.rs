@@ -104,6 +104,21 @@ pub struct DestinationReport {
     pub manifests: ManifestReport,
 }
 
+impl DestinationReport {
+    /// Nothing done yet for `destination`.
+    fn new(destination: &str) -> Self {
+        Self {
+            destination: destination.to_string(),
+            files: 0,
+            events: 0,
+            bytes: 0,
+            error: None,
+            skipped: None,
+            manifests: ManifestReport::default(),
+        }
+    }
+}
+
 /// Runs exports of all destinations from one store.
 #[derive(Debug)]
 pub struct Exporter {
@@ -193,15 +208,7 @@ impl Exporter {
             .filter(|d| only.is_none_or(|name| d.name == name))
         {
             let lease = format!("export:{}", dest.name);
-            let mut report = DestinationReport {
-                destination: dest.name.clone(),
-                files: 0,
-                events: 0,
-                bytes: 0,
-                error: None,
-                skipped: None,
-                manifests: ManifestReport::default(),
-            };
+            let mut report = DestinationReport::new(&dest.name);
             let result = match self.hold_lease(&lease, &mut report).await {
                 Ok(true) => {
                     let written = {
@@ -250,17 +257,12 @@ impl Exporter {
                     .destinations
                     .iter()
                     .map(|d| DestinationReport {
-                        destination: d.name.clone(),
-                        files: 0,
-                        events: 0,
-                        bytes: 0,
-                        skipped: None,
-                        manifests: ManifestReport::default(),
                         error: Some(ExportError::Store(StoreError::Backend {
                             operation: "stats",
                             source: e.to_string().into(),
                             retryable: e.is_retryable(),
                         })),
+                        ..DestinationReport::new(&d.name)
                     })
                     .collect()
             }
@@ -284,15 +286,7 @@ impl Exporter {
     /// Exports one destination (by index) up to sequence `up_to`.
     pub async fn export_destination(&self, index: usize, up_to: u64) -> DestinationReport {
         let dest = &self.destinations[index];
-        let mut report = DestinationReport {
-            destination: dest.name.clone(),
-            files: 0,
-            events: 0,
-            bytes: 0,
-            error: None,
-            skipped: None,
-            manifests: ManifestReport::default(),
-        };
+        let mut report = DestinationReport::new(&dest.name);
         if let Err(e) = self.run_leased(dest, up_to, &mut report).await {
             tracing::error!(destination = %dest.name, error = %e, "export stopped");
             report.error = Some(e);

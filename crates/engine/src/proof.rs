@@ -3,7 +3,7 @@
 //! header's root. An auditor checks one record with the proof, a trusted public key and, to
 //! see the record itself in the file, that one file: not the archive.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 
 use auditsync_core::{ObjectKey, Sink, SinkError};
 use auditsync_manifest::merkle::{self, Hash};
@@ -178,15 +178,7 @@ fn nth_record(key: &str, body: &[u8], schema: &str, n: u64) -> Result<String, St
     if n == 0 {
         return Err(missing());
     }
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let (stem, reader): (&str, Box<dyn Read + '_>) = if let Some(stem) = name.strip_suffix(".gz") {
-        (stem, Box::new(flate2::read::GzDecoder::new(body)))
-    } else if let Some(stem) = name.strip_suffix(".zst") {
-        let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| e.to_string())?;
-        (stem, Box::new(decoder))
-    } else {
-        (name, Box::new(body))
-    };
+    let (stem, reader) = crate::Compression::reader_for(key, body).map_err(|e| e.to_string())?;
     if stem.ends_with(".ndjson") {
         return BufReader::new(reader)
             .lines()
@@ -195,7 +187,7 @@ fn nth_record(key: &str, body: &[u8], schema: &str, n: u64) -> Result<String, St
             .map_err(|e| e.to_string());
     }
     let formatter = auditsync_core::registry::formatter_for_file(stem)
-        .ok_or_else(|| format!("no linked format reads `{name}`"))?;
+        .ok_or_else(|| format!("no linked format reads `{key}`"))?;
     let schema = auditsync_core::registry::build_schema(schema).map_err(|e| e.to_string())?;
     let record = formatter
         .read(schema.columns(), Box::new(BufReader::new(reader)))

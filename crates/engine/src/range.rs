@@ -12,7 +12,7 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -361,11 +361,6 @@ async fn manifest_time_bounds(
     sink: &dyn Sink,
     listed: &[auditsync_core::ObjectMeta],
 ) -> Result<std::collections::HashMap<String, (i64, i64)>, RangeError> {
-    let ms = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp_millis())
-    };
     let mut bounds = std::collections::HashMap::new();
     for meta in listed {
         let key = meta.key.as_str();
@@ -382,8 +377,8 @@ async fn manifest_time_bounds(
         // Entry keys are relative to the destination's root, which is above the namespace.
         let root = key[..at].rfind('/').map_or("", |i| &key[..=i]);
         for entry in &manifest.entries {
-            if let (Some(earliest), Some(latest)) = (ms(&entry.earliest), ms(&entry.latest)) {
-                bounds.insert(format!("{root}{}", entry.key), (earliest, latest));
+            if let Some(times) = entry.time_bounds_ms() {
+                bounds.insert(format!("{root}{}", entry.key), times);
             }
         }
     }
@@ -488,16 +483,8 @@ pub fn decode_file(
         key: key.to_string(),
         problem,
     };
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let (stem, reader): (&str, Box<dyn Read + '_>) = if let Some(stem) = name.strip_suffix(".gz") {
-        (stem, Box::new(flate2::read::GzDecoder::new(body)))
-    } else if let Some(stem) = name.strip_suffix(".zst") {
-        let decoder = zstd::stream::read::Decoder::new(body)
-            .map_err(|e| fail(format!("cannot decompress: {e}")))?;
-        (stem, Box::new(decoder))
-    } else {
-        (name, Box::new(body))
-    };
+    let (stem, reader) = crate::Compression::reader_for(key, body)
+        .map_err(|e| fail(format!("cannot decompress: {e}")))?;
     let formatter = auditsync_core::registry::formatter_for_file(stem).ok_or_else(|| {
         fail(format!(
             "not an export file of a linked format (known: {}), optionally .gz or .zst",

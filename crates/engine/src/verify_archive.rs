@@ -118,12 +118,7 @@ impl VerifyOptions {
     /// Whether a listed file's time bounds put it outside `--from/--to` (a file without
     /// recorded times is always in).
     fn leaves_out(&self, entry: &auditsync_manifest::FileEntry) -> bool {
-        let ms = |t: &Option<String>| {
-            t.as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis())
-        };
-        let (Some(earliest), Some(latest)) = (ms(&entry.earliest), ms(&entry.latest)) else {
+        let Some((earliest, latest)) = entry.time_bounds_ms() else {
             return false;
         };
         self.from_ms.is_some_and(|from| latest < from)
@@ -663,16 +658,8 @@ fn check_entries(key: &str, m: &Manifest, report: &mut ArchiveReport) {
 /// Counts the records of an export file: decompressed by its suffix; NDJSON by its lines,
 /// other formats through their reader with the schema's columns.
 pub fn count_records(key: &str, body: &[u8], schema: &str) -> Result<u64, String> {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let (stem, mut reader): (&str, Box<dyn Read + '_>) =
-        if let Some(stem) = name.strip_suffix(".gz") {
-            (stem, Box::new(flate2::read::GzDecoder::new(body)))
-        } else if let Some(stem) = name.strip_suffix(".zst") {
-            let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| e.to_string())?;
-            (stem, Box::new(decoder))
-        } else {
-            (name, Box::new(body))
-        };
+    let (stem, mut reader) =
+        crate::Compression::reader_for(key, body).map_err(|e| e.to_string())?;
     if stem.ends_with(".ndjson") {
         let mut buf = vec![0u8; 256 * 1024];
         let (mut lines, mut last) = (0u64, b'\n');

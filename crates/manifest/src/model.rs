@@ -133,6 +133,18 @@ pub struct FileEntry {
     pub compression: String,
 }
 
+impl FileEntry {
+    /// Its earliest and latest event time in epoch ms, when both are recorded.
+    pub fn time_bounds_ms(&self) -> Option<(i64, i64)> {
+        let ms = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis())
+        };
+        Some((ms(&self.earliest)?, ms(&self.latest)?))
+    }
+}
+
 /// A manifest that cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -369,6 +381,16 @@ mod tests {
         let m = Manifest::parse(edited.as_bytes()).unwrap();
         assert_eq!(m.check_signature(&ring), SignatureCheck::Valid);
         assert!(!m.root_matches());
+    }
+
+    #[test]
+    fn an_entry_gives_its_time_bounds_only_when_both_are_recorded() {
+        let mut e = entry(1);
+        e.earliest = Some(rfc3339_ms(1_000));
+        e.latest = Some(rfc3339_ms(2_500));
+        assert_eq!(e.time_bounds_ms(), Some((1_000, 2_500)));
+        e.latest = None;
+        assert_eq!(e.time_bounds_ms(), None);
     }
 
     #[test]

@@ -15,6 +15,21 @@ fn config(manifests: Value) -> Value {
     })
 }
 
+/// Makes a key pair with `auditsync key new` in the env's folder: (private, public) paths.
+fn new_key(env: &Env, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = env.path(&format!("{name}.pem"));
+    let public = env.path(&format!("{name}.pub.pem"));
+    env.ok(&[
+        "key",
+        "new",
+        "--out",
+        key.to_str().unwrap(),
+        "--public-out",
+        public.to_str().unwrap(),
+    ]);
+    (key, public)
+}
+
 #[test]
 fn exports_are_signed_and_verify_archive_finds_a_changed_file_offline() {
     let env = Env::new(json!({}));
@@ -182,16 +197,7 @@ fn a_bad_signing_key_is_refused_naming_the_config_key_without_quoting_it() {
 #[test]
 fn files_exported_before_manifests_are_covered_by_a_backfill() {
     let env = Env::new(json!({}));
-    let key = env.path("signing.pem");
-    let public = env.path("public.pem");
-    env.ok(&[
-        "key",
-        "new",
-        "--out",
-        key.to_str().unwrap(),
-        "--public-out",
-        public.to_str().unwrap(),
-    ]);
+    let (key, public) = new_key(&env, "signing");
     let mut plain = config(json!(null));
     plain.as_object_mut().unwrap().remove("manifests");
     env.write_config(plain);
@@ -248,16 +254,7 @@ fn files_exported_before_manifests_are_covered_by_a_backfill() {
 #[test]
 fn a_proof_of_one_record_checks_offline_and_fails_when_anything_in_it_changes() {
     let env = Env::new(json!({}));
-    let key = env.path("signing.pem");
-    let public = env.path("public.pem");
-    env.ok(&[
-        "key",
-        "new",
-        "--out",
-        key.to_str().unwrap(),
-        "--public-out",
-        public.to_str().unwrap(),
-    ]);
+    let (key, public) = new_key(&env, "signing");
     env.write_config(config(json!({"signing_key_file": key})));
     env.ingest(&(0..25).map(line).collect::<Vec<_>>());
     env.ok(&["export", "--once"]);
@@ -309,16 +306,7 @@ fn a_proof_of_one_record_checks_offline_and_fails_when_anything_in_it_changes() 
     assert!(out.contains("is the proof's record"), "{out}");
 
     // Another key, a changed record, a changed file: each fails.
-    let other = env.path("other.pem");
-    let other_public = env.path("other.pub.pem");
-    env.ok(&[
-        "key",
-        "new",
-        "--out",
-        other.to_str().unwrap(),
-        "--public-out",
-        other_public.to_str().unwrap(),
-    ]);
+    let (_, other_public) = new_key(&env, "other");
     let out = env.run(&[
         "verify-archive",
         "--proof",
