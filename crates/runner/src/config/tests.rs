@@ -46,7 +46,7 @@ fn errors_name_the_key() {
         (r#"{"namespace": "a/b"}"#, "`namespace`"),
         (
             r#"{"store": {"type": "mysql"}}"#,
-            "`store.type`: unknown store `mysql`; known: sqlite",
+            "`store.type`: unknown store `mysql`; known: postgres, sqlite",
         ),
         (r#"{"store": {"path": 5}}"#, "`store.path`"),
         (r#"{"schema": "nope"}"#, "unknown schema `nope`"),
