@@ -100,12 +100,12 @@ fn main() {
         },
         Setup {
             name: "postgres-1",
-            store: serde_json::json!({"type": "postgres", "url": pg, "schema": format!("bench1_{pid}")}),
+            store: serde_json::json!({"type": "postgres", "url": pg, "schema": format!("bench1_{pid}"), "path": dir.path().join("pg1.db")}),
             replicas: 1,
         },
         Setup {
             name: "postgres-3",
-            store: serde_json::json!({"type": "postgres", "url": pg, "schema": format!("bench3_{pid}")}),
+            store: serde_json::json!({"type": "postgres", "url": pg, "schema": format!("bench3_{pid}"), "path": dir.path().join("pg3.db")}),
             replicas: 3,
         },
     ];

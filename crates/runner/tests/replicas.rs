@@ -67,7 +67,9 @@ fn three_replicas_on_one_postgres_export_every_acknowledged_event_once() {
         "namespace": "acme",
         "ueventsSchedule": "@every 1s",
         "ingest": {"listen": "127.0.0.1:0"},
-        "store": {"type": "postgres", "url": pg, "schema": unique_name("r").replace('-', "_")},
+        // `path` only places the export jobs' directory: inside the test's folder.
+        "store": {"type": "postgres", "url": pg, "schema": unique_name("r").replace('-', "_"),
+                  "path": env.path("db/unused.db")},
         "destinations": [
             {"name": "volume", "type": "pv", "root": env.path("out"), "max_events": 700},
             {"name": "s3", "type": "s3", "bucket": bucket, "region": "us-east-1", "endpoint": s3,
