@@ -252,24 +252,14 @@ pub async fn verify_archive(
     }
 
     // Files the time range leaves out are neither read nor missed.
-    let before = expected.len();
-    expected.retain(|_, (entry, _)| !options.leaves_out(entry));
-    report.files_skipped = (before - expected.len()) as u64;
-    if report.files_skipped > 0 {
-        let kept: HashSet<String> = expected.keys().cloned().collect();
-        let mut all_listed = HashSet::new();
-        for chain in chains.values() {
-            for entry in chain
-                .manifests
-                .iter()
-                .flat_map(|(_, m)| m)
-                .flat_map(|m| &m.entries)
-            {
-                all_listed.insert(format!("{}{}", chain.root, entry.key));
-            }
-        }
-        data.retain(|(key, _)| kept.contains(key) || !all_listed.contains(key));
-    }
+    let left_out: HashSet<String> = expected
+        .iter()
+        .filter(|(_, (entry, _))| options.leaves_out(entry))
+        .map(|(key, _)| key.clone())
+        .collect();
+    expected.retain(|key, _| !left_out.contains(key));
+    data.retain(|(key, _)| !left_out.contains(key));
+    report.files_skipped = left_out.len() as u64;
 
     // Read every object once, a few at a time (hashing and counting on the blocking pool),
     // then sort out which listed file holds which bytes.

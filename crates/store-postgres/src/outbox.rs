@@ -176,13 +176,7 @@ impl Store for PostgresStore {
             match items.recv().await {
                 Some(BulkItem::Events(events)) => {
                     for appended in insert_rows(&tx, &mut next, events).await.map_err(&err)? {
-                        if appended.duplicate {
-                            outcome.duplicates += 1;
-                        } else {
-                            outcome.stored += 1;
-                            let (lo, hi) = outcome.seqs.unwrap_or((appended.seq, appended.seq));
-                            outcome.seqs = Some((lo.min(appended.seq), hi.max(appended.seq)));
-                        }
+                        outcome.count(&appended);
                     }
                 }
                 Some(BulkItem::Commit) => break,

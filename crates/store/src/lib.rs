@@ -164,6 +164,20 @@ pub struct BulkOutcome {
     pub seqs: Option<(u64, u64)>,
 }
 
+impl BulkOutcome {
+    /// Counts one appended event: stored (widening the range of sequence numbers) or a
+    /// duplicate.
+    pub fn count(&mut self, appended: &Appended) {
+        if appended.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.stored += 1;
+            let (lo, hi) = self.seqs.unwrap_or((appended.seq, appended.seq));
+            self.seqs = Some((lo.min(appended.seq), hi.max(appended.seq)));
+        }
+    }
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -273,13 +287,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             return Ok(outcome);
         }
         for appended in self.append(all).await? {
-            if appended.duplicate {
-                outcome.duplicates += 1;
-            } else {
-                outcome.stored += 1;
-                let (lo, hi) = outcome.seqs.unwrap_or((appended.seq, appended.seq));
-                outcome.seqs = Some((lo.min(appended.seq), hi.max(appended.seq)));
-            }
+            outcome.count(&appended);
         }
         Ok(outcome)
     }
