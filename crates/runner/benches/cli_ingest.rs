@@ -5,6 +5,7 @@
 //! includes the fsync of everything.
 //!
 //! Run with `cargo xtask bench ingest` (or `cargo bench -p auditsync --bench cli_ingest -- N`).
+//! With `AUDITSYNC_BENCH_INPUT=PATH` the input is kept at PATH (and reused if it exists).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,8 +32,15 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.ndjson");
-    common::write_events(&input, n);
+    // AUDITSYNC_BENCH_INPUT keeps the generated file at a path (written once), so a profiler
+    // can run `auditsync ingest` on the same bytes afterwards.
+    let input = match std::env::var_os("AUDITSYNC_BENCH_INPUT") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => dir.path().join("events.ndjson"),
+    };
+    if !input.exists() {
+        common::write_events(&input, n);
+    }
     let bytes = std::fs::metadata(&input).unwrap().len();
     println!(
         "cli ingest: {n} events, {:.0} MB ({} bytes/event)",

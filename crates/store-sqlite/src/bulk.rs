@@ -173,12 +173,20 @@ impl Checkpointer {
                 let Ok(conn) = Connection::open(&path) else {
                     return;
                 };
+                // SQLite syncs the database file only after a checkpoint that caught up with
+                // the whole WAL, which a running load never lets happen: everything copied
+                // would wait, dirty, for one long fsync after the last line (about 1.2 s for
+                // 600 MB). Syncing here writes it out while the parsers work.
+                let db = std::fs::File::open(&path).ok();
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_EVERY)
                 {
-                    // A failed checkpoint only leaves more for the next one, or for the
-                    // writer's own at the end.
+                    // A failed checkpoint or sync only leaves more for the next one, or for
+                    // the writer's own at the end.
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Some(db) = &db {
+                        let _ = db.sync_data();
+                    }
                 }
             })
             .ok();
