@@ -95,17 +95,17 @@ struct Record {
     #[serde(rename = "responseCode", default)]
     response_code: Option<i64>,
     // Read strictly (a key repeated inside them is refused, as the general path refuses it);
-    // the ingest path sends text that may hold a control character to the general path.
+    // `parse_text` is given only text cleared of control characters (see its contract).
     #[serde(
         rename = "requestParams",
         default,
-        deserialize_with = "strict_json::deserialize_optional_map"
+        deserialize_with = "strict_json::deserialize_prescanned_optional_map"
     )]
     request_params: Option<serde_json::Map<String, Value>>,
     #[serde(
         rename = "requestPayload",
         default,
-        deserialize_with = "strict_json::deserialize_optional_value"
+        deserialize_with = "strict_json::deserialize_prescanned_optional_value"
     )]
     request_payload: Option<Value>,
     #[serde(rename = "latencyInMillis", default)]

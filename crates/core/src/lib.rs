@@ -15,6 +15,7 @@
 mod catalog;
 mod error;
 mod event;
+pub mod event_json;
 mod format;
 mod key;
 pub mod registry;

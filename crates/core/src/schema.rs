@@ -60,6 +60,9 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// An optional fast path from JSON text straight to an event, skipping the [`Value`]
     /// tree. It must accept only what [`Schema::parse`] accepts and build the same event;
     /// `None` means "use `parse`" (which then also produces the error message).
+    ///
+    /// `text` is one that [`crate::strict_json::may_hold_forbidden_char`] cleared: it holds no
+    /// control character, escaped or not, so its strings need not be scanned again.
     fn parse_text(&self, _text: &str) -> Option<Event> {
         None
     }

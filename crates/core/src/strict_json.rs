@@ -75,7 +75,7 @@ pub fn may_hold_forbidden_char(text: &[u8]) -> bool {
 /// Parses JSON text into a [`Value`], refusing repeated keys and forbidden characters.
 pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = ValueSeed { path: Path::Root }.deserialize(&mut de)?;
+    let value = ValueSeed::ROOT.deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -84,7 +84,22 @@ pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
 pub fn deserialize_optional_value<'de, D: de::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Value>, D::Error> {
-    let value = ValueSeed { path: Path::Root }.deserialize(d)?;
+    optional_value(d, ValueSeed::ROOT)
+}
+
+/// [`deserialize_optional_value`] for text that [`may_hold_forbidden_char`] cleared: repeated
+/// keys are still refused, strings are not scanned again.
+pub fn deserialize_prescanned_optional_value<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Value>, D::Error> {
+    optional_value(d, ValueSeed::PRESCANNED_ROOT)
+}
+
+fn optional_value<'de, D: de::Deserializer<'de>>(
+    d: D,
+    seed: ValueSeed<'_>,
+) -> Result<Option<Value>, D::Error> {
+    let value = seed.deserialize(d)?;
     Ok(Some(value).filter(|v| !v.is_null()))
 }
 
@@ -92,7 +107,22 @@ pub fn deserialize_optional_value<'de, D: de::Deserializer<'de>>(
 pub fn deserialize_optional_map<'de, D: de::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Map<String, Value>>, D::Error> {
-    let value = ValueSeed { path: Path::Root }.deserialize(d)?;
+    optional_map(d, ValueSeed::ROOT)
+}
+
+/// [`deserialize_optional_map`] for text that [`may_hold_forbidden_char`] cleared: repeated
+/// keys are still refused, strings are not scanned again.
+pub fn deserialize_prescanned_optional_map<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    optional_map(d, ValueSeed::PRESCANNED_ROOT)
+}
+
+fn optional_map<'de, D: de::Deserializer<'de>>(
+    d: D,
+    seed: ValueSeed<'_>,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    let value = seed.deserialize(d)?;
     match value {
         Value::Null => Ok(None),
         Value::Object(map) => Ok(Some(map)),
@@ -155,6 +185,35 @@ impl Path<'_> {
 
 struct ValueSeed<'a> {
     path: Path<'a>,
+    /// Whether strings are checked for forbidden characters (not when the text was
+    /// prescanned).
+    check_chars: bool,
+}
+
+impl ValueSeed<'_> {
+    const ROOT: Self = ValueSeed {
+        path: Path::Root,
+        check_chars: true,
+    };
+    const PRESCANNED_ROOT: Self = ValueSeed {
+        path: Path::Root,
+        check_chars: false,
+    };
+
+    fn check<E: de::Error>(&self, s: &str, what: &str) -> Result<(), E> {
+        if self.check_chars {
+            self.path.check(s, what)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn below<'p>(&self, path: Path<'p>) -> ValueSeed<'p> {
+        ValueSeed {
+            path,
+            check_chars: self.check_chars,
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -189,12 +248,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        self.path.check(v, "the string")?;
+        self.check(v, "the string")?;
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        self.path.check(&v, "the string")?;
+        self.check(&v, "the string")?;
         Ok(Value::String(v))
     }
 
@@ -214,7 +273,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         loop {
             let path = Path::Index(&self.path, items.len());
-            match seq.next_element_seed(ValueSeed { path })? {
+            match seq.next_element_seed(self.below(path))? {
                 Some(v) => items.push(v),
                 None => return Ok(Value::Array(items)),
             }
@@ -225,13 +284,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
             let path = Path::Key(&self.path, &key);
-            path.check(&key, "the key")?;
-            if map.contains_key(&key) {
+            let below = self.below(path);
+            below.check(&key, "the key")?;
+            // Most objects are small: comparing a few keys costs less than hashing one.
+            let repeated = if map.len() <= 8 {
+                map.keys().any(|k| *k == key)
+            } else {
+                map.contains_key(&key)
+            };
+            if repeated {
                 return Err(de::Error::custom(format!(
                     "`{path}`: the key appears twice in one object (which value counts would depend on the reader)"
                 )));
             }
-            let value = access.next_value_seed(ValueSeed { path })?;
+            let value = access.next_value_seed(below)?;
             map.insert(key, value);
         }
         Ok(Value::Object(map))

@@ -105,14 +105,36 @@ impl IngestError {
 /// The last steps of every road into the store (HTTP, CLI `ingest`, the `Recorder`,
 /// auditsync's own events), after the schema's checks where a schema applies: refuse an
 /// event without an action, give one without an id a UUIDv7, and redact it.
-pub fn admit(at: Location, mut event: Event, redactor: &Redactor) -> Result<Event, IngestError> {
+pub fn admit(at: Location, event: Event, redactor: &Redactor) -> Result<Event, IngestError> {
+    admit_scanned(at, event, redactor, Scanned::No)
+}
+
+/// Whether an event's strings were already found free of control characters (its whole
+/// text was, by [`strict_json::may_hold_forbidden_char`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scanned {
+    Yes,
+    No,
+}
+
+fn admit_scanned(
+    at: Location,
+    mut event: Event,
+    redactor: &Redactor,
+    scanned: Scanned,
+) -> Result<Event, IngestError> {
     if event.action.trim().is_empty() {
         return Err(IngestError::Invalid {
             at,
             error: ValidationError::new("action", "must not be empty"),
         });
     }
-    if let Some((field, c)) = forbidden_char_in(&event) {
+    // The redactor writes only `[REDACTED]`, hashes and re-encoded JSON text, none of
+    // which holds a control character.
+    if let Some((field, c)) = (scanned == Scanned::No)
+        .then(|| forbidden_char_in(&event))
+        .flatten()
+    {
         return Err(IngestError::Invalid {
             at,
             error: ValidationError::new(
@@ -264,14 +286,22 @@ impl Ingestor {
 
     /// Checks the schema's rules, gives the event an id if it has none and redacts it: the
     /// last step before storing.
-    fn finish(&self, at: Location, event: Event, parsed: &mut Parsed) -> Result<(), IngestError> {
+    fn finish(
+        &self,
+        at: Location,
+        event: Event,
+        scanned: Scanned,
+        parsed: &mut Parsed,
+    ) -> Result<(), IngestError> {
         if let Err(error) = self.schema.check(&event) {
             match self.mode {
                 ValidationMode::Strict => return Err(IngestError::Invalid { at, error }),
                 ValidationMode::Permissive => parsed.flagged.push(Flagged { at, error }),
             }
         }
-        parsed.events.push(admit(at, event, &self.redactor)?);
+        parsed
+            .events
+            .push(admit_scanned(at, event, &self.redactor, scanned)?);
         Ok(())
     }
 
@@ -411,7 +441,7 @@ impl Ingestor {
             // control character takes the strict reader, which names the field.
             if !strict_json::may_hold_forbidden_char(line) {
                 if let Some(event) = self.schema.parse_text(text) {
-                    self.finish(at, event, parsed)?;
+                    self.finish(at, event, Scanned::Yes, parsed)?;
                     continue;
                 }
             }
@@ -439,7 +469,7 @@ impl Ingestor {
             .schema
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
-        self.finish(at, event, parsed)
+        self.finish(at, event, Scanned::No, parsed)
     }
 
     /// The store events are appended to.

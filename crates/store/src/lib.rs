@@ -34,7 +34,7 @@ pub struct EncodedEvent {
 }
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl EncodedEvent {
@@ -45,20 +45,9 @@ impl EncodedEvent {
         // buffer sized up front holds its spare room for as long as the event is queued.
         let body = SCRATCH.with_borrow_mut(|scratch| {
             scratch.clear();
-            serde_json::to_writer(&mut *scratch, event).map_err(|err| StoreError::Backend {
-                operation: "encode",
-                source: Box::new(err),
-                retryable: false,
-            })?;
-            // serde_json writes only UTF-8.
-            std::str::from_utf8(scratch)
-                .map(str::to_owned)
-                .map_err(|err| StoreError::Backend {
-                    operation: "encode",
-                    source: Box::new(err),
-                    retryable: false,
-                })
-        })?;
+            auditsync_core::event_json::write_event(scratch, event);
+            scratch.as_str().to_owned()
+        });
         Ok(Self {
             id: event.id.clone(),
             time: event.time,
