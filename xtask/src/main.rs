@@ -3,7 +3,7 @@
 //! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
 //!   them if missing, PostgreSQL from apt included) and runs every test of the workspace
 //!   against them.
-//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); ingest and export on SQLite and on PostgreSQL with one and three replicas (`bench replicas [N]`); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
+//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); ingest and export on SQLite and on PostgreSQL with one and three replicas (`bench replicas [N]`); end to end into S3 on moto and a volume, beside `cat`, `gzip -6` and `zstd -3` (`bench e2e [N] [--backlog M] [--runs R]`, only when asked); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
 //!   and boto3) and a 1M-event range export; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
 //!
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("emulators") => serve_emulators(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|emulators> [args]\n\n  test       fmt check, clippy -D warnings, emulators, every test\n  bench      ingest and export benchmarks (`bench ingest [N]`: CLI ingest only; `bench archive [N]`: manifests and verify-archive only; a backlog size: that export only)\n  emulators  start the emulators and print their environment, until stdin closes");
+            eprintln!("usage: cargo xtask <test|bench|emulators> [args]\n\n  test       fmt check, clippy -D warnings, emulators, every test\n  bench      ingest and export benchmarks (`bench ingest [N]`: CLI ingest only; `bench archive [N]`: manifests and verify-archive only; `bench e2e [N] [--backlog M] [--runs R]`: end to end into S3 and a volume; a backlog size: that export only)\n  emulators  start the emulators and print their environment, until stdin closes");
             return ExitCode::from(2);
         }
     };
@@ -137,6 +137,19 @@ fn replicas_bench(extra: &[String]) -> Result<(), String> {
     result
 }
 
+/// The end-to-end benchmark (input to S3 on moto, or to a volume, beside the floors);
+/// starts the emulators.
+fn e2e_bench(extra: &[String]) -> Result<(), String> {
+    let emulators = emulators::Emulators::start(&root())?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "auditsync", "--bench", "e2e", "--"])
+        .args(extra);
+    cmd.envs(emulators.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let result = run("end-to-end benchmark", cmd);
+    drop(emulators);
+    result
+}
+
 /// A binary built with only some features lists exactly those sinks, formatters and stores.
 fn features_select_sinks() -> Result<(), String> {
     let mut build = cargo();
@@ -174,6 +187,9 @@ fn features_select_sinks() -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
+    if extra.first().map(String::as_str) == Some("e2e") {
+        return e2e_bench(&extra[1..]);
+    }
     if extra.first().map(String::as_str) == Some("ingest") {
         return cli_ingest_bench(&extra[1..]);
     }

@@ -1,0 +1,524 @@
+//! End to end: the real `auditsync` binary from input to S3 (moto) or a volume, each
+//! pipeline beside floors timed on the same bytes in the same run (`cat`, `gzip -6`,
+//! `zstd -3`), three runs on fresh stores, and a JSON result file.
+//!
+//! Pipelines (N events, default 1,000,000 catalog-valid uevents-shaped events, ~446 MB):
+//! - (a) bulk: `ingest FILE`, then `export --once` to S3, gzip NDJSON;
+//! - (b) stream: `auditsync run` exporting to S3 every second while `ingest FILE` runs, timed
+//!   until the last event is in S3;
+//! - (c) HTTP -> S3: `auditsync run` under 8 keep-alive clients posting 1,000-event NDJSON
+//!   bodies; acknowledged events/s, and events/s until the last one is in S3;
+//! - (d) single-event JSON POSTs from 64 keep-alive clients, requests/s;
+//! - (e) `export --once` of the stored events to a volume: none, gzip, zstd;
+//! - (f) peak RSS of `export --once` of a large backlog (`--backlog M`, default
+//!   10,000,000) against a 10,000-event one (once, not per run).
+//!
+//! Run with `cargo xtask bench e2e [N] [--backlog M] [--runs R]`, which starts moto and
+//! passes `EMULATOR_S3_ENDPOINT`. Results go to stdout and to `target/bench-e2e.json` (or
+//! `AUDITSYNC_BENCH_OUT`). `AUDITSYNC_BENCH_INPUT=PATH` keeps the generated input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod common;
+use common::support::{line, new_token, start_server, Server};
+use common::{auditsync, measure, LoadClient};
+
+/// Seconds `tool args < input > /dev/null` takes.
+fn floor(tool: &str, args: &[&str], input: &Path) -> f64 {
+    let file = std::fs::File::open(input).unwrap();
+    let start = Instant::now();
+    let status = Command::new(tool)
+        .args(args)
+        .stdin(file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+    assert!(status.success(), "{tool} failed");
+    start.elapsed().as_secs_f64()
+}
+
+/// Creates a bucket on moto (which takes an unsigned request).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let answer = reqwest::blocking::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .unwrap();
+    assert!(answer.status().is_success(), "create bucket: {answer:?}");
+}
+
+fn s3_destination(endpoint: &str, bucket: &str) -> Value {
+    json!({"name": "s3", "type": "s3", "bucket": bucket, "region": "us-east-1",
+           "endpoint": endpoint, "force_path_style": true,
+           "access_key_id": "test", "secret_access_key": "test",
+           "format": "ndjson", "compression": "gzip"})
+}
+
+/// Writes a config for a store under `dir` with `destination`.
+fn config(dir: &Path, name: &str, destination: Value, schedule: &str, hash: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &path,
+        json!({
+            "enableUserEvents": true,
+            "namespace": "bench",
+            "ueventsSchedule": schedule,
+            "ueventsGCSchedule": "@yearly",
+            "store": {"path": dir.join("store/audit.db")},
+            "ingest": {"listen": "127.0.0.1:0", "token_hashes": [hash]},
+            "destinations": [destination],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    path
+}
+
+/// The events the config's only destination has exported, from `auditsync status`.
+fn exported(config: &Path) -> u64 {
+    let out = auditsync(config, &["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "destination s3: cursor 123, backlog 0, ..."
+    text.lines()
+        .find_map(|l| l.split("cursor ").nth(1))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until `total` events are exported; returns when that was seen.
+fn wait_exported(config: &Path, total: u64) -> Instant {
+    let started = Instant::now();
+    loop {
+        if exported(config) >= total {
+            return Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "export did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The peak RSS of a running process, MiB.
+fn peak_rss(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn stop(server: Server) {
+    assert!(server.terminate().success());
+}
+
+/// One row of the results.
+struct Row {
+    pipeline: &'static str,
+    rate: f64,
+    unit: &'static str,
+    floor: &'static str,
+    ratio: f64,
+    rss_mib: f64,
+}
+
+/// Posts `bodies` NDJSON bodies from `clients` keep-alive clients; returns the wall time.
+fn post_all(addr: std::net::SocketAddr, token: &str, clients: usize, bodies: &[String]) -> f64 {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                let mut client = LoadClient::connect(addr).unwrap();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let (status, answer) = client
+                        .post("application/x-ndjson", token, body.as_bytes())
+                        .unwrap();
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+                }
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
+struct Bench {
+    dir: PathBuf,
+    input: PathBuf,
+    n: u64,
+    endpoint: String,
+    token: String,
+    hash: String,
+}
+
+impl Bench {
+    fn fresh(&self, name: &str) -> PathBuf {
+        let dir = self.dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// (a) `ingest FILE`, then `export --once` to S3.
+    fn bulk(&self, run: usize, floors: &Floors) -> Row {
+        let dir = self.fresh("a");
+        let bucket = format!("e2e-a-{}-{run}", std::process::id());
+        create_bucket(&self.endpoint, &bucket);
+        let config = config(
+            &dir,
+            "a",
+            s3_destination(&self.endpoint, &bucket),
+            "@yearly",
+            &self.hash,
+        );
+        let input = self.input.to_str().unwrap();
+        let (ingest, rss_ingest) = measure(auditsync(&config, &["ingest", input]));
+        let (export, rss_export) = measure(auditsync(&config, &["export", "--once"]));
+        assert_eq!(exported(&config), self.n, "(a) exported everything");
+        let took = (ingest + export).as_secs_f64();
+        println!(
+            "  (a) ingest {:.2} s + export {:.2} s",
+            ingest.as_secs_f64(),
+            export.as_secs_f64()
+        );
+        Row {
+            pipeline: "(a) bulk: ingest FILE, export --once -> S3, gzip",
+            rate: self.n as f64 / took,
+            unit: "events/s",
+            floor: "gzip -6",
+            ratio: floors.gzip / took,
+            rss_mib: rss_ingest.max(rss_export),
+        }
+    }
+
+    /// (b) `auditsync run` exporting every second while `ingest FILE` runs.
+    fn stream(&self, run: usize, floors: &Floors) -> Row {
+        let dir = self.fresh("b");
+        let bucket = format!("e2e-b-{}-{run}", std::process::id());
+        create_bucket(&self.endpoint, &bucket);
+        let config = config(
+            &dir,
+            "b",
+            s3_destination(&self.endpoint, &bucket),
+            "@every 1s",
+            &self.hash,
+        );
+        let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
+        let started = Instant::now();
+        let (_, rss_ingest) = measure(auditsync(
+            &config,
+            &["ingest", self.input.to_str().unwrap()],
+        ));
+        let done = wait_exported(&config, self.n);
+        let took = (done - started).as_secs_f64();
+        let rss = peak_rss(server.child.id()).max(rss_ingest);
+        stop(server);
+        Row {
+            pipeline: "(b) stream: ingest FILE beside run, export every 1 s -> S3, gzip",
+            rate: self.n as f64 / took,
+            unit: "events/s",
+            floor: "gzip -6",
+            ratio: floors.gzip / took,
+            rss_mib: rss,
+        }
+    }
+
+    /// (c) HTTP -> S3: acknowledged, and end to end.
+    fn http(&self, run: usize, floors: &Floors) -> (Row, Row) {
+        let dir = self.fresh("c");
+        let bucket = format!("e2e-c-{}-{run}", std::process::id());
+        create_bucket(&self.endpoint, &bucket);
+        let config = config(
+            &dir,
+            "c",
+            s3_destination(&self.endpoint, &bucket),
+            "@every 1s",
+            &self.hash,
+        );
+        let bodies: Vec<String> = (0..self.n / 1_000)
+            .map(|b| {
+                (b * 1_000..(b + 1) * 1_000)
+                    .map(|i| format!("{}\n", line(i)))
+                    .collect()
+            })
+            .collect();
+        let total = bodies.len() as u64 * 1_000;
+        let bytes: usize = bodies.iter().map(String::len).sum();
+        let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
+        let started = Instant::now();
+        let acknowledged = post_all(server.addr, &self.token, 8, &bodies);
+        let done = wait_exported(&config, total);
+        let end_to_end = (done - started).as_secs_f64();
+        let rss = peak_rss(server.child.id());
+        stop(server);
+        // The floors were timed on the input file; these bodies are about as large.
+        let scale = bytes as f64 / floors.bytes as f64;
+        (
+            Row {
+                pipeline: "(c) HTTP -> S3, acknowledged (fsynced before each 200)",
+                rate: total as f64 / acknowledged,
+                unit: "events/s",
+                floor: "gzip -6",
+                ratio: floors.gzip * scale / acknowledged,
+                rss_mib: rss,
+            },
+            Row {
+                pipeline: "(c) HTTP -> S3, end to end (until the last is in S3)",
+                rate: total as f64 / end_to_end,
+                unit: "events/s",
+                floor: "gzip -6",
+                ratio: floors.gzip * scale / end_to_end,
+                rss_mib: rss,
+            },
+        )
+    }
+
+    /// (d) single-event POSTs from 64 keep-alive clients.
+    fn single(&self) -> Row {
+        let dir = self.fresh("d");
+        let config = config(
+            &dir,
+            "d",
+            json!({"name": "local", "type": "pv", "root": dir.join("out")}),
+            "@yearly",
+            &self.hash,
+        );
+        let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
+        let (clients, posts) = (64usize, 500usize);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..clients {
+                scope.spawn(|| {
+                    let mut client = LoadClient::connect(server.addr).unwrap();
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < clients * posts
+                    {
+                        let body = line(7).to_string();
+                        let (status, answer) = client
+                            .post("application/json", &self.token, body.as_bytes())
+                            .unwrap();
+                        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+                    }
+                });
+            }
+        });
+        let took = started.elapsed().as_secs_f64();
+        let rss = peak_rss(server.child.id());
+        stop(server);
+        Row {
+            pipeline: "(d) single-event POSTs, 64 clients (fsynced before each 200)",
+            rate: (clients * posts) as f64 / took,
+            unit: "requests/s",
+            floor: "-",
+            ratio: f64::NAN,
+            rss_mib: rss,
+        }
+    }
+
+    /// (e) `export --once` of the events (a) stored, to a volume, per compression.
+    fn export_volume(&self, floors: &Floors) -> Vec<Row> {
+        let store = self.dir.join("a");
+        [
+            (
+                "none",
+                "(e) export --once -> volume, none",
+                "gzip -6",
+                floors.gzip,
+            ),
+            (
+                "gzip",
+                "(e) export --once -> volume, gzip",
+                "gzip -6",
+                floors.gzip,
+            ),
+            (
+                "zstd",
+                "(e) export --once -> volume, zstd",
+                "zstd -3",
+                floors.zstd,
+            ),
+        ]
+        .into_iter()
+        .map(|(compression, pipeline, floor, floor_s)| {
+            let out = store.join(format!("out-{compression}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let config = config(
+                &store,
+                &format!("e-{compression}"),
+                json!({"name": format!("vol-{compression}"), "type": "pv", "root": out,
+                       "format": "ndjson", "compression": compression}),
+                "@yearly",
+                &self.hash,
+            );
+            let (took, rss) = measure(auditsync(&config, &["export", "--once"]));
+            assert_eq!(exported(&config), self.n, "(e) exported everything");
+            let took = took.as_secs_f64();
+            Row {
+                pipeline,
+                rate: self.n as f64 / took,
+                unit: "events/s",
+                floor,
+                ratio: floor_s / took,
+                rss_mib: rss,
+            }
+        })
+        .collect()
+    }
+
+    /// (f) peak RSS of exporting `backlog` events against 10,000: the input file is
+    /// ingested as often as needed (its events carry no id, so each copy is new events).
+    fn backlog(&self, backlog: u64) -> (f64, f64) {
+        let mut peaks = Vec::new();
+        for events in [10_000, backlog] {
+            let dir = self.fresh(&format!("f-{events}"));
+            let config = config(
+                &dir,
+                "f",
+                json!({"name": "local", "type": "pv", "root": dir.join("out"),
+                       "format": "ndjson", "compression": "gzip"}),
+                "@yearly",
+                &self.hash,
+            );
+            let small = dir.join("small.ndjson");
+            let input = if events < self.n {
+                common::write_events(&small, events);
+                small
+            } else {
+                self.input.clone()
+            };
+            let per_file = events.min(self.n);
+            for _ in 0..events / per_file {
+                measure(auditsync(&config, &["ingest", input.to_str().unwrap()]));
+            }
+            let (took, rss) = measure(auditsync(&config, &["export", "--once"]));
+            println!(
+                "  (f) export of a {events}-event backlog: {:.1} s, peak RSS {rss:.0} MiB",
+                took.as_secs_f64()
+            );
+            peaks.push(rss);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        (peaks[0], peaks[1])
+    }
+}
+
+/// The floors of one run, seconds.
+struct Floors {
+    bytes: u64,
+    cat: f64,
+    gzip: f64,
+    zstd: f64,
+}
+
+fn arg_after(args: &[String], flag: &str) -> Option<u64> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1)?.parse().ok()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let backlog = arg_after(&args, "--backlog").unwrap_or(10_000_000);
+    let runs = arg_after(&args, "--runs").unwrap_or(3) as usize;
+    let n: u64 = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !args[i - 1].starts_with("--"))
+        .find_map(|(_, a)| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let Ok(endpoint) = std::env::var("EMULATOR_S3_ENDPOINT") else {
+        eprintln!("EMULATOR_S3_ENDPOINT is not set: run `cargo xtask bench e2e`");
+        std::process::exit(2);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = std::env::var_os("AUDITSYNC_BENCH_INPUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("events.ndjson"));
+    if !input.exists() {
+        common::write_events(&input, n);
+    }
+    let bytes = std::fs::metadata(&input).unwrap().len();
+    println!(
+        "e2e: {n} events, {:.0} MB, {runs} runs; S3 on moto at {endpoint}",
+        bytes as f64 / 1e6
+    );
+    let (token, hash) = new_token();
+    let bench = Bench {
+        dir: dir.path().to_path_buf(),
+        input,
+        n,
+        endpoint,
+        token,
+        hash,
+    };
+    let mut results = Vec::new();
+    for run in 1..=runs {
+        let floors = Floors {
+            bytes,
+            cat: floor("cat", &[], &bench.input),
+            gzip: floor("gzip", &["-6", "-c"], &bench.input),
+            zstd: floor("zstd", &["-3", "-c"], &bench.input),
+        };
+        println!(
+            "run {run}: floors cat {:.2} s ({:.0} events/s), gzip -6 {:.2} s ({:.0} events/s), zstd -3 {:.2} s ({:.0} events/s)",
+            floors.cat,
+            n as f64 / floors.cat,
+            floors.gzip,
+            n as f64 / floors.gzip,
+            floors.zstd,
+            n as f64 / floors.zstd
+        );
+        let mut rows = vec![bench.bulk(run, &floors)];
+        rows.extend(bench.export_volume(&floors));
+        rows.push(bench.stream(run, &floors));
+        let (acknowledged, end_to_end) = bench.http(run, &floors);
+        rows.extend([acknowledged, end_to_end, bench.single()]);
+        for row in &rows {
+            let ratio = if row.ratio.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.2}x {}", row.ratio, row.floor)
+            };
+            println!(
+                "  {:<66} {:>9.0} {:<10} {:<14} peak RSS {:>5.0} MiB",
+                row.pipeline, row.rate, row.unit, ratio, row.rss_mib
+            );
+        }
+        results.push(json!({
+            "run": run,
+            "floors_s": {"cat": floors.cat, "gzip -6": floors.gzip, "zstd -3": floors.zstd},
+            "pipelines": rows.iter().map(|r| json!({
+                "pipeline": r.pipeline, "rate": r.rate, "unit": r.unit, "floor": r.floor,
+                "ratio": if r.ratio.is_nan() { Value::Null } else { json!(r.ratio) },
+                "peak_rss_mib": r.rss_mib,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let (small, large) = bench.backlog(backlog);
+    println!(
+        "(f) export peak RSS: 10000-event backlog {small:.0} MiB, {backlog}-event backlog {large:.0} MiB (+{:.0} MiB)",
+        large - small
+    );
+    let report = json!({
+        "events": n, "bytes": bytes, "runs": results,
+        "backlog": {"small_events": 10_000, "small_peak_rss_mib": small,
+                    "large_events": backlog, "large_peak_rss_mib": large},
+    });
+    let out = std::env::var_os("AUDITSYNC_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
+            workspace.unwrap().join("target/bench-e2e.json")
+        });
+    std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!("results written to {}", out.display());
+}
