@@ -13,9 +13,9 @@
 //! - (f) peak RSS of `export --once` of a large backlog (`--backlog M`, default
 //!   10,000,000) against a 10,000-event one (once, not per run).
 //!
-//! Run with `cargo xtask bench e2e [N] [--backlog M] [--runs R]`, which starts moto and
-//! passes `EMULATOR_S3_ENDPOINT`. Results go to stdout and to `target/bench-e2e.json` (or
-//! `AUDITSYNC_BENCH_OUT`). `AUDITSYNC_BENCH_INPUT=PATH` keeps the generated input.
+//! Run with `cargo xtask bench e2e [N] [--backlog M] [--runs R] [--only abcdef]`, which
+//! starts moto and passes `EMULATOR_S3_ENDPOINT`. Results go to stdout and to
+//! `target/bench-e2e.json` (or `AUDITSYNC_BENCH_OUT`). `AUDITSYNC_BENCH_INPUT=PATH` keeps the generated input.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -429,10 +429,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let backlog = arg_after(&args, "--backlog").unwrap_or(10_000_000);
     let runs = arg_after(&args, "--runs").unwrap_or(3) as usize;
+    // `--only ace` runs those pipelines only (for a profile of one).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let wanted = |pipeline: char| only.as_ref().is_none_or(|o| o.contains(pipeline));
     let n: u64 = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || !args[i - 1].starts_with("--"))
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
         .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(1_000_000);
     let Ok(endpoint) = std::env::var("EMULATOR_S3_ENDPOINT") else {
@@ -477,11 +483,24 @@ fn main() {
             floors.zstd,
             n as f64 / floors.zstd
         );
-        let mut rows = vec![bench.bulk(run, &floors)];
-        rows.extend(bench.export_volume(&floors));
-        rows.push(bench.stream(run, &floors));
-        let (acknowledged, end_to_end) = bench.http(run, &floors);
-        rows.extend([acknowledged, end_to_end, bench.single()]);
+        let mut rows = Vec::new();
+        // (e) exports the store (a) filled.
+        if wanted('a') || wanted('e') {
+            rows.push(bench.bulk(run, &floors));
+        }
+        if wanted('e') {
+            rows.extend(bench.export_volume(&floors));
+        }
+        if wanted('b') {
+            rows.push(bench.stream(run, &floors));
+        }
+        if wanted('c') {
+            let (acknowledged, end_to_end) = bench.http(run, &floors);
+            rows.extend([acknowledged, end_to_end]);
+        }
+        if wanted('d') {
+            rows.push(bench.single());
+        }
         for row in &rows {
             let ratio = if row.ratio.is_nan() {
                 "-".to_string()
@@ -503,7 +522,11 @@ fn main() {
             })).collect::<Vec<_>>(),
         }));
     }
-    let (small, large) = bench.backlog(backlog);
+    let (small, large) = if wanted('f') {
+        bench.backlog(backlog)
+    } else {
+        (f64::NAN, f64::NAN)
+    };
     println!(
         "(f) export peak RSS: 10000-event backlog {small:.0} MiB, {backlog}-event backlog {large:.0} MiB (+{:.0} MiB)",
         large - small
