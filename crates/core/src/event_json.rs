@@ -283,20 +283,35 @@ mod tests {
         };
         same_as_serde(&full);
         // Each optional part on its own.
-        let mut only_latency = Event::default();
-        only_latency.outcome.latency_ms = Some(3);
-        same_as_serde(&only_latency);
-        let mut only_ip = Event::default();
-        only_ip.actor.ip = Some("::1".into());
-        same_as_serde(&only_ip);
-        let mut entity_without_id = Event::default();
-        entity_without_id.entity = Some(Entity {
-            kind: "k".into(),
-            id: None,
-        });
-        same_as_serde(&entity_without_id);
-        let mut only_next = Event::default();
-        only_next.next = Some(Value::Null);
-        same_as_serde(&only_next);
+        let only_parts = [
+            Event {
+                outcome: Outcome {
+                    code: None,
+                    latency_ms: Some(3),
+                },
+                ..Event::default()
+            },
+            Event {
+                actor: Actor {
+                    ip: Some("::1".into()),
+                    ..Actor::default()
+                },
+                ..Event::default()
+            },
+            Event {
+                entity: Some(Entity {
+                    kind: "k".into(),
+                    id: None,
+                }),
+                ..Event::default()
+            },
+            Event {
+                next: Some(Value::Null),
+                ..Event::default()
+            },
+        ];
+        for event in &only_parts {
+            same_as_serde(event);
+        }
     }
 }
