@@ -7,24 +7,10 @@
 //! Run with `cargo xtask bench ingest` (or `cargo bench -p auditsync --bench cli_ingest -- N`).
 //! With `AUDITSYNC_BENCH_INPUT=PATH` the input is kept at PATH (and reused if it exists).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{auditsync, measure};
-
-/// Seconds a shell tool takes to read `input` to /dev/null.
-fn floor(tool: &str, args: &[&str], input: &std::path::Path) -> Option<Duration> {
-    let file = std::fs::File::open(input).ok()?;
-    let start = Instant::now();
-    let status = Command::new(tool)
-        .args(args)
-        .stdin(file)
-        .stdout(Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then(|| start.elapsed())
-}
+use common::{auditsync, floor, measure};
 
 fn main() {
     let n: u64 = std::env::args()

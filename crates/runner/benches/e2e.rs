@@ -18,7 +18,6 @@
 //! `target/bench-e2e.json` (or `AUDITSYNC_BENCH_OUT`). `AUDITSYNC_BENCH_INPUT=PATH` keeps the generated input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -27,18 +26,11 @@ mod common;
 use common::support::{line, new_token, start_server, Server};
 use common::{auditsync, measure, LoadClient};
 
-/// Seconds `tool args < input > /dev/null` takes.
-fn floor(tool: &str, args: &[&str], input: &Path) -> f64 {
-    let file = std::fs::File::open(input).unwrap();
-    let start = Instant::now();
-    let status = Command::new(tool)
-        .args(args)
-        .stdin(file)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-    assert!(status.success(), "{tool} failed");
-    start.elapsed().as_secs_f64()
+/// Seconds a floor takes; every run needs all three.
+fn floor_secs(tool: &str, args: &[&str], input: &Path) -> f64 {
+    common::floor(tool, args, input)
+        .unwrap_or_else(|| panic!("cannot run {tool} (a floor of this benchmark)"))
+        .as_secs_f64()
 }
 
 /// Creates a bucket on moto (which takes an unsigned request).
@@ -477,9 +469,9 @@ fn main() {
     for run in 1..=runs {
         let floors = Floors {
             bytes,
-            cat: floor("cat", &[], &bench.input),
-            gzip: floor("gzip", &["-6", "-c"], &bench.input),
-            zstd: floor("zstd", &["-3", "-c"], &bench.input),
+            cat: floor_secs("cat", &[], &bench.input),
+            gzip: floor_secs("gzip", &["-6", "-c"], &bench.input),
+            zstd: floor_secs("zstd", &["-3", "-c"], &bench.input),
         };
         println!(
             "run {run}: floors cat {:.2} s ({:.0} events/s), gzip -6 {:.2} s ({:.0} events/s), zstd -3 {:.2} s ({:.0} events/s)",

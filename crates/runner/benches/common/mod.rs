@@ -31,6 +31,20 @@ pub fn write_events(path: &Path, n: u64) {
     out.flush().unwrap();
 }
 
+/// How long a floor takes: `tool args < input > /dev/null`; `None` if the tool is missing
+/// or fails.
+pub fn floor(tool: &str, args: &[&str], input: &Path) -> Option<Duration> {
+    let file = std::fs::File::open(input).ok()?;
+    let start = Instant::now();
+    let status = Command::new(tool)
+        .args(args)
+        .stdin(file)
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then(|| start.elapsed())
+}
+
 /// Runs a command to completion; returns its wall time and peak RSS in MiB (sampled from
 /// /proc: VmHWM only grows, so the last sample before exit is the peak, give or take 10 ms).
 pub fn measure(mut cmd: Command) -> (Duration, f64) {
