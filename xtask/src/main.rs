@@ -125,27 +125,25 @@ fn archive_bench(extra: &[String]) -> Result<(), String> {
 }
 
 /// HTTP ingest and scheduled export on SQLite and on PostgreSQL with one and three
-/// replicas; starts the emulators (PostgreSQL among them).
+/// replicas.
 fn replicas_bench(extra: &[String]) -> Result<(), String> {
-    let emulators = emulators::Emulators::start(&root())?;
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "auditsync", "--bench", "replicas", "--"])
-        .args(extra);
-    cmd.envs(emulators.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let result = run("replicas benchmark", cmd);
-    drop(emulators);
-    result
+    bench_with_emulators("replicas", "replicas benchmark", extra)
 }
 
-/// The end-to-end benchmark (input to S3 on moto, or to a volume, beside the floors);
-/// starts the emulators.
+/// The end-to-end benchmark (input to S3 on moto, or to a volume, beside the floors).
 fn e2e_bench(extra: &[String]) -> Result<(), String> {
+    bench_with_emulators("e2e", "end-to-end benchmark", extra)
+}
+
+/// Runs the runner's bench `name` with the emulators started (PostgreSQL among them) and
+/// their environment passed; stops them after.
+fn bench_with_emulators(name: &str, title: &str, extra: &[String]) -> Result<(), String> {
     let emulators = emulators::Emulators::start(&root())?;
     let mut cmd = cargo();
-    cmd.args(["bench", "-p", "auditsync", "--bench", "e2e", "--"])
+    cmd.args(["bench", "-p", "auditsync", "--bench", name, "--"])
         .args(extra);
     cmd.envs(emulators.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let result = run("end-to-end benchmark", cmd);
+    let result = run(title, cmd);
     drop(emulators);
     result
 }

@@ -168,18 +168,20 @@ impl Bench {
         dir
     }
 
+    /// A fresh store for `pipeline` with one S3 destination in a new bucket, exported on
+    /// `schedule`; returns its directory and config.
+    fn s3_setup(&self, pipeline: &str, run: usize, schedule: &str) -> (PathBuf, PathBuf) {
+        let dir = self.fresh(pipeline);
+        let bucket = format!("e2e-{pipeline}-{}-{run}", std::process::id());
+        create_bucket(&self.endpoint, &bucket);
+        let destination = s3_destination(&self.endpoint, &bucket);
+        let config = config(&dir, pipeline, destination, schedule, &self.hash);
+        (dir, config)
+    }
+
     /// (a) `ingest FILE`, then `export --once` to S3.
     fn bulk(&self, run: usize, floors: &Floors) -> Row {
-        let dir = self.fresh("a");
-        let bucket = format!("e2e-a-{}-{run}", std::process::id());
-        create_bucket(&self.endpoint, &bucket);
-        let config = config(
-            &dir,
-            "a",
-            s3_destination(&self.endpoint, &bucket),
-            "@yearly",
-            &self.hash,
-        );
+        let (_dir, config) = self.s3_setup("a", run, "@yearly");
         let input = self.input.to_str().unwrap();
         let (ingest, rss_ingest) = measure(auditsync(&config, &["ingest", input]));
         let (export, rss_export) = measure(auditsync(&config, &["export", "--once"]));
@@ -202,16 +204,7 @@ impl Bench {
 
     /// (b) `auditsync run` exporting every second while `ingest FILE` runs.
     fn stream(&self, run: usize, floors: &Floors) -> Row {
-        let dir = self.fresh("b");
-        let bucket = format!("e2e-b-{}-{run}", std::process::id());
-        create_bucket(&self.endpoint, &bucket);
-        let config = config(
-            &dir,
-            "b",
-            s3_destination(&self.endpoint, &bucket),
-            "@every 1s",
-            &self.hash,
-        );
+        let (dir, config) = self.s3_setup("b", run, "@every 1s");
         let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
         let started = Instant::now();
         let (_, rss_ingest) = measure(auditsync(
@@ -234,16 +227,7 @@ impl Bench {
 
     /// (c) HTTP -> S3: acknowledged, and end to end.
     fn http(&self, run: usize, floors: &Floors) -> (Row, Row) {
-        let dir = self.fresh("c");
-        let bucket = format!("e2e-c-{}-{run}", std::process::id());
-        create_bucket(&self.endpoint, &bucket);
-        let config = config(
-            &dir,
-            "c",
-            s3_destination(&self.endpoint, &bucket),
-            "@every 1s",
-            &self.hash,
-        );
+        let (dir, config) = self.s3_setup("c", run, "@every 1s");
         let bodies: Vec<String> = (0..self.n / 1_000)
             .map(|b| {
                 (b * 1_000..(b + 1) * 1_000)
