@@ -68,7 +68,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn is_empty(&self) -> bool {
+    /// True when neither the code nor the latency is set.
+    pub(crate) fn is_empty(&self) -> bool {
         self == &Outcome::default()
     }
 }

@@ -36,7 +36,7 @@ pub fn write_event(out: &mut String, event: &Event) {
         write_str(out, organization);
     }
     let outcome = &event.outcome;
-    if outcome.code.is_some() || outcome.latency_ms.is_some() {
+    if !outcome.is_empty() {
         out.push_str(",\"outcome\":");
         let mut fields = Fields::new(out);
         if let Some(code) = outcome.code {

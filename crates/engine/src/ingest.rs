@@ -111,7 +111,7 @@ pub fn admit(at: Location, event: Event, redactor: &Redactor) -> Result<Event, I
 
 /// Whether an event's strings were already found free of control characters (its whole
 /// text was, by [`strict_json::may_hold_forbidden_char`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Scanned {
     Yes,
     No,
@@ -131,10 +131,11 @@ fn admit_scanned(
     }
     // The redactor writes only `[REDACTED]`, hashes and re-encoded JSON text, none of
     // which holds a control character.
-    if let Some((field, c)) = (scanned == Scanned::No)
-        .then(|| forbidden_char_in(&event))
-        .flatten()
-    {
+    let forbidden = match scanned {
+        Scanned::Yes => None,
+        Scanned::No => forbidden_char_in(&event),
+    };
+    if let Some((field, c)) = forbidden {
         return Err(IngestError::Invalid {
             at,
             error: ValidationError::new(

@@ -103,16 +103,9 @@ fn wait_exported(config: &Path, total: u64) -> Instant {
     }
 }
 
-/// The peak RSS of a running process, MiB.
+/// The peak RSS of a running server, MiB.
 fn peak_rss(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    common::peak_rss_mib(pid).unwrap_or(0.0)
 }
 
 fn stop(server: Server) {
@@ -129,8 +122,36 @@ struct Row {
     rss_mib: f64,
 }
 
-/// Posts `bodies` NDJSON bodies from `clients` keep-alive clients; returns the wall time.
-fn post_all(addr: std::net::SocketAddr, token: &str, clients: usize, bodies: &[String]) -> f64 {
+impl Row {
+    /// `events` in `secs`, against a floor that took `floor_secs` on the same bytes.
+    fn events(
+        pipeline: &'static str,
+        events: u64,
+        secs: f64,
+        (floor, floor_secs): (&'static str, f64),
+        rss_mib: f64,
+    ) -> Self {
+        Self {
+            pipeline,
+            rate: events as f64 / secs,
+            unit: "events/s",
+            floor,
+            ratio: floor_secs / secs,
+            rss_mib,
+        }
+    }
+}
+
+/// Posts `count` bodies (the i-th is `body(i)`) from `clients` keep-alive clients; every
+/// answer must be 200. Returns the wall time in seconds.
+fn post_all<'b>(
+    addr: std::net::SocketAddr,
+    token: &str,
+    clients: usize,
+    content_type: &str,
+    count: usize,
+    body: impl Fn(usize) -> &'b [u8] + Sync,
+) -> f64 {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -139,10 +160,10 @@ fn post_all(addr: std::net::SocketAddr, token: &str, clients: usize, bodies: &[S
                 let mut client = LoadClient::connect(addr).unwrap();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { break };
-                    let (status, answer) = client
-                        .post("application/x-ndjson", token, body.as_bytes())
-                        .unwrap();
+                    if i >= count {
+                        break;
+                    }
+                    let (status, answer) = client.post(content_type, token, body(i)).unwrap();
                     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
                 }
             });
@@ -192,14 +213,13 @@ impl Bench {
             ingest.as_secs_f64(),
             export.as_secs_f64()
         );
-        Row {
-            pipeline: "(a) bulk: ingest FILE, export --once -> S3, gzip",
-            rate: self.n as f64 / took,
-            unit: "events/s",
-            floor: "gzip -6",
-            ratio: floors.gzip / took,
-            rss_mib: rss_ingest.max(rss_export),
-        }
+        Row::events(
+            "(a) bulk: ingest FILE, export --once -> S3, gzip",
+            self.n,
+            took,
+            ("gzip -6", floors.gzip),
+            rss_ingest.max(rss_export),
+        )
     }
 
     /// (b) `auditsync run` exporting every second while `ingest FILE` runs.
@@ -215,14 +235,13 @@ impl Bench {
         let took = (done - started).as_secs_f64();
         let rss = peak_rss(server.child.id()).max(rss_ingest);
         stop(server);
-        Row {
-            pipeline: "(b) stream: ingest FILE beside run, export every 1 s -> S3, gzip",
-            rate: self.n as f64 / took,
-            unit: "events/s",
-            floor: "gzip -6",
-            ratio: floors.gzip / took,
-            rss_mib: rss,
-        }
+        Row::events(
+            "(b) stream: ingest FILE beside run, export every 1 s -> S3, gzip",
+            self.n,
+            took,
+            ("gzip -6", floors.gzip),
+            rss,
+        )
     }
 
     /// (c) HTTP -> S3: acknowledged, and end to end.
@@ -239,30 +258,35 @@ impl Bench {
         let bytes: usize = bodies.iter().map(String::len).sum();
         let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
         let started = Instant::now();
-        let acknowledged = post_all(server.addr, &self.token, 8, &bodies);
+        let acknowledged = post_all(
+            server.addr,
+            &self.token,
+            8,
+            "application/x-ndjson",
+            bodies.len(),
+            |i| bodies[i].as_bytes(),
+        );
         let done = wait_exported(&config, total);
         let end_to_end = (done - started).as_secs_f64();
         let rss = peak_rss(server.child.id());
         stop(server);
         // The floors were timed on the input file; these bodies are about as large.
-        let scale = bytes as f64 / floors.bytes as f64;
+        let gzip = ("gzip -6", floors.gzip * bytes as f64 / floors.bytes as f64);
         (
-            Row {
-                pipeline: "(c) HTTP -> S3, acknowledged (fsynced before each 200)",
-                rate: total as f64 / acknowledged,
-                unit: "events/s",
-                floor: "gzip -6",
-                ratio: floors.gzip * scale / acknowledged,
-                rss_mib: rss,
-            },
-            Row {
-                pipeline: "(c) HTTP -> S3, end to end (until the last is in S3)",
-                rate: total as f64 / end_to_end,
-                unit: "events/s",
-                floor: "gzip -6",
-                ratio: floors.gzip * scale / end_to_end,
-                rss_mib: rss,
-            },
+            Row::events(
+                "(c) HTTP -> S3, acknowledged (fsynced before each 200)",
+                total,
+                acknowledged,
+                gzip,
+                rss,
+            ),
+            Row::events(
+                "(c) HTTP -> S3, end to end (until the last is in S3)",
+                total,
+                end_to_end,
+                gzip,
+                rss,
+            ),
         )
     }
 
@@ -277,30 +301,22 @@ impl Bench {
             &self.hash,
         );
         let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
-        let (clients, posts) = (64usize, 500usize);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let started = Instant::now();
-        std::thread::scope(|scope| {
-            for _ in 0..clients {
-                scope.spawn(|| {
-                    let mut client = LoadClient::connect(server.addr).unwrap();
-                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < clients * posts
-                    {
-                        let body = line(7).to_string();
-                        let (status, answer) = client
-                            .post("application/json", &self.token, body.as_bytes())
-                            .unwrap();
-                        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-                    }
-                });
-            }
-        });
-        let took = started.elapsed().as_secs_f64();
+        let requests = 64 * 500;
+        // One body, built once: the load generator shares the two cores with the server.
+        let body = line(7).to_string();
+        let took = post_all(
+            server.addr,
+            &self.token,
+            64,
+            "application/json",
+            requests,
+            |_| body.as_bytes(),
+        );
         let rss = peak_rss(server.child.id());
         stop(server);
         Row {
             pipeline: "(d) single-event POSTs, 64 clients (fsynced before each 200)",
-            rate: (clients * posts) as f64 / took,
+            rate: requests as f64 / took,
             unit: "requests/s",
             floor: "-",
             ratio: f64::NAN,
@@ -345,15 +361,7 @@ impl Bench {
             );
             let (took, rss) = measure(auditsync(&config, &["export", "--once"]));
             assert_eq!(exported(&config), self.n, "(e) exported everything");
-            let took = took.as_secs_f64();
-            Row {
-                pipeline,
-                rate: self.n as f64 / took,
-                unit: "events/s",
-                floor,
-                ratio: floor_s / took,
-                rss_mib: rss,
-            }
+            Row::events(pipeline, self.n, took.as_secs_f64(), (floor, floor_s), rss)
         })
         .collect()
     }

@@ -54,8 +54,7 @@ pub fn measure(mut cmd: Command) -> (Duration, f64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
+    let mut peak = 0f64;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
@@ -69,18 +68,26 @@ pub fn measure(mut cmd: Command) -> (Duration, f64) {
             assert!(status.success(), "{cmd:?} failed: {err}");
             break;
         }
-        if let Ok(text) = std::fs::read_to_string(&status_file) {
-            if let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
+        if let Some(mib) = peak_rss_mib(child.id()) {
+            peak = peak.max(mib);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    (start.elapsed(), peak_kib as f64 / 1024.0)
+    (start.elapsed(), peak)
+}
+
+/// The peak RSS (VmHWM) of a running process in MiB; `None` once it has exited.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 pub fn auditsync(config: &Path, args: &[&str]) -> Command {
