@@ -8,10 +8,22 @@
 
 use serde_json::{Map, Value};
 
+use crate::canonical_json::CanonicalJson;
 use crate::{Actor, Event};
 
 /// Appends `event` as compact JSON to `out`, exactly as `serde_json::to_string` would.
 pub fn write_event(out: &mut String, event: &Event) {
+    write_event_parts(out, event, None);
+}
+
+/// [`write_event`] for an event whose payload is still the text it came in: `payload` is
+/// written in place of `event.payload` (which should be `None`). The bytes are those
+/// `write_event` gives for the event with `payload` read into its `payload` field.
+pub fn write_event_with_payload(out: &mut String, event: &Event, payload: CanonicalJson<'_>) {
+    write_event_parts(out, event, Some(payload));
+}
+
+fn write_event_parts(out: &mut String, event: &Event, payload_text: Option<CanonicalJson<'_>>) {
     out.push_str("{\"id\":");
     write_str(out, &event.id);
     out.push_str(",\"time\":");
@@ -55,23 +67,31 @@ pub fn write_event(out: &mut String, event: &Event) {
         out.push_str(",\"params\":");
         write_map(out, &event.params);
     }
-    for (name, value) in [
-        ("payload", &event.payload),
-        ("previous", &event.previous),
-        ("next", &event.next),
-    ] {
-        if let Some(value) = value {
-            out.push_str(",\"");
-            out.push_str(name);
-            out.push_str("\":");
-            write_value(out, value);
+    match payload_text {
+        // `null` is no payload, as serde_json reads `Option<Value>`.
+        Some(text) if text.as_str() != "null" => {
+            out.push_str(",\"payload\":");
+            out.push_str(text.as_str());
         }
+        Some(_) => {}
+        None => write_optional(out, "payload", &event.payload),
     }
+    write_optional(out, "previous", &event.previous);
+    write_optional(out, "next", &event.next);
     if !event.extra.is_empty() {
         out.push_str(",\"extra\":");
         write_map(out, &event.extra);
     }
     out.push('}');
+}
+
+fn write_optional(out: &mut String, name: &str, value: &Option<Value>) {
+    if let Some(value) = value {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
+        write_value(out, value);
+    }
 }
 
 /// The members of one object being written: commas between them, braces around.
@@ -312,6 +332,34 @@ mod tests {
         ];
         for event in &only_parts {
             same_as_serde(event);
+        }
+    }
+
+    #[test]
+    fn a_payload_kept_as_text_is_written_as_if_it_had_been_read() {
+        use crate::canonical_json::check;
+        use serde_json::value::RawValue;
+        for text in [
+            r#""[\"_id\",\"teams{_id name}\"]""#,
+            r#"{"k":[1,"v"],"n":null}"#,
+            "null",
+            "7",
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let event = Event {
+                id: "e1".into(),
+                action: "a".into(),
+                next: Some(json!({"after": "payload"})),
+                extra: json!({"opType": "Q"}).as_object().unwrap().clone(),
+                ..Event::default()
+            };
+            let mut ours = String::new();
+            write_event_with_payload(&mut ours, &event, check(&raw, &mut |_| true).unwrap());
+            let read = Event {
+                payload: Some(serde_json::from_str(text).unwrap()).filter(|v: &Value| !v.is_null()),
+                ..event
+            };
+            assert_eq!(ours, serde_json::to_string(&read).unwrap(), "{text}");
         }
     }
 }

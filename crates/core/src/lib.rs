@@ -12,6 +12,7 @@
 //! - [`sink_url`]: what a sink's URL scheme parser receives and returns.
 //! - [`registry`]: factories registered with `inventory`, looked up by name from config.
 
+pub mod canonical_json;
 mod catalog;
 mod error;
 mod event;
@@ -31,7 +32,7 @@ pub use error::{
 pub use event::{Actor, Entity, Event, Outcome, OWN_ACTIONS};
 pub use format::{Formatter, ReadError, RecordWriter, Records};
 pub use key::{KeyError, ObjectKey};
-pub use schema::{Column, ColumnType, Schema};
+pub use schema::{Column, ColumnType, Schema, TextEvent};
 pub use sink::{verify_sink, ObjectMeta, PutOptions, PutOutcome, Sink, VERIFY_PREFIX};
 pub use sink_url::{SinkUrlError, SinkUrlParts, SinkUrlTarget, UrlScheme};
 

@@ -1,4 +1,5 @@
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::{Catalog, Event, ValidationError};
@@ -46,6 +47,28 @@ impl Column {
     }
 }
 
+/// What [`Schema::parse_text`] read: the event, and its payload as the JSON text of the
+/// input when the schema left it unread.
+#[derive(Debug, Clone)]
+pub struct TextEvent<'t> {
+    /// The event; its `payload` is `None` when `payload_text` is set.
+    pub event: Event,
+    /// The payload's JSON text (`null` for none), still to be read.
+    pub payload_text: Option<&'t RawValue>,
+}
+
+impl TextEvent<'_> {
+    /// The event with its payload read (strictly: a repeated key is refused).
+    pub fn into_event(self) -> Result<Event, serde_json::Error> {
+        let mut event = self.event;
+        if let Some(text) = self.payload_text {
+            event.payload =
+                Some(crate::strict_json::from_str(text.get())?).filter(|v| !v.is_null());
+        }
+        Ok(event)
+    }
+}
+
 /// A record shape: its columns, in a fixed order, and the mapping to and from [`Event`].
 pub trait Schema: Send + Sync + std::fmt::Debug {
     /// The schema's registered name, e.g. `uevents`.
@@ -63,7 +86,10 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     ///
     /// `text` is one that [`crate::strict_json::may_hold_forbidden_char`] cleared: it holds no
     /// control character, escaped or not, so its strings need not be scanned again.
-    fn parse_text(&self, _text: &str) -> Option<Event> {
+    ///
+    /// The payload may be left as text ([`TextEvent::payload_text`]), not yet checked for
+    /// repeated keys: the caller reads it.
+    fn parse_text<'t>(&self, _text: &'t str) -> Option<TextEvent<'t>> {
         None
     }
     /// Writes the event's values, one per column in [`Schema::columns`] order, into `out`

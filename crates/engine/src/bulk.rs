@@ -158,12 +158,7 @@ fn task_failed(e: tokio::task::JoinError) -> IngestError {
 fn parse_chunk(ingestor: &Ingestor, chunk: Chunk) -> ParsedChunk {
     let mut parsed = Parsed::default();
     ingestor.parse_ndjson_lines(chunk.first_line, &chunk.bytes, &mut parsed)?;
-    let encoded = parsed
-        .events
-        .iter()
-        .map(EncodedEvent::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((encoded, parsed.flagged))
+    Ok((parsed.events, parsed.flagged))
 }
 
 fn newlines(bytes: &[u8]) -> usize {

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use auditsync_core::canonical_json::CanonicalJson;
 use auditsync_core::{Event, Schema, ValidationError};
-use auditsync_store::{Appended, Store, StoreError};
+use auditsync_store::{Appended, EncodedEvent, Store, StoreError};
 
 use crate::redact::Redactor;
 use auditsync_core::strict_json;
@@ -240,8 +241,8 @@ pub struct Flagged {
 /// Validated events ready to store, and those among them that break the schema's rules.
 #[derive(Debug, Clone, Default)]
 pub struct Parsed {
-    /// Every event of the input, in order, with ids and redacted.
-    pub events: Vec<Event>,
+    /// Every event of the input, in order, with ids, redacted, encoded for the store.
+    pub events: Vec<EncodedEvent>,
     /// Events kept in permissive mode although they break a rule (always empty in strict
     /// mode).
     pub flagged: Vec<Flagged>,
@@ -292,6 +293,7 @@ impl Ingestor {
         at: Location,
         event: Event,
         scanned: Scanned,
+        payload_text: Option<CanonicalJson<'_>>,
         parsed: &mut Parsed,
     ) -> Result<(), IngestError> {
         if let Err(error) = self.schema.check(&event) {
@@ -300,10 +302,38 @@ impl Ingestor {
                 ValidationMode::Permissive => parsed.flagged.push(Flagged { at, error }),
             }
         }
-        parsed
-            .events
-            .push(admit_scanned(at, event, &self.redactor, scanned)?);
+        let event = admit_scanned(at, event, &self.redactor, scanned)?;
+        parsed.events.push(match payload_text {
+            Some(payload) => EncodedEvent::with_payload_text(event, payload),
+            None => EncodedEvent::from_event(event),
+        });
         Ok(())
+    }
+
+    /// The schema's fast path for one line cleared of control characters: false when it
+    /// leaves the line to the strict reader (which then names what is wrong, if anything).
+    fn finish_text(
+        &self,
+        at: Location,
+        text: &str,
+        parsed: &mut Parsed,
+    ) -> Result<bool, IngestError> {
+        let Some(read) = self.schema.parse_text(text) else {
+            return Ok(false);
+        };
+        // A payload already in stored form, with nothing to redact, is stored as it came.
+        let kept = read
+            .payload_text
+            .and_then(|payload| self.redactor.unchanged_payload(payload));
+        if kept.is_some() || read.payload_text.is_none() {
+            self.finish(at, read.event, Scanned::Yes, kept, parsed)?;
+            return Ok(true);
+        }
+        match read.into_event() {
+            Ok(event) => self.finish(at, event, Scanned::Yes, None, parsed)?,
+            Err(_) => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Sets the most events one input may hold.
@@ -440,11 +470,8 @@ impl Ingestor {
             }
             // The schema's typed reader does not look inside strings: a line that may hold a
             // control character takes the strict reader, which names the field.
-            if !strict_json::may_hold_forbidden_char(line) {
-                if let Some(event) = self.schema.parse_text(text) {
-                    self.finish(at, event, Scanned::Yes, parsed)?;
-                    continue;
-                }
+            if !strict_json::may_hold_forbidden_char(line) && self.finish_text(at, text, parsed)? {
+                continue;
             }
             let value = strict_json::from_str(text).map_err(|e| IngestError::Malformed {
                 at,
@@ -470,7 +497,7 @@ impl Ingestor {
             .schema
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
-        self.finish(at, event, Scanned::No, parsed)
+        self.finish(at, event, Scanned::No, None, parsed)
     }
 
     /// The store events are appended to.
@@ -489,5 +516,73 @@ impl Ingestor {
             return Err(IngestError::Disabled);
         }
         Ok(self.store.append_events(events).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditsync_catalog::UeventsSchema;
+    use auditsync_store_sqlite::SqliteStore;
+
+    fn ingestor(dir: &tempfile::TempDir) -> Ingestor {
+        let store = SqliteStore::open(dir.path().join("audit.db")).unwrap();
+        Ingestor::new(Arc::new(store), Arc::new(UeventsSchema::new()), true)
+    }
+
+    /// One uevents line with an id and this `requestPayload` text.
+    fn line(id: &str, payload: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","opType":"Query","createdAt":1690610557857,"nameHints":["getUser"],"userEmail":"a@b.c","requestParams":{{"email":"\"u@x.io\""}},"requestPayload":{payload}}}"#
+        )
+    }
+
+    #[test]
+    fn a_payload_stored_as_it_came_is_stored_as_if_it_had_been_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ingestor = ingestor(&dir);
+        let payloads = [
+            // kept as text
+            r#""[\"_id\",\"name\",\"teams{_id name admins{_id email}}\"]""#,
+            r#"{"query":"q","variables":{"id":[1,2]}}"#,
+            "null",
+            // read as a Value: something to redact, or not in serde_json's form
+            r#"{"variables":{"newPassword":"hunter2"}}"#,
+            r#""{\"token\":\"t\",\"x\":1}""#,
+            r#"{"a": 1.50}"#,
+            r#""caf\u00e9 \/""#,
+        ];
+        for (i, payload) in payloads.iter().enumerate() {
+            let text = line(&format!("e{i}"), payload);
+            let fast = ingestor.parse_ndjson(text.as_bytes()).unwrap();
+            // The general path: the record read as a `Value`.
+            let mut slow = Parsed::default();
+            let record = strict_json::from_str(&text).unwrap();
+            ingestor
+                .prepare(Location::Line(1), record, &mut slow)
+                .unwrap();
+            assert_eq!(fast.events, slow.events, "{payload}");
+            let body = &fast.events[0].body;
+            assert!(
+                !body.contains("hunter2") && !body.contains("\\\"t\\\""),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_with_a_repeated_key_is_refused_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let ingestor = ingestor(&dir);
+        let input = format!(
+            "{}\n{}\n",
+            line("e1", "\"ok\""),
+            line("e2", r#"{"k":1,"k":2}"#)
+        );
+        let err = ingestor.parse_ndjson(input.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, IngestError::Malformed { at: Location::Line(2), ref message } if message.contains("k")),
+            "{err}"
+        );
     }
 }

@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use auditsync_core::canonical_json::{self, CanonicalJson, Seen};
 use auditsync_core::Event;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// What a redacted value becomes.
@@ -83,6 +85,10 @@ impl Rules {
                 return Some(*action);
             }
         }
+        self.lookup_name(key)
+    }
+
+    fn lookup_name(&self, key: &str) -> Option<Action> {
         let mut buf = [0u8; NORMALIZED_ON_STACK];
         match normalize_ascii(key, &mut buf) {
             Some(short) => self.names.get(short).copied(),
@@ -170,6 +176,48 @@ fn holds_an_object(text: &str) -> bool {
     false
 }
 
+/// [`holds_an_object`] of the text a JSON string stands for, given its raw text between the
+/// quotes, whose escapes are among `\"`, `\\`, `\n`, `\r` and `\t` (as in
+/// [`CanonicalJson`]): an escaped quote is a quote of the inner text, an escaped backslash a
+/// backslash of it.
+fn escaped_holds_an_object(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    // The inner text has a brace only where the raw text has one.
+    if memchr::memchr(b'{', bytes).is_none() {
+        return false;
+    }
+    let mut in_string = false;
+    let mut i = 0;
+    while let Some(skip) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'\\', b'{', rest))
+    {
+        i += skip;
+        if bytes[i] == b'{' {
+            if !in_string {
+                return true;
+            }
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'"') => in_string = !in_string,
+            // An inner backslash inside an inner string: the inner byte after it (one raw
+            // byte, or an escape of two) cannot end that string.
+            Some(b'\\') if in_string => {
+                i += if bytes.get(i + 2) == Some(&b'\\') {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => {}
+        }
+        i += 2;
+    }
+    false
+}
+
 const ROOTS: &[&str] = &["params", "payload", "previous", "next", "extra", "actor"];
 
 fn check_path(rule: &str) -> Result<(), RedactError> {
@@ -225,6 +273,21 @@ impl Redactor {
         }
         self.hmac_key = Some(Arc::new(key));
         Ok(self)
+    }
+
+    /// The payload's JSON text as it may be stored unchanged: in serde_json's own form
+    /// ([`canonical_json::check`]) and holding nothing this redactor would replace (no path
+    /// rule into the payload, no key it names, no string holding a JSON object). `None`
+    /// sends the caller to read the payload as a `Value` and [`Redactor::redact`] it.
+    pub fn unchanged_payload<'t>(&self, text: &'t RawValue) -> Option<CanonicalJson<'t>> {
+        if self.rules.paths.keys().any(|path| path[0] == "payload") {
+            return None;
+        }
+        canonical_json::check(text, &mut |seen| match seen {
+            // An escaped key is compared only once unescaped: left to the `Value` path.
+            Seen::Key(key) => !key.contains('\\') && self.rules.lookup_name(key).is_none(),
+            Seen::String(text) => !escaped_holds_an_object(text),
+        })
     }
 
     fn hmac(&self, text: &str) -> String {
@@ -362,6 +425,59 @@ mod tests {
             ..Event::default()
         };
         assert_eq!(Redactor::default().redact(&mut event), 1);
+    }
+
+    #[test]
+    fn finds_objects_in_escaped_strings_as_in_the_strings_they_stand_for() {
+        let pieces = ["{", "}", "[", "\"", "\\", "a", "\n", " ", "é", ","];
+        // Every string of up to four pieces: 10^4 texts, all quote and backslash placements.
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = texts
+                .iter()
+                .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for text in &texts {
+            let quoted = serde_json::to_string(text).unwrap();
+            let raw = &quoted[1..quoted.len() - 1];
+            assert_eq!(
+                escaped_holds_an_object(raw),
+                holds_an_object(text),
+                "{text:?} as {raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn payload_text_is_kept_only_when_nothing_in_it_would_change() {
+        let redactor = Redactor::default();
+        let kept = |text: &str, redactor: &Redactor| {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            redactor.unchanged_payload(&raw).is_some()
+        };
+        for text in [
+            r#""[\"_id\",\"teams{_id name}\"]""#,
+            r#"{"query":"q","variables":{"id":1}}"#,
+            r#"["a",{"tokenName":"ci"}]"#,
+        ] {
+            assert!(kept(text, &redactor), "{text}");
+        }
+        for text in [
+            r#"{"variables":{"newPassword":"x"}}"#,
+            r#"[{"API_KEY":"k"}]"#,
+            r#""{\"token\":\"t\"}""#,
+            r#"{"pass\u0077ord":"x"}"#,
+            r#"{"a": 1}"#,
+        ] {
+            assert!(!kept(text, &redactor), "{text}");
+        }
+        let by_path = Redactor::with_extra(["payload.query"]);
+        assert!(!kept(r#"{"q":1}"#, &by_path));
+        let elsewhere = Redactor::with_extra(["params.query", "ssn"]);
+        assert!(kept(r#"{"q":1}"#, &elsewhere));
+        assert!(!kept(r#"{"SSN":1}"#, &elsewhere));
     }
 
     #[test]

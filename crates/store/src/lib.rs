@@ -13,7 +13,8 @@ pub mod testkit;
 pub use registry::StoreFactory;
 
 use async_trait::async_trait;
-use auditsync_core::Event;
+use auditsync_core::canonical_json::CanonicalJson;
+use auditsync_core::{event_json, Event};
 use tokio::sync::mpsc;
 
 /// An event serialized for the store, ready to append.
@@ -40,21 +41,48 @@ thread_local! {
 impl EncodedEvent {
     /// Serializes `event` (whose id must be set).
     pub fn new(event: &Event) -> Result<Self, StoreError> {
-        // Written into a scratch buffer that keeps its size across events, then copied
-        // once at its exact length: growing a fresh buffer costs a copy per doubling, and a
-        // buffer sized up front holds its spare room for as long as the event is queued.
-        let body = SCRATCH.with_borrow_mut(|scratch| {
-            scratch.clear();
-            auditsync_core::event_json::write_event(scratch, event);
-            scratch.as_str().to_owned()
-        });
         Ok(Self {
             id: event.id.clone(),
             time: event.time,
             tenant: event.organization.clone(),
-            body,
+            body: encode(|out| event_json::write_event(out, event)),
         })
     }
+
+    /// Serializes `event` (whose id must be set), keeping its id and organization without
+    /// copying them.
+    pub fn from_event(event: Event) -> Self {
+        let body = encode(|out| event_json::write_event(out, &event));
+        Self::from_parts(event, body)
+    }
+
+    /// [`EncodedEvent::from_event`] for an event whose payload is still the text it came in
+    /// (see [`event_json::write_event_with_payload`]).
+    pub fn with_payload_text(event: Event, payload: CanonicalJson<'_>) -> Self {
+        let body = encode(|out| event_json::write_event_with_payload(out, &event, payload));
+        Self::from_parts(event, body)
+    }
+
+    fn from_parts(event: Event, body: String) -> Self {
+        Self {
+            id: event.id,
+            time: event.time,
+            tenant: event.organization,
+            body,
+        }
+    }
+}
+
+/// What `write` writes, in a buffer of its exact length.
+fn encode(write: impl FnOnce(&mut String)) -> String {
+    // Written into a scratch buffer that keeps its size across events, then copied once at
+    // its exact length: growing a fresh buffer costs a copy per doubling, and a buffer
+    // sized up front holds its spare room for as long as the event is queued.
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        write(scratch);
+        scratch.as_str().to_owned()
+    })
 }
 
 /// An event as stored, with its store-assigned sequence number.

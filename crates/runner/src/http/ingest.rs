@@ -98,13 +98,7 @@ pub(super) async fn ingest(
         BodyKind::Json => shared.ingestor.parse_json(&body)?,
         BodyKind::Ndjson => shared.ingestor.parse_ndjson(&body)?,
     };
-    let encoded = parsed
-        .events
-        .iter()
-        .map(EncodedEvent::new)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(IngestError::from)?;
-    let appended = shared.recorder.commit(encoded).await?;
+    let appended = shared.recorder.commit(parsed.events).await?;
     let duplicates = appended.iter().filter(|a| a.duplicate).count();
     shared
         .metrics

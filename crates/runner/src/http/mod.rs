@@ -22,7 +22,7 @@ use auditsync_engine::schedule::{
 };
 use auditsync_engine::sync::SyncOptions;
 use auditsync_engine::Exporter;
-use auditsync_store::{EncodedEvent, Store};
+use auditsync_store::Store;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
