@@ -146,7 +146,12 @@ fn admit_scanned(
         });
     }
     if event.id.is_empty() {
-        event.id = uuid::Uuid::now_v7().to_string();
+        // Written straight into the string, without `Display`'s formatting machinery.
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        event.id = uuid::Uuid::now_v7()
+            .hyphenated()
+            .encode_lower(&mut text)
+            .to_string();
     }
     redactor.redact(&mut event);
     Ok(event)
