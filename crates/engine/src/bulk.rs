@@ -23,7 +23,7 @@ use crate::ingest::{Flagged, IngestError, Ingestor, Location, Parsed};
 pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// Chunks parsed ahead of the store: bounds memory to about this many chunks.
-const CHUNKS_AHEAD: usize = 3;
+const CHUNKS_AHEAD: usize = 4;
 
 /// Parsed chunks queued for the store (up to about 16 MiB of encoded events): enough to
 /// keep the parsers busy while the store commits a step or catches the WAL up. With 8, both

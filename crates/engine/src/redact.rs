@@ -60,6 +60,9 @@ enum Action {
 #[derive(Debug, Clone, Default)]
 struct Rules {
     names: HashMap<String, Action>,
+    /// Bit `n` is set when a name is `n` bytes long (63 for any longer): most keys are
+    /// told apart by their length alone, without hashing.
+    name_lengths: u64,
     paths: HashMap<Vec<String>, Action>,
 }
 
@@ -69,7 +72,9 @@ impl Rules {
             let path = rule.split('.').map(str::to_string).collect();
             self.paths.entry(path).or_insert(action)
         } else {
-            self.names.entry(normalize(rule)).or_insert(action)
+            let name = normalize(rule);
+            self.name_lengths |= length_bit(name.len());
+            self.names.entry(name).or_insert(action)
         };
         // Redaction wins over pseudonymization when a field is named for both.
         if action == Action::Redact {
@@ -91,6 +96,7 @@ impl Rules {
     fn lookup_name(&self, key: &str) -> Option<Action> {
         let mut buf = [0u8; NORMALIZED_ON_STACK];
         match normalize_ascii(key, &mut buf) {
+            Some(short) if self.name_lengths & length_bit(short.len()) == 0 => None,
             Some(short) => self.names.get(short).copied(),
             None => self.names.get(&normalize(key)).copied(),
         }
@@ -132,6 +138,11 @@ fn normalize(name: &str) -> String {
         .filter(|c| *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// The bit of [`Rules::name_lengths`] for a name of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// Keys up to this long (ASCII) are normalized without allocating: the common case, looked
