@@ -73,6 +73,10 @@ impl Schema for UeventsSchema {
         self.inner.render(event, out)
     }
 
+    fn payload_column(&self) -> Option<usize> {
+        self.inner.payload_column()
+    }
+
     fn catalog(&self) -> Option<&Catalog> {
         self.inner.catalog()
     }
@@ -206,6 +210,13 @@ mod tests {
             assert!(schema.parse(value.clone()).is_err(), "{value}");
             assert!(schema.parse_text(&value.to_string()).is_none(), "{value}");
         }
+    }
+
+    #[test]
+    fn the_payload_column_is_request_payload() {
+        let schema = UeventsSchema::new();
+        let column = schema.payload_column().unwrap();
+        assert_eq!(schema.columns()[column].name, "requestPayload");
     }
 
     #[test]

@@ -6,10 +6,64 @@
 //! which this one skips eight bytes at a time. A test holds the two encoders to the same
 //! output.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::canonical_json::CanonicalJson;
-use crate::{Actor, Event};
+use crate::{Actor, Entity, Event, Outcome};
+
+/// Reads an event written by [`write_event`], leaving its payload as the JSON text it is
+/// (exports copy it into their files instead of reading it into a `Value` and writing it
+/// again). The event's own `payload` is `None`.
+pub fn read_event_leaving_payload(
+    text: &str,
+) -> Result<(Event, Option<&RawValue>), serde_json::Error> {
+    let read: EventLeavingPayload<'_> = serde_json::from_str(text)?;
+    let event = Event {
+        id: read.id,
+        time: read.time,
+        actor: read.actor,
+        action: read.action,
+        entity: read.entity,
+        organization: read.organization,
+        outcome: read.outcome,
+        params: read.params,
+        payload: None,
+        previous: read.previous,
+        next: read.next,
+        extra: read.extra,
+    };
+    Ok((event, read.payload))
+}
+
+/// [`Event`]'s fields with the payload borrowed as text. A field added to `Event` and not
+/// here makes the round-trip test fail (unknown fields are refused).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventLeavingPayload<'t> {
+    #[serde(default)]
+    id: String,
+    time: i64,
+    #[serde(default)]
+    actor: Actor,
+    action: String,
+    #[serde(default)]
+    entity: Option<Entity>,
+    #[serde(default)]
+    organization: Option<String>,
+    #[serde(default)]
+    outcome: Outcome,
+    #[serde(default)]
+    params: Map<String, Value>,
+    #[serde(default, borrow)]
+    payload: Option<&'t RawValue>,
+    #[serde(default)]
+    previous: Option<Value>,
+    #[serde(default)]
+    next: Option<Value>,
+    #[serde(default)]
+    extra: Map<String, Value>,
+}
 
 /// Appends `event` as compact JSON to `out`, exactly as `serde_json::to_string` would.
 pub fn write_event(out: &mut String, event: &Event) {
@@ -361,5 +415,48 @@ mod tests {
             };
             assert_eq!(ours, serde_json::to_string(&read).unwrap(), "{text}");
         }
+    }
+
+    #[test]
+    fn an_event_read_leaving_its_payload_is_the_event_without_it() {
+        let full = Event {
+            id: "e1".into(),
+            time: 5,
+            actor: Actor {
+                user_id: Some("u".into()),
+                token_name: Some("ci".into()),
+                ..Actor::default()
+            },
+            action: "a".into(),
+            entity: Some(Entity {
+                kind: "k".into(),
+                id: Some("1".into()),
+            }),
+            organization: Some("org".into()),
+            outcome: Outcome {
+                code: Some(200),
+                latency_ms: Some(3),
+            },
+            params: json!({"p": [1, {"q": null}]}).as_object().unwrap().clone(),
+            payload: Some(json!("[\"_id\",\"teams{_id}\"]")),
+            previous: Some(json!({"before": 1})),
+            next: Some(json!({"after": 2})),
+            extra: json!({"opType": "Q"}).as_object().unwrap().clone(),
+        };
+        let text = serde_json::to_string(&full).unwrap();
+        let (event, payload) = read_event_leaving_payload(&text).unwrap();
+        assert_eq!(
+            payload.map(RawValue::get),
+            Some(serde_json::to_string(&full.payload).unwrap().as_str())
+        );
+        assert_eq!(
+            event,
+            Event {
+                payload: None,
+                ..full
+            }
+        );
+        let (_, none) = read_event_leaving_payload(r#"{"id":"e","time":1,"action":"a"}"#).unwrap();
+        assert!(none.is_none());
     }
 }

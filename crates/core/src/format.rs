@@ -2,6 +2,7 @@ use std::io::{self, BufRead, Write};
 
 use serde_json::{Map, Value};
 
+use crate::canonical_json::CanonicalJson;
 use crate::Column;
 
 /// The records of a file read back, in file order: each a JSON object keyed by column name,
@@ -67,6 +68,23 @@ pub trait Formatter: Send + Sync + std::fmt::Debug {
 pub trait RecordWriter {
     /// Appends one record: its values in column order.
     fn append(&mut self, record: &[Value]) -> io::Result<()>;
+
+    /// Appends one record whose column `column` holds the value `text` is the JSON text of
+    /// (`record[column]` is a placeholder). A format that writes JSON writes the text as it
+    /// is; the default reads it into a `Value` and calls [`RecordWriter::append`].
+    fn append_with_text(
+        &mut self,
+        record: &[Value],
+        column: usize,
+        text: CanonicalJson<'_>,
+    ) -> io::Result<()> {
+        let mut record = record.to_vec();
+        if let Some(slot) = record.get_mut(column) {
+            *slot = serde_json::from_str(text.as_str()).map_err(io::Error::other)?;
+        }
+        self.append(&record)
+    }
+
     /// Ends the file and flushes what is buffered into the underlying writer.
     fn finish(self: Box<Self>) -> io::Result<()>;
 }

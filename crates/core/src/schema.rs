@@ -97,6 +97,13 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// maps move into the record instead of being copied.
     fn render(&self, event: Event, out: &mut Vec<Value>);
 
+    /// The column that holds the event's payload as it is (a JSON column), if there is one:
+    /// exports then write the stored payload's text into it without reading it. `render`
+    /// writes `null` there for an event without a payload.
+    fn payload_column(&self) -> Option<usize> {
+        None
+    }
+
     /// The actions this schema knows, if it has a catalog.
     fn catalog(&self) -> Option<&Catalog> {
         None

@@ -8,8 +8,8 @@ use std::cell::Cell;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
-use auditsync_core::{ConfigError, Formatter, Schema};
-use auditsync_store::{Store, StoreError, StoredEvent};
+use auditsync_core::{canonical_json, ConfigError, Formatter, RecordWriter, Schema};
+use auditsync_store::{ExportEvent, Store, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -322,14 +322,14 @@ pub async fn encode_file(
     up_to: u64,
     limits: FileLimits,
 ) -> Result<Option<EncodedFile>, EncodeError> {
-    let (tx, rx) = mpsc::channel::<Vec<StoredEvent>>(2);
+    let (tx, rx) = mpsc::channel::<Vec<ExportEvent>>(2);
     let format = format.clone();
     let encoder = tokio::task::spawn_blocking(move || encode_pages(rx, &format, limits));
     let mut cursor = after;
     let mut wanted = limits.max_events;
     while wanted > 0 {
         let page = store
-            .read_after(cursor, up_to, PAGE.min(wanted as usize))
+            .read_for_export(cursor, up_to, PAGE.min(wanted as usize))
             .await?;
         let Some(last) = page.last() else { break };
         cursor = last.seq;
@@ -347,8 +347,39 @@ pub async fn encode_file(
         .map_err(EncodeError::Io)
 }
 
+/// Renders and appends one event. A payload the store left as text is copied into the
+/// schema's payload column when it is in serde_json's form (the store wrote it so; the
+/// check costs little next to reading it), and read back into the event otherwise.
+fn append_event(
+    writer: &mut dyn RecordWriter,
+    schema: &dyn Schema,
+    stored: ExportEvent,
+    record: &mut Vec<Value>,
+) -> io::Result<()> {
+    let ExportEvent {
+        mut event,
+        payload_text,
+        ..
+    } = stored;
+    let copied = match (&payload_text, schema.payload_column()) {
+        (Some(text), Some(column)) => {
+            canonical_json::check(text, &mut |_| true).map(|text| (column, text))
+        }
+        _ => None,
+    };
+    if let (None, Some(text)) = (copied, &payload_text) {
+        let value: Value = serde_json::from_str(text.get()).map_err(io::Error::other)?;
+        event.payload = Some(value).filter(|v| !v.is_null());
+    }
+    schema.render(event, record);
+    match copied {
+        Some((column, text)) => writer.append_with_text(record, column, text),
+        None => writer.append(record),
+    }
+}
+
 fn encode_pages(
-    mut rx: mpsc::Receiver<Vec<StoredEvent>>,
+    mut rx: mpsc::Receiver<Vec<ExportEvent>>,
     format: &FileFormat,
     limits: FileLimits,
 ) -> io::Result<Option<EncodedFile>> {
@@ -378,9 +409,9 @@ fn encode_pages(
                     first_seq.get_or_insert(stored.seq);
                     earliest_time = earliest_time.min(stored.event.time);
                     latest_time = latest_time.max(stored.event.time);
-                    format.schema.render(stored.event, &mut record);
-                    writer.append(&record)?;
-                    last_seq = stored.seq;
+                    let seq = stored.seq;
+                    append_event(&mut *writer, &*format.schema, stored, &mut record)?;
+                    last_seq = seq;
                     events += 1;
                     if raw_bytes.get() >= limits.max_bytes {
                         break 'pages;
@@ -408,4 +439,82 @@ fn encode_pages(
         raw_bytes: raw_bytes.get(),
         sha256,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditsync_catalog::{CanonicalSchema, UeventsSchema};
+    use auditsync_core::Event;
+    use auditsync_ndjson::NdjsonFormatter;
+    use serde_json::json;
+
+    fn events() -> Vec<Event> {
+        [
+            Some(json!("[\"_id\",\"teams{_id name}\"]")),
+            Some(json!({"query": "q", "n": [1, null]})),
+            None,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| Event {
+            id: format!("e{i}"),
+            time: 1_690_610_557_857 + i as i64,
+            action: "getUser".into(),
+            payload,
+            extra: json!({"opType": "Query"}).as_object().unwrap().clone(),
+            ..Event::default()
+        })
+        .collect()
+    }
+
+    /// The file `schema` and NDJSON make of `events`, each as the store gives it for export:
+    /// its payload left as its stored text, or read.
+    fn file(schema: Arc<dyn Schema>, as_text: bool) -> String {
+        let page = events()
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut event)| {
+                let text = event.payload.take().filter(|_| as_text);
+                let payload_text =
+                    text.map(|v| serde_json::value::RawValue::from_string(v.to_string()).unwrap());
+                if !as_text {
+                    event = events().swap_remove(i);
+                }
+                ExportEvent {
+                    seq: i as u64 + 1,
+                    event,
+                    payload_text,
+                }
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(page).unwrap();
+        drop(tx);
+        let format = FileFormat {
+            schema,
+            formatter: Arc::new(NdjsonFormatter),
+            compression: Compression::None,
+        };
+        let limits = FileLimits {
+            max_events: 100,
+            max_bytes: 1 << 20,
+        };
+        let file = encode_pages(rx, &format, limits).unwrap().unwrap();
+        assert_eq!((file.first_seq, file.last_seq, file.events), (1, 3, 3));
+        String::from_utf8(file.body).unwrap()
+    }
+
+    #[test]
+    fn a_payload_copied_as_text_makes_the_same_file_as_a_payload_read() {
+        for schema in [
+            Arc::new(UeventsSchema::new()) as Arc<dyn Schema>,
+            // no payload column: the text is read back into the event
+            Arc::new(CanonicalSchema::new()),
+        ] {
+            let copied = file(schema.clone(), true);
+            assert_eq!(copied, file(schema, false));
+            assert!(copied.contains("teams{_id name}"), "{copied}");
+        }
+    }
 }

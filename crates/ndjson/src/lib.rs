@@ -4,6 +4,7 @@
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
+use auditsync_core::canonical_json::CanonicalJson;
 use auditsync_core::registry::FormatterFactory;
 use auditsync_core::{Column, ConfigError, Formatter, ReadError, RecordWriter, Records};
 use serde_json::{Map, Value};
@@ -79,6 +80,30 @@ struct NdjsonWriter<'w> {
 
 impl RecordWriter for NdjsonWriter<'_> {
     fn append(&mut self, record: &[Value]) -> io::Result<()> {
+        self.write_line(record, None)
+    }
+
+    fn append_with_text(
+        &mut self,
+        record: &[Value],
+        column: usize,
+        text: CanonicalJson<'_>,
+    ) -> io::Result<()> {
+        self.write_line(record, Some((column, text)))
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl NdjsonWriter<'_> {
+    /// One record's line; `text`, if given, is written as it is in its column.
+    fn write_line(
+        &mut self,
+        record: &[Value],
+        text: Option<(usize, CanonicalJson<'_>)>,
+    ) -> io::Result<()> {
         if record.len() != self.keys.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -96,14 +121,15 @@ impl RecordWriter for NdjsonWriter<'_> {
                 line.push(b',');
             }
             line.extend_from_slice(key);
-            serde_json::to_writer(&mut line, value).map_err(io::Error::other)?;
+            match text {
+                Some((column, text)) if column == i => {
+                    line.extend_from_slice(text.as_str().as_bytes())
+                }
+                _ => serde_json::to_writer(&mut line, value).map_err(io::Error::other)?,
+            }
         }
         line.extend_from_slice(b"}\n");
         self.out.write_all(&line)
-    }
-
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        self.out.flush()
     }
 }
 
@@ -158,6 +184,33 @@ mod tests {
         );
         for line in text.lines() {
             serde_json::from_str::<Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_column_given_as_text_is_written_as_the_value_it_stands_for() {
+        let columns = [
+            Column::new("z", ColumnType::String),
+            Column::new("a", ColumnType::Json),
+            Column::new("b", ColumnType::Integer),
+        ];
+        for text in [r#""[\"_id\",\"teams{_id}\"]""#, r#"{"k":[1,null]}"#, "null"] {
+            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(text).unwrap();
+            let canonical = auditsync_core::canonical_json::check(&raw, &mut |_| true).unwrap();
+            let record = [json!("x"), Value::Null, json!(7)];
+            let mut as_text = Vec::new();
+            let mut writer = NdjsonFormatter.begin(&columns, &mut as_text).unwrap();
+            writer.append_with_text(&record, 1, canonical).unwrap();
+            writer.finish().unwrap();
+            let read = [json!("x"), serde_json::from_str(text).unwrap(), json!(7)];
+            let mut as_value = Vec::new();
+            let mut writer = NdjsonFormatter.begin(&columns, &mut as_value).unwrap();
+            writer.append(&read).unwrap();
+            writer.finish().unwrap();
+            assert_eq!(
+                String::from_utf8(as_text).unwrap(),
+                String::from_utf8(as_value).unwrap()
+            );
         }
     }
 

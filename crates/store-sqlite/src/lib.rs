@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
-use auditsync_core::ConfigError;
+use auditsync_core::{event_json, ConfigError};
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, IdRetention, LeaseOutcome,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, IdRetention, LeaseOutcome,
     ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredEvent,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
@@ -405,6 +405,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Up to `limit` stored bodies with `after < seq <= up_to`, in sequence order, each decoded
+/// by `decode`; a body it cannot read is reported as corrupt.
+fn read_bodies<T>(
+    conn: &mut Connection,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+    decode: impl Fn(u64, &str) -> Result<T, serde_json::Error>,
+) -> Result<Vec<T>, StoreError> {
+    let err = backend("read");
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2
+                 AND seq <= {VISIBLE_HEAD} ORDER BY seq LIMIT ?3"
+        ))
+        .map_err(&err)?;
+    let up_to = up_to.min(i64::MAX as u64);
+    let mut rows = stmt
+        .query(params![after, up_to, limit as i64])
+        .map_err(&err)?;
+    let mut events = Vec::with_capacity(limit.min(4096));
+    while let Some(row) = rows.next().map_err(&err)? {
+        let seq: u64 = row.get(0).map_err(&err)?;
+        // Read in place: no copy of the body before decoding it.
+        let body = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&err)?;
+        let decoded = decode(seq, body).map_err(|e| StoreError::Corrupt {
+            seq,
+            message: e.to_string(),
+        })?;
+        events.push(decoded);
+    }
+    Ok(events)
+}
+
 /// `PRAGMA quick_check`: `None` when it answers `ok`, else its first findings.
 fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
     let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
@@ -528,29 +562,31 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.with_conn(move |conn| {
-            let err = backend("read");
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2
-                         AND seq <= {VISIBLE_HEAD} ORDER BY seq LIMIT ?3"
-                ))
-                .map_err(&err)?;
-            let up_to = up_to.min(i64::MAX as u64);
-            let rows = stmt
-                .query_map(params![after, up_to, limit as i64], |r| {
-                    Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(&err)?;
-            let mut events = Vec::with_capacity(limit.min(4096));
-            for row in rows {
-                let (seq, body) = row.map_err(&err)?;
-                let event = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            read_bodies(conn, after, up_to, limit, |seq, body| {
+                Ok(StoredEvent {
                     seq,
-                    message: e.to_string(),
-                })?;
-                events.push(StoredEvent { seq, event });
-            }
-            Ok(events)
+                    event: serde_json::from_str(body)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn read_for_export(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportEvent>, StoreError> {
+        self.with_conn(move |conn| {
+            read_bodies(conn, after, up_to, limit, |seq, body| {
+                let (event, payload) = event_json::read_event_leaving_payload(body)?;
+                Ok(ExportEvent {
+                    seq,
+                    event,
+                    payload_text: payload.map(ToOwned::to_owned),
+                })
+            })
         })
         .await
     }

@@ -15,6 +15,7 @@ pub use registry::StoreFactory;
 use async_trait::async_trait;
 use auditsync_core::canonical_json::CanonicalJson;
 use auditsync_core::{event_json, Event};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 /// An event serialized for the store, ready to append.
@@ -92,6 +93,28 @@ pub struct StoredEvent {
     pub seq: u64,
     /// The event.
     pub event: Event,
+}
+
+/// An event read for an export ([`Store::read_for_export`]): its payload may still be the
+/// JSON text it is stored as, for the export to copy into its file.
+#[derive(Debug, Clone)]
+pub struct ExportEvent {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The event; its `payload` is `None` when `payload_text` is set.
+    pub event: Event,
+    /// The payload's JSON text, when the store left it unread.
+    pub payload_text: Option<Box<RawValue>>,
+}
+
+impl From<StoredEvent> for ExportEvent {
+    fn from(stored: StoredEvent) -> Self {
+        Self {
+            seq: stored.seq,
+            event: stored.event,
+            payload_text: None,
+        }
+    }
 }
 
 /// What [`Store::append`] did with one event.
@@ -316,6 +339,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// [`Store::read_after`] for an export, which may leave each payload as its stored JSON
+    /// text (see [`auditsync_core::event_json::read_event_leaving_payload`]). The default
+    /// reads whole events.
+    async fn read_for_export(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportEvent>, StoreError> {
+        let events = self.read_after(after, up_to, limit).await?;
+        Ok(events.into_iter().map(ExportEvent::from).collect())
+    }
 
     /// The destination's cursor: every event with `seq <= cursor` is in its files (0 if
     /// the destination has exported nothing).

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Appended, Batch, BulkItem, EncodedEvent, LeaseOutcome, ManifestRecord, ScheduleRun, Store,
-    StoreError,
+    StoreError, StoredEvent,
 };
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -44,6 +44,7 @@ where
     schedule_runs_keep_the_last_of_each(fresh().await).await;
     a_lease_has_one_holder_until_it_expires_or_is_released(fresh().await).await;
     an_id_replayed_after_gc_is_still_a_duplicate(fresh().await).await;
+    an_export_read_gives_the_same_events(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -355,4 +356,28 @@ pub async fn an_id_replayed_after_gc_is_still_a_duplicate(store: Arc<dyn Store>)
         "ids 2 and 3 were collected, 4 and 5 are new"
     );
     assert_eq!(store.stats().await.unwrap().events, 2);
+}
+
+/// [`Store::read_for_export`] gives the events [`Store::read_after`] gives, once a payload
+/// left as text is read.
+pub async fn an_export_read_gives_the_same_events(store: Arc<dyn Store>) {
+    let mut events: Vec<Event> = (0..4).map(|i| event(&format!("e{i}"), i)).collect();
+    events[1].payload = Some(serde_json::json!("[\"_id\",\"teams{_id name}\"]"));
+    events[2].payload = Some(serde_json::json!({"query": "q", "n": [1, null]}));
+    store.append_events(events).await.unwrap();
+    let whole = store.read_after(1, u64::MAX, 10).await.unwrap();
+    let for_export = store.read_for_export(1, u64::MAX, 10).await.unwrap();
+    assert_eq!(whole.len(), 3, "after 1, all the rest");
+    let read_back: Vec<StoredEvent> = for_export
+        .into_iter()
+        .map(|e| {
+            let mut event = e.event;
+            if let Some(text) = e.payload_text {
+                assert!(event.payload.is_none(), "a payload given twice");
+                event.payload = Some(serde_json::from_str(text.get()).unwrap());
+            }
+            StoredEvent { seq: e.seq, event }
+        })
+        .collect();
+    assert_eq!(read_back, whole);
 }
