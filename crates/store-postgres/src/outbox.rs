@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use auditsync_core::event_json;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, LeaseOutcome, ManifestRecord,
-    ScheduleRun, Store, StoreError, StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, LeaseOutcome,
+    ManifestRecord, ScheduleRun, Store, StoreError, StoreStats, StoredEvent,
 };
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
@@ -143,6 +144,40 @@ async fn release_sequencer(tx: &Transaction<'_>, last: i64) -> Result<(), tokio_
         .map(drop)
 }
 
+impl PostgresStore {
+    /// Up to `limit` stored bodies with `after < seq <= up_to`, in sequence order, each
+    /// decoded by `decode`; a body it cannot read is reported as corrupt.
+    async fn read_bodies<T>(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+        decode: impl Fn(u64, &str) -> Result<T, serde_json::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.client("read").await?;
+        let rows = client
+            .query(
+                "SELECT seq, body FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                &[
+                    &(after.min(i64::MAX as u64) as i64),
+                    &(up_to.min(i64::MAX as u64) as i64),
+                    &(limit.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .await
+            .map_err(backend("read"))?;
+        rows.iter()
+            .map(|row| {
+                let seq = row.get::<_, i64>(0) as u64;
+                decode(seq, row.get(1)).map_err(|e| StoreError::Corrupt {
+                    seq,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn describe(&self) -> String {
@@ -195,30 +230,30 @@ impl Store for PostgresStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let client = self.client("read").await?;
-        let rows = client
-            .query(
-                "SELECT seq, body FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-                &[
-                    &(after.min(i64::MAX as u64) as i64),
-                    &(up_to.min(i64::MAX as u64) as i64),
-                    &(limit.min(i64::MAX as usize) as i64),
-                ],
-            )
-            .await
-            .map_err(backend("read"))?;
-        rows.iter()
-            .map(|row| {
-                let seq = row.get::<_, i64>(0) as u64;
-                let body: &str = row.get(1);
-                serde_json::from_str(body)
-                    .map(|event| StoredEvent { seq, event })
-                    .map_err(|e| StoreError::Corrupt {
-                        seq,
-                        message: e.to_string(),
-                    })
+        self.read_bodies(after, up_to, limit, |seq, body| {
+            Ok(StoredEvent {
+                seq,
+                event: serde_json::from_str(body)?,
             })
-            .collect()
+        })
+        .await
+    }
+
+    async fn read_for_export(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportEvent>, StoreError> {
+        self.read_bodies(after, up_to, limit, |seq, body| {
+            let (event, payload) = event_json::read_event_leaving_payload(body)?;
+            Ok(ExportEvent {
+                seq,
+                event,
+                payload_text: payload.map(ToOwned::to_owned),
+            })
+        })
+        .await
     }
 
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {
