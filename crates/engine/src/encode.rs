@@ -353,29 +353,18 @@ pub async fn encode_file(
 fn append_event(
     writer: &mut dyn RecordWriter,
     schema: &dyn Schema,
+    payload_column: Option<usize>,
     stored: ExportEvent,
     record: &mut Vec<Value>,
 ) -> io::Result<()> {
-    let ExportEvent {
-        mut event,
-        payload_text,
-        ..
-    } = stored;
-    let copied = match (&payload_text, schema.payload_column()) {
-        (Some(text), Some(column)) => {
-            canonical_json::check(text, &mut |_| true).map(|text| (column, text))
+    if let (Some(column), Some(text)) = (payload_column, &stored.payload_text) {
+        if let Some(text) = canonical_json::check(text, &mut |_| true) {
+            schema.render(stored.event, record);
+            return writer.append_with_text(record, column, text);
         }
-        _ => None,
-    };
-    if let (None, Some(text)) = (copied, &payload_text) {
-        let value: Value = serde_json::from_str(text.get()).map_err(io::Error::other)?;
-        event.payload = Some(value).filter(|v| !v.is_null());
     }
-    schema.render(event, record);
-    match copied {
-        Some((column, text)) => writer.append_with_text(record, column, text),
-        None => writer.append(record),
-    }
+    schema.render(stored.into_event().map_err(io::Error::other)?, record);
+    writer.append(record)
 }
 
 fn encode_pages(
@@ -397,6 +386,7 @@ fn encode_pages(
             count: &raw_bytes,
         };
         let columns = format.schema.columns().to_vec();
+        let payload_column = format.schema.payload_column();
         {
             let mut writer = format.formatter.begin(&columns, &mut counted)?;
             let mut record: Vec<Value> = Vec::with_capacity(columns.len());
@@ -410,7 +400,13 @@ fn encode_pages(
                     earliest_time = earliest_time.min(stored.event.time);
                     latest_time = latest_time.max(stored.event.time);
                     let seq = stored.seq;
-                    append_event(&mut *writer, &*format.schema, stored, &mut record)?;
+                    append_event(
+                        &mut *writer,
+                        &*format.schema,
+                        payload_column,
+                        stored,
+                        &mut record,
+                    )?;
                     last_seq = seq;
                     events += 1;
                     if raw_bytes.get() >= limits.max_bytes {

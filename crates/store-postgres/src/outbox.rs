@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use auditsync_core::event_json;
 use auditsync_store::{
     Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, LeaseOutcome,
     ManifestRecord, ScheduleRun, Store, StoreError, StoreStats, StoredEvent,
@@ -146,13 +145,13 @@ async fn release_sequencer(tx: &Transaction<'_>, last: i64) -> Result<(), tokio_
 
 impl PostgresStore {
     /// Up to `limit` stored bodies with `after < seq <= up_to`, in sequence order, each
-    /// decoded by `decode`; a body it cannot read is reported as corrupt.
+    /// decoded by `decode`.
     async fn read_bodies<T>(
         &self,
         after: u64,
         up_to: u64,
         limit: usize,
-        decode: impl Fn(u64, &str) -> Result<T, serde_json::Error>,
+        decode: impl Fn(u64, &str) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let client = self.client("read").await?;
         let rows = client
@@ -167,13 +166,7 @@ impl PostgresStore {
             .await
             .map_err(backend("read"))?;
         rows.iter()
-            .map(|row| {
-                let seq = row.get::<_, i64>(0) as u64;
-                decode(seq, row.get(1)).map_err(|e| StoreError::Corrupt {
-                    seq,
-                    message: e.to_string(),
-                })
-            })
+            .map(|row| decode(row.get::<_, i64>(0) as u64, row.get(1)))
             .collect()
     }
 }
@@ -230,13 +223,8 @@ impl Store for PostgresStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read_bodies(after, up_to, limit, |seq, body| {
-            Ok(StoredEvent {
-                seq,
-                event: serde_json::from_str(body)?,
-            })
-        })
-        .await
+        self.read_bodies(after, up_to, limit, StoredEvent::from_body)
+            .await
     }
 
     async fn read_for_export(
@@ -245,15 +233,8 @@ impl Store for PostgresStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<ExportEvent>, StoreError> {
-        self.read_bodies(after, up_to, limit, |seq, body| {
-            let (event, payload) = event_json::read_event_leaving_payload(body)?;
-            Ok(ExportEvent {
-                seq,
-                event,
-                payload_text: payload.map(ToOwned::to_owned),
-            })
-        })
-        .await
+        self.read_bodies(after, up_to, limit, ExportEvent::from_body)
+            .await
     }
 
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {

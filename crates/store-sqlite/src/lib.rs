@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
-use auditsync_core::{event_json, ConfigError};
+use auditsync_core::ConfigError;
 use auditsync_store::{
     Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, IdRetention, LeaseOutcome,
     ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredEvent,
@@ -406,13 +406,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Up to `limit` stored bodies with `after < seq <= up_to`, in sequence order, each decoded
-/// by `decode`; a body it cannot read is reported as corrupt.
+/// by `decode`.
 fn read_bodies<T>(
     conn: &mut Connection,
     after: u64,
     up_to: u64,
     limit: usize,
-    decode: impl Fn(u64, &str) -> Result<T, serde_json::Error>,
+    decode: impl Fn(u64, &str) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let err = backend("read");
     let mut stmt = conn
@@ -430,11 +430,7 @@ fn read_bodies<T>(
         let seq: u64 = row.get(0).map_err(&err)?;
         // Read in place: no copy of the body before decoding it.
         let body = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&err)?;
-        let decoded = decode(seq, body).map_err(|e| StoreError::Corrupt {
-            seq,
-            message: e.to_string(),
-        })?;
-        events.push(decoded);
+        events.push(decode(seq, body)?);
     }
     Ok(events)
 }
@@ -561,15 +557,8 @@ impl Store for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with_conn(move |conn| {
-            read_bodies(conn, after, up_to, limit, |seq, body| {
-                Ok(StoredEvent {
-                    seq,
-                    event: serde_json::from_str(body)?,
-                })
-            })
-        })
-        .await
+        self.with_conn(move |conn| read_bodies(conn, after, up_to, limit, StoredEvent::from_body))
+            .await
     }
 
     async fn read_for_export(
@@ -578,17 +567,8 @@ impl Store for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<ExportEvent>, StoreError> {
-        self.with_conn(move |conn| {
-            read_bodies(conn, after, up_to, limit, |seq, body| {
-                let (event, payload) = event_json::read_event_leaving_payload(body)?;
-                Ok(ExportEvent {
-                    seq,
-                    event,
-                    payload_text: payload.map(ToOwned::to_owned),
-                })
-            })
-        })
-        .await
+        self.with_conn(move |conn| read_bodies(conn, after, up_to, limit, ExportEvent::from_body))
+            .await
     }
 
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {

@@ -107,6 +107,47 @@ pub struct ExportEvent {
     pub payload_text: Option<Box<RawValue>>,
 }
 
+impl StoredEvent {
+    /// Reads a stored body (as [`EncodedEvent`] wrote it); one that does not read is
+    /// [`StoreError::Corrupt`].
+    pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
+        let event = serde_json::from_str(body).map_err(|e| corrupt(seq, &e))?;
+        Ok(Self { seq, event })
+    }
+}
+
+impl ExportEvent {
+    /// Reads a stored body leaving its payload as text
+    /// ([`event_json::read_event_leaving_payload`]); one that does not read is
+    /// [`StoreError::Corrupt`].
+    pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
+        let (event, payload) =
+            event_json::read_event_leaving_payload(body).map_err(|e| corrupt(seq, &e))?;
+        Ok(Self {
+            seq,
+            event,
+            payload_text: payload.map(ToOwned::to_owned),
+        })
+    }
+
+    /// The whole event, its payload text (if any) read back into it.
+    pub fn into_event(self) -> Result<Event, serde_json::Error> {
+        let mut event = self.event;
+        if let Some(text) = self.payload_text {
+            event.payload = Some(serde_json::from_str(text.get())?)
+                .filter(|v: &serde_json::Value| !v.is_null());
+        }
+        Ok(event)
+    }
+}
+
+fn corrupt(seq: u64, e: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        seq,
+        message: e.to_string(),
+    }
+}
+
 impl From<StoredEvent> for ExportEvent {
     fn from(stored: StoredEvent) -> Self {
         Self {
