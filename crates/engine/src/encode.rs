@@ -313,11 +313,13 @@ pub enum EncodeError {
 /// Events read from the store per page.
 pub const PAGE: usize = 2_000;
 
-/// Encodes the events with `after < seq <= up_to` into one file, stopping at `limits`.
+/// Encodes the events with `after < seq <= up_to` (of `tenant` only, when given) into one
+/// file, stopping at `limits`.
 /// Returns `None` when there is no such event.
 pub async fn encode_file(
     store: &dyn Store,
     format: &FileFormat,
+    tenant: Option<&str>,
     after: u64,
     up_to: u64,
     limits: FileLimits,
@@ -328,9 +330,15 @@ pub async fn encode_file(
     let mut cursor = after;
     let mut wanted = limits.max_events;
     while wanted > 0 {
-        let page = store
-            .read_for_export(cursor, up_to, PAGE.min(wanted as usize))
-            .await?;
+        let limit = PAGE.min(wanted as usize);
+        let page = match tenant {
+            Some(tenant) => {
+                store
+                    .read_tenant_for_export(tenant, cursor, up_to, limit)
+                    .await?
+            }
+            None => store.read_for_export(cursor, up_to, limit).await?,
+        };
         let Some(last) = page.last() else { break };
         cursor = last.seq;
         wanted = wanted.saturating_sub(page.len() as u64);

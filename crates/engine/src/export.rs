@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
-use auditsync_store::{holder, Batch, LeaseOutcome, Store, StoreError};
+use auditsync_store::{holder, Batch, LeaseOutcome, Store, StoreError, Takers};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,9 @@ pub struct Destination {
     pub format: FileFormat,
     /// Where a file stops.
     pub limits: BatchLimits,
+    /// The tenant whose events alone it takes (a tenant destination), or `None` for every
+    /// event.
+    pub tenant: Option<String>,
 }
 
 impl Destination {
@@ -242,9 +245,26 @@ impl Exporter {
         &self.destinations
     }
 
-    /// Names of the destinations (for GC).
+    /// Names of the destinations.
     pub fn destination_names(&self) -> Vec<String> {
         self.destinations.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// Which destinations take which events, for GC: tenant destinations take their
+    /// tenant's, the others every event.
+    pub fn takers(&self) -> Takers {
+        let mut takers = Takers::default();
+        for dest in &self.destinations {
+            match &dest.tenant {
+                Some(tenant) => takers
+                    .by_tenant
+                    .entry(tenant.clone())
+                    .or_default()
+                    .push(dest.name.clone()),
+                None => takers.all.push(dest.name.clone()),
+            }
+        }
+        takers
     }
 
     /// Exports every destination concurrently up to the events stored now. A failing
@@ -383,7 +403,15 @@ impl Exporter {
                 return Ok(());
             }
             let started = Instant::now();
-            let Some(file) = encode_file(store, &dest.format, cursor, up_to, dest.limits).await?
+            let Some(file) = encode_file(
+                store,
+                &dest.format,
+                dest.tenant.as_deref(),
+                cursor,
+                up_to,
+                dest.limits,
+            )
+            .await?
             else {
                 return Ok(());
             };
@@ -431,6 +459,7 @@ impl Exporter {
         let file = encode_file(
             self.store.as_ref(),
             &dest.format,
+            dest.tenant.as_deref(),
             batch.first_seq - 1,
             batch.last_seq,
             whole,

@@ -75,6 +75,7 @@ fn format(compression: Compression) -> FileFormat {
 
 fn destination(f: &Fixture, compression: Compression, max_events: u64) -> Destination {
     Destination {
+        tenant: None,
         name: "local".into(),
         sink: Arc::new(PrefixedSink::new(f.sink.clone(), "pre").unwrap()),
         format: format(compression),
@@ -197,6 +198,7 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
         let file = encode_file(
             f.store.as_ref(),
             &dest.format,
+            None,
             0,
             u64::MAX,
             FileLimits {

@@ -57,6 +57,7 @@ async fn exported_tree(root: &Path, db: &Path, signer: Arc<ManifestSigner>) {
     auditsync_ndjson::link();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).unwrap());
     let destination = Destination {
+        tenant: None,
         name: "archive".into(),
         sink: Arc::new(PrefixedSink::new(sink_at(root), "pre").unwrap()),
         format: FileFormat {
@@ -298,6 +299,7 @@ fn setup() -> Setup {
     let root = dir.path().join("tree");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("a.db")).unwrap());
     let destination = Destination {
+        tenant: None,
         name: "archive".into(),
         sink: sink_at(&root),
         format: FileFormat {

@@ -32,6 +32,7 @@ async fn two_replicas_run_each_firing_of_a_shared_schedule_once() {
             stale_temp_secs: 600,
         }));
     let destination = || auditsync_engine::Destination {
+        tenant: None,
         name: "d".into(),
         sink: sink.clone(),
         format: auditsync_engine::FileFormat {

@@ -12,12 +12,14 @@ use auditsync_engine::retry::{RetryPolicy, RetryingSink};
 use auditsync_engine::{BatchLimits, Compression, Destination, Exporter, FileFormat};
 use auditsync_store::Store;
 
-use crate::config::{Config, DestinationConfig};
+use crate::config::{load_tenants, tenant_destination_name, Config, DestinationConfig, TenantFile};
 
 /// Everything a command needs, built from one config.
 pub struct App {
     /// The validated config.
     pub config: Config,
+    /// The tenant files of `tenants_dir`, as read when the app was built.
+    pub tenants: Vec<TenantFile>,
     /// The outbox.
     pub store: Arc<dyn Store>,
     /// Exports to every destination.
@@ -35,15 +37,27 @@ impl App {
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let retry = config.retry.policy();
         let schemas = config.schemas()?;
-        let destinations = config
+        let mut destinations = config
             .destinations
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                build_destination(d, retry, &schemas)
+                build_destination(d, None, retry, &schemas)
                     .map_err(|e| e.under(&format!("destinations[{i}]")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tenants = match &config.tenants_dir {
+            Some(dir) => load_tenants(dir, &schemas)?,
+            None => Vec::new(),
+        };
+        for file in &tenants {
+            for (i, d) in file.destinations.iter().enumerate() {
+                let built = build_destination(d, Some(&file.tenant), retry, &schemas)
+                    .map_err(|e| e.under(&format!("destinations[{i}]")))
+                    .with_context(|| format!("tenant {:?}", file.tenant))?;
+                destinations.push(built);
+            }
+        }
         let store =
             auditsync_store::registry::build_store(&config.store.kind, &config.store.options())?;
         let schema = schemas.get(&config.schema)?;
@@ -59,6 +73,7 @@ impl App {
         let exporter = Arc::new(exporter);
         Ok(Self {
             config,
+            tenants,
             store,
             exporter,
             ingestor,
@@ -96,8 +111,11 @@ pub fn app_redactor(config: &Config) -> anyhow::Result<Redactor> {
         .context("config key `redact.hmac`")
 }
 
+/// A destination from its config; a tenant's takes only that tenant's events and is named
+/// `<name>@<tenant>` in the store.
 fn build_destination(
     d: &DestinationConfig,
+    tenant: Option<&str>,
     retry: RetryPolicy,
     schemas: &SchemaSet,
 ) -> Result<Destination, auditsync_core::ConfigError> {
@@ -110,7 +128,8 @@ fn build_destination(
     let schema = schemas.get(&d.schema)?;
     let compression = Compression::parse(&d.compression, d.compression_level)?;
     Ok(Destination {
-        name: d.name.clone(),
+        name: tenant.map_or_else(|| d.name.clone(), |t| tenant_destination_name(t, &d.name)),
+        tenant: tenant.map(str::to_string),
         // The prefix is applied here, once: every key the exporter, `verify` and syncs use
         // below is relative to it.
         sink: Arc::new(

@@ -5,10 +5,11 @@
 use tokio_postgres::Client;
 
 /// The migrations, in order; a migration is never edited once released, only added to.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "the outbox",
-    r#"
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "the outbox",
+        r#"
 CREATE TABLE events (
     seq     BIGINT PRIMARY KEY,
     id      TEXT   NOT NULL UNIQUE,
@@ -73,7 +74,14 @@ CREATE TABLE store_meta (
     value TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "events by tenant",
+        // A tenant's destination reads only its tenant's events, in sequence order.
+        "CREATE INDEX events_by_tenant ON events (tenant, seq);",
+    ),
+];
 
 /// An advisory lock key of auditsync's migrations ("audit" in ASCII).
 const MIGRATION_LOCK: i64 = 0x61_75_64_69_74;

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, LeaseOutcome,
-    ManifestRecord, ScheduleRun, Store, StoreError, StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, GcBounds, LeaseOutcome,
+    ManifestRecord, ScheduleRun, Store, StoreError, StoreStats, StoredEvent, Takers,
 };
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
 use crate::{backend, PostgresStore};
@@ -148,22 +149,37 @@ impl PostgresStore {
     /// decoded by `decode`.
     async fn read_bodies<T>(
         &self,
+        tenant: Option<&str>,
         after: u64,
         up_to: u64,
         limit: usize,
         decode: impl Fn(u64, &str) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let client = self.client("read").await?;
-        let rows = client
-            .query(
-                "SELECT seq, body FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-                &[
-                    &(after.min(i64::MAX as u64) as i64),
-                    &(up_to.min(i64::MAX as u64) as i64),
-                    &(limit.min(i64::MAX as usize) as i64),
-                ],
-            )
-            .await
+        let (after, up_to, limit) = (
+            after.min(i64::MAX as u64) as i64,
+            up_to.min(i64::MAX as u64) as i64,
+            limit.min(i64::MAX as usize) as i64,
+        );
+        let rows =
+            match tenant {
+                Some(tenant) => client
+                    .query(
+                        "SELECT seq, body FROM events WHERE tenant = $4 AND seq > $1 AND seq <= $2
+                         ORDER BY seq LIMIT $3",
+                        &[&after, &up_to, &limit, &tenant],
+                    )
+                    .await,
+                None => {
+                    client
+                        .query(
+                            "SELECT seq, body FROM events WHERE seq > $1 AND seq <= $2
+                         ORDER BY seq LIMIT $3",
+                            &[&after, &up_to, &limit],
+                        )
+                        .await
+                }
+            }
             .map_err(backend("read"))?;
         rows.iter()
             .map(|row| decode(row.get::<_, i64>(0) as u64, row.get(1)))
@@ -223,7 +239,7 @@ impl Store for PostgresStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read_bodies(after, up_to, limit, StoredEvent::from_body)
+        self.read_bodies(None, after, up_to, limit, StoredEvent::from_body)
             .await
     }
 
@@ -233,7 +249,18 @@ impl Store for PostgresStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<ExportEvent>, StoreError> {
-        self.read_bodies(after, up_to, limit, ExportEvent::from_body)
+        self.read_bodies(None, after, up_to, limit, ExportEvent::from_body)
+            .await
+    }
+
+    async fn read_tenant_for_export(
+        &self,
+        tenant: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportEvent>, StoreError> {
+        self.read_bodies(Some(tenant), after, up_to, limit, ExportEvent::from_body)
             .await
     }
 
@@ -450,7 +477,11 @@ impl Store for PostgresStore {
     /// Under an advisory lock: a GC that finds another one running deletes nothing and
     /// returns 0 (the other one collects).
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
-        if destinations.is_empty() {
+        self.gc_takers(&Takers::all(destinations)).await
+    }
+
+    async fn gc_takers(&self, takers: &Takers) -> Result<u64, StoreError> {
+        if takers.all.is_empty() && takers.by_tenant.is_empty() {
             return Ok(0);
         }
         let err = backend("gc");
@@ -465,25 +496,53 @@ impl Store for PostgresStore {
             tracing::info!("another replica is collecting; this GC leaves it to it");
             return Ok(0);
         }
-        let mut lowest = i64::MAX;
-        for destination in destinations {
-            lowest = lowest.min(cursor_of(&tx, destination).await.map_err(&err)? as i64);
+        let mut cursors = HashMap::new();
+        for destination in takers.names() {
+            let seq = cursor_of(&tx, &destination).await.map_err(&err)?;
+            cursors.insert(destination, seq);
         }
+        // Rows appear only when their writer commits: every committed seq is visible.
+        let bounds = GcBounds::of(takers, u64::MAX, |d| cursors[d]);
+        if bounds.is_nothing() {
+            return Ok(0);
+        }
+        // Each row's bound is its tenant's, if listed, else the bound of everything else.
+        let (tenants, tenant_bounds): (Vec<&str>, Vec<i64>) = bounds
+            .by_tenant
+            .iter()
+            .map(|(t, b)| (t.as_str(), *b as i64))
+            .unzip();
+        let (highest, others) = (bounds.highest() as i64, bounds.others as i64);
+        // Without tenant destinations, a range of the primary key.
+        let (doomed, args): (&str, Vec<&(dyn ToSql + Sync)>) = if tenants.is_empty() {
+            ("e.seq <= $1", vec![&highest])
+        } else {
+            (
+                "e.seq <= $1 AND e.seq <= coalesce(
+                    (SELECT b.up_to FROM unnest($2::text[], $3::bigint[]) AS b(tenant, up_to)
+                     WHERE b.tenant = e.tenant), $4)",
+                vec![&highest, &tenants, &tenant_bounds, &others],
+            )
+        };
+        let deleted_at = args.len() + 1;
         let now = now_ms();
         let retention = self.retention;
         if retention.window_ms > 0 && retention.max_ids > 0 {
             tx.execute(
-                "INSERT INTO gc_ids (hash, seq, deleted_ms)
-                 SELECT substring(sha256(convert_to(id, 'UTF8')) from 1 for 16), seq, $2
-                 FROM events WHERE seq <= $1
-                 ON CONFLICT (hash) DO UPDATE SET seq = excluded.seq, deleted_ms = excluded.deleted_ms",
-                &[&lowest, &now],
+                &format!(
+                    "INSERT INTO gc_ids (hash, seq, deleted_ms)
+                     SELECT substring(sha256(convert_to(e.id, 'UTF8')) from 1 for 16), e.seq,
+                         ${deleted_at}
+                     FROM events e WHERE {doomed}
+                     ON CONFLICT (hash) DO UPDATE SET seq = excluded.seq, deleted_ms = excluded.deleted_ms"
+                ),
+                &[&args[..], &[&now]].concat(),
             )
             .await
             .map_err(&err)?;
         }
         let deleted = tx
-            .execute("DELETE FROM events WHERE seq <= $1", &[&lowest])
+            .execute(&format!("DELETE FROM events e WHERE {doomed}"), &args)
             .await
             .map_err(&err)?;
         tx.execute(

@@ -112,6 +112,7 @@ async fn an_export_never_passes_an_event_whose_transaction_is_still_open() {
         store.clone(),
         "acme".into(),
         vec![Destination {
+            tenant: None,
             name: "d".into(),
             sink: sink.clone(),
             format: FileFormat {

@@ -3,6 +3,7 @@
 //! Linking this crate (calling [`link`]) registers it in `auditsync_store::registry`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,8 +11,9 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, IdRetention, LeaseOutcome,
-    ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredEvent,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, GcBounds, IdRetention,
+    LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats,
+    StoredEvent, Takers,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -87,6 +89,8 @@ pub struct SqliteStore {
     corruption: Arc<Mutex<Option<String>>>,
     /// How long the ids of collected events are remembered.
     retention: IdRetention,
+    /// Whether [`TENANT_INDEX`] is known to exist.
+    tenant_index_ready: Arc<AtomicBool>,
 }
 
 /// Whether [`SqliteStore::open_with`] checks the database before use.
@@ -251,6 +255,7 @@ impl SqliteStore {
             path,
             corruption: Arc::new(Mutex::new(damage)),
             retention: IdRetention::default(),
+            tenant_index_ready: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -409,22 +414,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// by `decode`.
 fn read_bodies<T>(
     conn: &mut Connection,
+    tenant: Option<&str>,
     after: u64,
     up_to: u64,
     limit: usize,
     decode: impl Fn(u64, &str) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let err = backend("read");
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2
-                 AND seq <= {VISIBLE_HEAD} ORDER BY seq LIMIT ?3"
-        ))
-        .map_err(&err)?;
     let up_to = up_to.min(i64::MAX as u64);
-    let mut rows = stmt
-        .query(params![after, up_to, limit as i64])
-        .map_err(&err)?;
+    let limit_param = limit as i64;
+    let mut stmt;
+    let mut rows = match tenant {
+        Some(tenant) => {
+            stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT seq, body FROM events INDEXED BY {TENANT_INDEX}
+                         WHERE tenant = ?4 AND seq > ?1 AND seq <= ?2
+                         AND seq <= {VISIBLE_HEAD} ORDER BY seq LIMIT ?3"
+                ))
+                .map_err(&err)?;
+            stmt.query(params![after, up_to, limit_param, tenant])
+        }
+        None => {
+            stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2
+                         AND seq <= {VISIBLE_HEAD} ORDER BY seq LIMIT ?3"
+                ))
+                .map_err(&err)?;
+            stmt.query(params![after, up_to, limit_param])
+        }
+    }
+    .map_err(&err)?;
     let mut events = Vec::with_capacity(limit.min(4096));
     while let Some(row) = rows.next().map_err(&err)? {
         let seq: u64 = row.get(0).map_err(&err)?;
@@ -434,6 +455,12 @@ fn read_bodies<T>(
     }
     Ok(events)
 }
+
+/// The index of events by tenant. It is built the first time a tenant's destination reads
+/// (see [`SqliteStore::read_tenant_for_export`]), not with the table, so that a store
+/// without tenant destinations does not pay for it on every insert. Its rows are
+/// (tenant, rowid), and the rowid is `seq`: a tenant's events come out in sequence order.
+const TENANT_INDEX: &str = "events_by_tenant";
 
 /// `PRAGMA quick_check`: `None` when it answers `ok`, else its first findings.
 fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
@@ -557,8 +584,10 @@ impl Store for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with_conn(move |conn| read_bodies(conn, after, up_to, limit, StoredEvent::from_body))
-            .await
+        self.with_conn(move |conn| {
+            read_bodies(conn, None, after, up_to, limit, StoredEvent::from_body)
+        })
+        .await
     }
 
     async fn read_for_export(
@@ -567,8 +596,33 @@ impl Store for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<ExportEvent>, StoreError> {
-        self.with_conn(move |conn| read_bodies(conn, after, up_to, limit, ExportEvent::from_body))
-            .await
+        self.with_conn(move |conn| {
+            read_bodies(conn, None, after, up_to, limit, ExportEvent::from_body)
+        })
+        .await
+    }
+
+    async fn read_tenant_for_export(
+        &self,
+        tenant: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportEvent>, StoreError> {
+        let tenant = tenant.to_string();
+        let index_ready = Arc::clone(&self.tenant_index_ready);
+        self.with_conn(move |conn| {
+            if !index_ready.load(Ordering::Acquire) {
+                conn.execute_batch(&format!(
+                    "CREATE INDEX IF NOT EXISTS {TENANT_INDEX} ON events (tenant)"
+                ))
+                .map_err(backend("index tenants"))?;
+                index_ready.store(true, Ordering::Release);
+            }
+            let tenant = Some(tenant.as_str());
+            read_bodies(conn, tenant, after, up_to, limit, ExportEvent::from_body)
+        })
+        .await
     }
 
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {
@@ -801,35 +855,65 @@ impl Store for SqliteStore {
     }
 
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
+        self.gc_takers(&Takers::all(destinations)).await
+    }
+
+    async fn gc_takers(&self, takers: &Takers) -> Result<u64, StoreError> {
         self.refuse_if_corrupted()?;
-        let destinations = destinations.to_vec();
+        let takers = takers.clone();
         let retention = self.retention;
         self.with_conn(move |conn| {
             let err = backend("gc");
-            if destinations.is_empty() {
-                return Ok(0);
-            }
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
             // Never into an open bulk load, whatever a cursor says.
-            let mut lowest: u64 = tx
+            let visible: u64 = tx
                 .query_row(&format!("SELECT {VISIBLE_HEAD}"), [], |r| r.get(0))
                 .map_err(&err)?;
-            for destination in &destinations {
-                lowest = lowest.min(cursor_of(&tx, destination).map_err(&err)?);
+            let mut cursors = std::collections::HashMap::new();
+            for destination in takers.names() {
+                let seq = cursor_of(&tx, &destination).map_err(&err)?;
+                cursors.insert(destination, seq);
             }
+            let bounds = GcBounds::of(&takers, visible, |d| cursors[d]);
+            if bounds.is_nothing() {
+                return Ok(0);
+            }
+            // With tenant destinations, each row's bound is its tenant's (from a temporary
+            // table), else the bound of everything else.
+            let (doomed, args) = if bounds.by_tenant.is_empty() {
+                ("seq <= ?1", vec![bounds.others])
+            } else {
+                tx.execute_batch(
+                    "CREATE TEMP TABLE IF NOT EXISTS gc_bounds
+                         (tenant TEXT PRIMARY KEY, up_to INTEGER NOT NULL);
+                     DELETE FROM temp.gc_bounds;",
+                )
+                .map_err(&err)?;
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO temp.gc_bounds (tenant, up_to) VALUES (?1, ?2)")
+                    .map_err(&err)?;
+                for (tenant, up_to) in &bounds.by_tenant {
+                    insert.execute(params![tenant, up_to]).map_err(&err)?;
+                }
+                (
+                    "seq <= ?1 AND seq <= coalesce(
+                         (SELECT up_to FROM temp.gc_bounds b WHERE b.tenant = events.tenant), ?2)",
+                    vec![bounds.highest(), bounds.others],
+                )
+            };
             let now = now_ms();
             if retention.window_ms > 0 && retention.max_ids > 0 {
                 let mut ids = tx
-                    .prepare_cached("SELECT id, seq FROM events WHERE seq <= ?1")
+                    .prepare_cached(&format!("SELECT id, seq FROM events WHERE {doomed}"))
                     .map_err(&err)?;
                 let mut remember = tx
                     .prepare_cached(
                         "INSERT OR REPLACE INTO gc_ids (hash, seq, deleted_ms) VALUES (?1, ?2, ?3)",
                     )
                     .map_err(&err)?;
-                let mut rows = ids.query([lowest]).map_err(&err)?;
+                let mut rows = ids.query(rusqlite::params_from_iter(&args)).map_err(&err)?;
                 while let Some(row) = rows.next().map_err(&err)? {
                     let (id, seq): (String, u64) =
                         (row.get(0).map_err(&err)?, row.get(1).map_err(&err)?);
@@ -839,7 +923,10 @@ impl Store for SqliteStore {
                 }
             }
             let deleted = tx
-                .execute("DELETE FROM events WHERE seq <= ?1", [lowest])
+                .execute(
+                    &format!("DELETE FROM events WHERE {doomed}"),
+                    rusqlite::params_from_iter(&args),
+                )
                 .map_err(&err)?;
             // Forget what is past the window, then the oldest beyond the cap.
             tx.execute(

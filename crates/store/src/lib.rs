@@ -12,6 +12,8 @@ pub mod testkit;
 
 pub use registry::StoreFactory;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use auditsync_core::canonical_json::CanonicalJson;
 use auditsync_core::{event_json, Event};
@@ -214,6 +216,80 @@ pub struct ManifestRecord {
     pub created_ms: i64,
 }
 
+/// Which destinations take which events, for GC: an event is deleted once every destination
+/// that takes it has it, and an event that no destination takes is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Takers {
+    /// Destinations that take every event.
+    pub all: Vec<String>,
+    /// Destinations that take only one tenant's events, by tenant.
+    pub by_tenant: BTreeMap<String, Vec<String>>,
+}
+
+impl Takers {
+    /// Destinations that each take every event.
+    pub fn all(destinations: &[String]) -> Self {
+        Self {
+            all: destinations.to_vec(),
+            by_tenant: BTreeMap::new(),
+        }
+    }
+
+    /// Every destination named, global ones first.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = self.all.clone();
+        names.extend(self.by_tenant.values().flatten().cloned());
+        names
+    }
+}
+
+/// How far GC may delete, from the destinations' cursors ([`GcBounds::of`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcBounds {
+    /// Events of a tenant listed here may go up to its sequence number.
+    pub by_tenant: BTreeMap<String, u64>,
+    /// Every other event (another tenant's, or none) may go up to this one (0 when no
+    /// destination takes every event: such events are kept).
+    pub others: u64,
+}
+
+impl GcBounds {
+    /// The bounds for `takers`, given each destination's cursor and the highest sequence
+    /// number readers may see (`visible`, below any open bulk load).
+    pub fn of(takers: &Takers, visible: u64, cursor: impl Fn(&str) -> u64) -> Self {
+        let all = takers
+            .all
+            .iter()
+            .map(|d| cursor(d))
+            .min()
+            .map(|lowest| lowest.min(visible));
+        let by_tenant = takers
+            .by_tenant
+            .iter()
+            .filter(|(_, destinations)| !destinations.is_empty())
+            .map(|(tenant, destinations)| {
+                let own = destinations.iter().map(|d| cursor(d)).min().unwrap_or(0);
+                let bound = own.min(all.unwrap_or(u64::MAX)).min(visible);
+                (tenant.clone(), bound)
+            })
+            .collect();
+        Self {
+            by_tenant,
+            others: all.unwrap_or(0),
+        }
+    }
+
+    /// The highest sequence number any event may be deleted up to.
+    pub fn highest(&self) -> u64 {
+        self.by_tenant.values().copied().fold(self.others, u64::max)
+    }
+
+    /// Whether nothing at all may be deleted.
+    pub fn is_nothing(&self) -> bool {
+        self.highest() == 0
+    }
+}
+
 /// Counts for operators and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -394,6 +470,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(events.into_iter().map(ExportEvent::from).collect())
     }
 
+    /// [`Store::read_for_export`] of one tenant's events only: up to `limit` events of
+    /// `tenant` with `after < seq <= up_to`, in sequence order. A store should answer from
+    /// an index on (tenant, seq), so that a tenant's destination never walks the other
+    /// tenants' events; the default does walk them (correct, but slow).
+    async fn read_tenant_for_export(
+        &self,
+        tenant: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportEvent>, StoreError> {
+        let mut found = Vec::new();
+        let mut from = after;
+        while found.len() < limit {
+            let page = self.read_for_export(from, up_to, 4096).await?;
+            let Some(last) = page.last() else { break };
+            from = last.seq;
+            found.extend(
+                page.into_iter()
+                    .filter(|e| e.event.organization.as_deref() == Some(tenant)),
+            );
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
     /// The destination's cursor: every event with `seq <= cursor` is in its files (0 if
     /// the destination has exported nothing).
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError>;
@@ -435,6 +537,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The deleted events' ids are remembered for the store's [`IdRetention`]: within it,
     /// [`Store::append`] reports a replayed id as a duplicate (with its old sequence number).
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError>;
+
+    /// GC with tenant destinations: deletes the events every destination that takes them
+    /// has (see [`Takers`] and [`GcBounds`]), remembering their ids as [`Store::gc`] does.
+    /// The default is [`Store::gc`] over every named destination, which never deletes too
+    /// much but keeps everything until the slowest tenant has it (and, with no destination
+    /// that takes every event, deletes nothing).
+    async fn gc_takers(&self, takers: &Takers) -> Result<u64, StoreError> {
+        if takers.all.is_empty() && !takers.by_tenant.is_empty() {
+            return Ok(0);
+        }
+        self.gc(&takers.names()).await
+    }
 
     /// Current counts.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
@@ -523,4 +637,59 @@ pub struct ScheduleRun {
     /// Whether it did all it had to (an export with no failing destination, a GC that
     /// committed, a sync that left the target complete).
     pub ok: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn takers(all: &[&str], by_tenant: &[(&str, &[&str])]) -> Takers {
+        Takers {
+            all: all.iter().map(|s| s.to_string()).collect(),
+            by_tenant: by_tenant
+                .iter()
+                .map(|(t, ds)| (t.to_string(), ds.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    fn cursors(pairs: &[(&str, u64)]) -> impl Fn(&str) -> u64 {
+        let map: BTreeMap<String, u64> = pairs.iter().map(|(d, c)| (d.to_string(), *c)).collect();
+        move |d| map.get(d).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn gc_bounds_take_the_lowest_cursor_of_every_destination_that_takes_an_event() {
+        let t = takers(
+            &["g1", "g2"],
+            &[("a", &["a1", "a2"]), ("b", &["b1"]), ("c", &[])],
+        );
+        let c = cursors(&[("g1", 50), ("g2", 40), ("a1", 30), ("a2", 60), ("b1", 90)]);
+        let bounds = GcBounds::of(&t, 1_000, &c);
+        assert_eq!(bounds.others, 40, "the slower global one");
+        assert_eq!(bounds.by_tenant["a"], 30, "a's slower one");
+        assert_eq!(bounds.by_tenant["b"], 40, "b's is ahead of a global one");
+        assert!(
+            !bounds.by_tenant.contains_key("c"),
+            "no destination: as others"
+        );
+        assert_eq!(bounds.highest(), 40);
+        // Never past what readers may see.
+        let low = GcBounds::of(&t, 35, &c);
+        assert_eq!(
+            (low.others, low.by_tenant["a"], low.by_tenant["b"]),
+            (35, 30, 35)
+        );
+    }
+
+    #[test]
+    fn without_a_global_destination_only_tenant_events_may_go() {
+        let t = takers(&[], &[("a", &["a1"])]);
+        let bounds = GcBounds::of(&t, 1_000, cursors(&[("a1", 7)]));
+        assert_eq!(bounds.others, 0);
+        assert_eq!(bounds.by_tenant["a"], 7);
+        assert!(!bounds.is_nothing());
+        assert!(GcBounds::of(&Takers::default(), 1_000, cursors(&[])).is_nothing());
+        assert_eq!(t.names(), ["a1"]);
+    }
 }

@@ -25,8 +25,8 @@ use auditsync_core::Event;
 use tokio::sync::mpsc;
 
 use crate::{
-    Appended, Batch, BulkItem, EncodedEvent, LeaseOutcome, ManifestRecord, ScheduleRun, Store,
-    StoreError, StoredEvent,
+    Appended, Batch, BulkItem, EncodedEvent, ExportEvent, LeaseOutcome, ManifestRecord,
+    ScheduleRun, Store, StoreError, StoredEvent, Takers,
 };
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -45,6 +45,8 @@ where
     a_lease_has_one_holder_until_it_expires_or_is_released(fresh().await).await;
     an_id_replayed_after_gc_is_still_a_duplicate(fresh().await).await;
     an_export_read_gives_the_same_events(fresh().await).await;
+    a_tenant_read_gives_only_that_tenants_events(fresh().await).await;
+    gc_keeps_what_a_tenant_destination_lacks(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -381,4 +383,119 @@ pub async fn an_export_read_gives_the_same_events(store: Arc<dyn Store>) {
         })
         .collect();
     assert_eq!(read_back, whole);
+}
+
+/// Events of tenants `a`, `b`, `c` and of none, interleaved: seq 1..=12, tenant by
+/// `i % 4` (a, b, c, none).
+async fn append_four_tenants(store: &dyn Store) -> Vec<(u64, Option<String>)> {
+    let tenants = [Some("a"), Some("b"), Some("c"), None];
+    let events = (0..12)
+        .map(|i| Event {
+            organization: tenants[i % 4].map(str::to_string),
+            ..event(&format!("t{i}"), i as i64)
+        })
+        .collect();
+    let appended = store.append_events(events).await.unwrap();
+    appended
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.seq, tenants[i % 4].map(str::to_string)))
+        .collect()
+}
+
+/// Moves `destination`'s cursor to `last` through one completed batch.
+async fn move_cursor(store: &dyn Store, destination: &str, first: u64, last: u64) {
+    let batch = Batch {
+        destination: destination.into(),
+        ..batch(first, last)
+    };
+    store.begin_batch(&batch).await.unwrap();
+    store.complete_batch(destination, first).await.unwrap();
+}
+
+/// [`Store::read_tenant_for_export`] gives one tenant's events only, in sequence order,
+/// within `after`, `up_to` and `limit`.
+pub async fn a_tenant_read_gives_only_that_tenants_events(store: Arc<dyn Store>) {
+    let stored = append_four_tenants(store.as_ref()).await;
+    let of = |tenant: &str| -> Vec<u64> {
+        stored
+            .iter()
+            .filter(|(_, t)| t.as_deref() == Some(tenant))
+            .map(|(seq, _)| *seq)
+            .collect()
+    };
+    let seqs = |events: Vec<ExportEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let a = of("a");
+    assert_eq!(a.len(), 3);
+    let read = store
+        .read_tenant_for_export("a", 0, u64::MAX, 100)
+        .await
+        .unwrap();
+    assert!(read
+        .iter()
+        .all(|e| e.event.organization.as_deref() == Some("a")));
+    assert_eq!(seqs(read), a);
+    // Paged: after the first, at most one.
+    let page = store
+        .read_tenant_for_export("a", a[0], u64::MAX, 1)
+        .await
+        .unwrap();
+    assert_eq!(seqs(page), vec![a[1]]);
+    // Bounded above.
+    let bounded = store
+        .read_tenant_for_export("b", 0, of("b")[1], 100)
+        .await
+        .unwrap();
+    assert_eq!(seqs(bounded), of("b")[..2].to_vec());
+    assert!(store
+        .read_tenant_for_export("nobody", 0, u64::MAX, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// GC with tenant destinations deletes an event once every destination that takes it (its
+/// tenant's and the global ones) has it, and keeps events no destination takes.
+pub async fn gc_keeps_what_a_tenant_destination_lacks(store: Arc<dyn Store>) {
+    let stored = append_four_tenants(store.as_ref()).await;
+    let last = stored.last().unwrap().0;
+    let held = |store: Arc<dyn Store>| async move {
+        store
+            .read_after(0, u64::MAX, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.seq, e.event.organization))
+            .collect::<Vec<_>>()
+    };
+    let mut takers = Takers::default();
+    takers.by_tenant.insert("a".into(), vec!["da".into()]);
+    takers.by_tenant.insert("b".into(), vec!["db".into()]);
+    let (first_a, last_a) = (stored[0].0, stored[8].0);
+    let (first_b, last_b) = (stored[1].0, stored[9].0);
+
+    // Without a global destination: only tenant events their destinations have go.
+    move_cursor(store.as_ref(), "db", first_b, last_b).await;
+    assert_eq!(store.gc_takers(&takers).await.unwrap(), 3, "b's three");
+    let left = held(store.clone()).await;
+    assert_eq!(left.len(), 9);
+    assert!(left.iter().all(|(_, t)| t.as_deref() != Some("b")));
+
+    // With one: it must have them too, and it alone decides for c and for no tenant.
+    takers.all = vec!["g".into()];
+    assert_eq!(store.gc_takers(&takers).await.unwrap(), 0, "g has nothing");
+    move_cursor(store.as_ref(), "g", 1, stored[5].0).await;
+    // seq of stored[2] (c) and stored[3] (none) are at or below g's cursor; a's are not
+    // (da has none of them).
+    assert_eq!(store.gc_takers(&takers).await.unwrap(), 2);
+    move_cursor(store.as_ref(), "da", first_a, last_a).await;
+    move_cursor(store.as_ref(), "g", stored[5].0 + 1, last).await;
+    assert_eq!(store.gc_takers(&takers).await.unwrap(), 7, "the rest");
+    assert!(held(store.clone()).await.is_empty());
+    // The collected ids are remembered as with `gc`.
+    let again = store
+        .append_events(vec![event("t0", 0), event("t1", 1)])
+        .await
+        .unwrap();
+    assert!(again.iter().all(|a| a.duplicate), "{again:?}");
 }

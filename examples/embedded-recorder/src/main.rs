@@ -86,6 +86,7 @@ pub fn schedules(
     let mut options = registry::Options::new();
     options.insert("root".into(), export_dir.display().to_string().into());
     let destination = Destination {
+        tenant: None,
         name: "volume".into(),
         sink: registry::build_sink("pv", &options)?,
         format: FileFormat {

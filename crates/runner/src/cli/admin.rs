@@ -19,8 +19,8 @@ pub(crate) enum TokenAction {
 }
 
 pub(crate) async fn gc(app: &App) -> anyhow::Result<ExitCode> {
-    let names = app.exporter.destination_names();
-    match gc_once(app.store.as_ref(), &names, app.config.disable_uevents_gc).await? {
+    let takers = app.exporter.takers();
+    match gc_once(app.store.as_ref(), &takers, app.config.disable_uevents_gc).await? {
         GcOutcome::Disabled => println!("gc: disabled by disableUeventsGC; nothing deleted"),
         GcOutcome::Deleted(n) => println!("gc: deleted {n} exported events"),
     }

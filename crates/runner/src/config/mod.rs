@@ -10,10 +10,12 @@ mod env;
 mod manifests;
 mod mask;
 pub mod model;
+pub mod tenants;
 mod validate;
 
 pub use manifests::ManifestsConfig;
 pub use model::*;
+pub use tenants::{load_tenants, tenant_destination_name, TenantFile};
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +58,10 @@ pub struct Config {
     /// Where exported files go.
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    /// A directory of tenant files (see [`tenants`]): destinations that take one tenant's
+    /// events only, besides `destinations`, which take every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants_dir: Option<PathBuf>,
     /// Limits on incoming events.
     #[serde(default)]
     pub ingest: IngestConfig,

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use anyhow::{bail, Context};
 use auditsync_core::ObjectKey;
 
-use super::Config;
+use auditsync_catalog::SchemaSet;
+
+use super::{Config, DestinationConfig};
 
 impl Config {
     /// Checks what serde cannot: schedules, names, registries, limits.
@@ -82,37 +84,47 @@ impl Config {
         if self.retry.max_attempts == 0 {
             bail!("config key `retry.max_attempts`: must be at least 1");
         }
-        let mut names = HashSet::new();
-        for (i, d) in self.destinations.iter().enumerate() {
-            let at = format!("destinations[{i}]");
-            let valid_name = !d.name.is_empty()
-                && d.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid_name {
-                bail!(
-                    "config key `{at}.name`: {:?} must be non-empty letters, digits, `-` or `_`",
-                    d.name
-                );
-            }
-            if !names.insert(d.name.as_str()) {
-                bail!(
-                    "config key `{at}.name`: `{}` is used by an earlier destination",
-                    d.name
-                );
-            }
-            if !d.prefix.trim_end_matches('/').is_empty() {
-                ObjectKey::new(d.prefix.trim_end_matches('/'))
-                    .with_context(|| format!("config key `{at}.prefix`"))?;
-            }
-            schemas.get(&d.schema).map_err(|e| e.under(&at))?;
-            if d.max_events == 0 {
-                bail!("config key `{at}.max_events`: must be at least 1");
-            }
-            if d.max_bytes < 1024 {
-                bail!("config key `{at}.max_bytes`: must be at least 1024");
-            }
-        }
-        Ok(())
+        check_destinations(&self.destinations, "destinations", &schemas)
     }
+}
+
+/// Checks a list of destinations (`at` is the key they are under, e.g. `destinations`):
+/// unique, well-formed names, prefixes, schemas and limits.
+pub(crate) fn check_destinations(
+    destinations: &[DestinationConfig],
+    at: &str,
+    schemas: &SchemaSet,
+) -> anyhow::Result<()> {
+    let mut names = HashSet::new();
+    for (i, d) in destinations.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let valid_name = !d.name.is_empty()
+            && d.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            bail!(
+                "config key `{at}.name`: {:?} must be non-empty letters, digits, `-` or `_`",
+                d.name
+            );
+        }
+        if !names.insert(d.name.as_str()) {
+            bail!(
+                "config key `{at}.name`: `{}` is used by an earlier destination",
+                d.name
+            );
+        }
+        if !d.prefix.trim_end_matches('/').is_empty() {
+            ObjectKey::new(d.prefix.trim_end_matches('/'))
+                .with_context(|| format!("config key `{at}.prefix`"))?;
+        }
+        schemas.get(&d.schema).map_err(|e| e.under(&at))?;
+        if d.max_events == 0 {
+            bail!("config key `{at}.max_events`: must be at least 1");
+        }
+        if d.max_bytes < 1024 {
+            bail!("config key `{at}.max_bytes`: must be at least 1024");
+        }
+    }
+    Ok(())
 }
