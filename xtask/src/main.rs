@@ -197,6 +197,9 @@ fn bench(extra: &[String]) -> Result<(), String> {
     if extra.first().map(String::as_str) == Some("replicas") {
         return replicas_bench(&extra[1..]);
     }
+    if extra.first().map(String::as_str) == Some("tenants") {
+        return bench_with_emulators("tenants", "tenants benchmark", &extra[1..]);
+    }
     cli_ingest_bench(&[])?;
     archive_bench(&[])?;
     let mut ingest = cargo();

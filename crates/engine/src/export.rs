@@ -7,7 +7,7 @@
 //! retry never produces a second copy of an event.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
 use auditsync_store::{holder, Batch, LeaseOutcome, Store, StoreError, Takers};
@@ -136,6 +136,11 @@ pub struct Exporter {
     /// [`Exporter::write_manifests`] would otherwise race for the next number).
     manifest_writer: tokio::sync::Mutex<()>,
 }
+
+/// Destinations exported at once. Each waits for the store and its sink more than it
+/// computes, so more than the cores; a thousand tenants' at once would only crowd the
+/// store's connection and the blocking threads.
+pub const EXPORTS_AT_ONCE: usize = 16;
 
 /// How long an export's lease on its destination lasts unless renewed; it is renewed
 /// before each file, so a process killed mid-export holds it up to this long.
@@ -288,9 +293,14 @@ impl Exporter {
             }
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(EXPORTS_AT_ONCE));
         for index in 0..self.destinations.len() {
             let this = Arc::clone(self);
-            tasks.spawn(async move { (index, this.export_destination(index, up_to).await) });
+            let slots = Arc::clone(&slots);
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                (index, this.export_destination(index, up_to).await)
+            });
         }
         let mut reports: Vec<Option<DestinationReport>> =
             (0..self.destinations.len()).map(|_| None).collect();
@@ -390,13 +400,19 @@ impl Exporter {
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let store = self.store.as_ref();
+        // The caller has just taken it.
+        let mut leased_at = Instant::now();
         if let Some(batch) = store.pending_batch(&dest.name).await? {
             self.resume(dest, batch, report).await?;
         }
         loop {
-            // Renewed before each file: a run longer than the lease keeps it.
-            if !self.hold_lease(lease, report).await? {
-                return Ok(());
+            // Renewed before a file once a tenth of it has passed: a run longer than the
+            // lease keeps it, and a run of one file (most tenants') takes it once.
+            if leased_at.elapsed() >= Duration::from_millis(EXPORT_LEASE_MS as u64 / 10) {
+                if !self.hold_lease(lease, report).await? {
+                    return Ok(());
+                }
+                leased_at = Instant::now();
             }
             let cursor = store.cursor(&dest.name).await?;
             if cursor >= up_to {

@@ -10,6 +10,8 @@
 //!   kit's one classification: timeouts, connection failures, throttling and 5xx can;
 //!   access and missing-bucket errors cannot.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use auditsync_core::{
     ConfigError, ErrorKind, ObjectKey, ObjectMeta, PutOptions, PutOutcome, Sink, SinkError, SinkOp,
@@ -143,6 +145,105 @@ impl S3Config {
     }
 }
 
+/// What makes two sinks' clients interchangeable: everything the client is built from
+/// (the bucket is not; it is named per request). No `Debug`: it holds the secrets.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    region: Option<String>,
+    endpoint: Option<String>,
+    force_path_style: bool,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+}
+
+impl ClientKey {
+    fn of(c: &S3Config) -> Self {
+        Self {
+            region: c.region.clone(),
+            endpoint: c.endpoint.clone(),
+            force_path_style: c.force_path_style,
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.as_ref().map(|s| s.expose().to_string()),
+            session_token: c.session_token.as_ref().map(|s| s.expose().to_string()),
+        }
+    }
+}
+
+/// The process's S3 clients by [`ClientKey`]: a thousand tenant destinations in a few
+/// buckets of one account use one client and its connection pool, not a thousand.
+static CLIENTS: std::sync::LazyLock<std::sync::Mutex<HashMap<ClientKey, aws_sdk_s3::Client>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether sinks share clients ([`share_clients`]).
+static SHARING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, sinks with the same account, region and endpoint share one SDK client and
+/// its connection pool, for the rest of the process. Only for a process with one Tokio
+/// runtime that lives as long as it (the `auditsync` binary calls it): a pooled connection
+/// belongs to the runtime that opened it.
+pub fn share_clients() {
+    SHARING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The client for `config`: the shared one when sinks share ([`share_clients`]).
+async fn shared_client(config: &S3Config) -> aws_sdk_s3::Client {
+    if !SHARING.load(std::sync::atomic::Ordering::Relaxed) {
+        return build_client(config).await;
+    }
+    let key = ClientKey::of(config);
+    let cached = CLIENTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(client) = cached {
+        return client;
+    }
+    let built = build_client(config).await;
+    CLIENTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert(built)
+        .clone()
+}
+
+/// A new SDK client for `config`.
+async fn build_client(c: &S3Config) -> aws_sdk_s3::Client {
+    // Retries are the job of the engine's retry layer, around every sink alike.
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .operation_attempt_timeout(std::time::Duration::from_secs(600))
+                .build(),
+        );
+    if let Some(region) = &c.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) {
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            id.clone(),
+            secret.expose().to_string(),
+            c.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "auditsync-config",
+        ));
+    }
+    let shared = loader.load().await;
+    let mut builder =
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(c.force_path_style);
+    if shared.region().is_none() {
+        builder = builder.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(endpoint) = &c.endpoint {
+        builder = builder.endpoint_url(endpoint.clone());
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
 /// The S3 sink.
 #[derive(Debug)]
 pub struct S3Sink {
@@ -168,42 +269,10 @@ impl S3Sink {
     }
 
     /// The SDK client, built once: static credentials when configured, else the chain.
+    /// Sinks of the same account, region and endpoint share one (see [`shared_client`]).
     pub async fn client(&self) -> &aws_sdk_s3::Client {
         self.client
-            .get_or_init(|| async {
-                let c = &self.config;
-                // Retries are the job of the engine's retry layer, around every sink alike.
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .retry_config(aws_config::retry::RetryConfig::disabled())
-                    .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(std::time::Duration::from_secs(10))
-                            .operation_attempt_timeout(std::time::Duration::from_secs(600))
-                            .build(),
-                    );
-                if let Some(region) = &c.region {
-                    loader = loader.region(aws_config::Region::new(region.clone()));
-                }
-                if let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) {
-                    loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                        id.clone(),
-                        secret.expose().to_string(),
-                        c.session_token.as_ref().map(|t| t.expose().to_string()),
-                        None,
-                        "auditsync-config",
-                    ));
-                }
-                let shared = loader.load().await;
-                let mut builder =
-                    aws_sdk_s3::config::Builder::from(&shared).force_path_style(c.force_path_style);
-                if shared.region().is_none() {
-                    builder = builder.region(aws_config::Region::new("us-east-1"));
-                }
-                if let Some(endpoint) = &c.endpoint {
-                    builder = builder.endpoint_url(endpoint.clone());
-                }
-                aws_sdk_s3::Client::from_conf(builder.build())
-            })
+            .get_or_init(|| shared_client(&self.config))
             .await
     }
 

@@ -462,6 +462,24 @@ fn read_bodies<T>(
 /// (tenant, rowid), and the rowid is `seq`: a tenant's events come out in sequence order.
 const TENANT_INDEX: &str = "events_by_tenant";
 
+/// Runs `work` with `synchronous=NORMAL`: its commit is not fsynced itself, only by the
+/// next `synchronous=FULL` commit or checkpoint (the WAL is written in order, so that one
+/// syncs it too). For writes a crash may lose without harm (leases, a batch's completion).
+fn without_fsync<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(backend("synchronous"))?;
+    let result = work(conn);
+    let restored = conn
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(backend("synchronous"));
+    let value = result?;
+    restored?;
+    Ok(value)
+}
+
 /// `PRAGMA quick_check`: `None` when it answers `ok`, else its first findings.
 fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
     let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
@@ -709,40 +727,44 @@ impl Store for SqliteStore {
     async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError> {
         self.refuse_if_corrupted()?;
         let destination = destination.to_string();
+        // Without an fsync of its own: if a crash loses it, the batch is still pending and
+        // is delivered again under its key, where the same bytes count as delivered.
         self.with_conn(move |conn| {
-            let err = backend("complete batch");
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(&err)?;
-            let last: Option<u64> = tx
-                .query_row(
-                    "SELECT last_seq FROM batches
+            without_fsync(conn, |conn| {
+                let err = backend("complete batch");
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(&err)?;
+                let last: Option<u64> = tx
+                    .query_row(
+                        "SELECT last_seq FROM batches
                      WHERE destination = ?1 AND first_seq = ?2 AND completed_ms IS NULL",
-                    params![destination, first_seq],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(&err)?;
-            let Some(last) = last else {
-                return Err(StoreError::Conflict {
-                    operation: "complete batch",
-                    message: format!(
-                        "`{destination}` has no pending batch starting at {first_seq}"
-                    ),
-                });
-            };
-            tx.execute(
+                        params![destination, first_seq],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(&err)?;
+                let Some(last) = last else {
+                    return Err(StoreError::Conflict {
+                        operation: "complete batch",
+                        message: format!(
+                            "`{destination}` has no pending batch starting at {first_seq}"
+                        ),
+                    });
+                };
+                tx.execute(
                 "UPDATE batches SET completed_ms = ?3 WHERE destination = ?1 AND first_seq = ?2",
                 params![destination, first_seq, now_ms()],
             )
             .map_err(&err)?;
-            tx.execute(
-                "INSERT INTO cursors (destination, seq) VALUES (?1, ?2)
+                tx.execute(
+                    "INSERT INTO cursors (destination, seq) VALUES (?1, ?2)
                  ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq",
-                params![destination, last],
-            )
-            .map_err(&err)?;
-            tx.commit().map_err(&err)
+                    params![destination, last],
+                )
+                .map_err(&err)?;
+                tx.commit().map_err(&err)
+            })
         })
         .await
     }
@@ -1015,39 +1037,42 @@ impl Store for SqliteStore {
     ) -> Result<LeaseOutcome, StoreError> {
         self.refuse_if_corrupted()?;
         let (name, holder) = (name.to_string(), holder.to_string());
+        // A lease a crash loses belonged to the process that crashed: no fsync needed.
         self.with_conn(move |conn| {
-            let err = backend("acquire lease");
-            // IMMEDIATE: the read and the write below are one step for every process.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(&err)?;
-            let now = now_ms();
-            let current: Option<(String, i64)> = tx
-                .query_row(
-                    "SELECT holder, expires_ms FROM leases WHERE name = ?1",
-                    [&name],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(&err)?;
-            if let Some((other, expires_ms)) = current {
-                if other != holder && expires_ms > now {
-                    return Ok(LeaseOutcome::HeldBy {
-                        holder: other,
-                        expires_ms,
-                    });
+            without_fsync(conn, |conn| {
+                let err = backend("acquire lease");
+                // IMMEDIATE: the read and the write below are one step for every process.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(&err)?;
+                let now = now_ms();
+                let current: Option<(String, i64)> = tx
+                    .query_row(
+                        "SELECT holder, expires_ms FROM leases WHERE name = ?1",
+                        [&name],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(&err)?;
+                if let Some((other, expires_ms)) = current {
+                    if other != holder && expires_ms > now {
+                        return Ok(LeaseOutcome::HeldBy {
+                            holder: other,
+                            expires_ms,
+                        });
+                    }
                 }
-            }
-            let expires_ms = now.saturating_add(ttl_ms.max(1));
-            tx.execute(
-                "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
+                let expires_ms = now.saturating_add(ttl_ms.max(1));
+                tx.execute(
+                    "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
                      expires_ms = excluded.expires_ms",
-                params![name, holder, expires_ms],
-            )
-            .map_err(&err)?;
-            tx.commit().map_err(&err)?;
-            Ok(LeaseOutcome::Acquired { expires_ms })
+                    params![name, holder, expires_ms],
+                )
+                .map_err(&err)?;
+                tx.commit().map_err(&err)?;
+                Ok(LeaseOutcome::Acquired { expires_ms })
+            })
         })
         .await
     }
@@ -1055,12 +1080,14 @@ impl Store for SqliteStore {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_string(), holder.to_string());
         self.with_conn(move |conn| {
-            conn.execute(
-                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-                params![name, holder],
-            )
-            .map(drop)
-            .map_err(backend("release lease"))
+            without_fsync(conn, |conn| {
+                conn.execute(
+                    "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                    params![name, holder],
+                )
+                .map(drop)
+                .map_err(backend("release lease"))
+            })
         })
         .await
     }
@@ -1115,6 +1142,31 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use auditsync_store::testkit::{batch, event};
+
+    /// Leases and a batch's completion commit without an fsync of their own; every write
+    /// after them (an acknowledged event) is back to `synchronous=FULL`.
+    #[tokio::test]
+    async fn writes_without_an_fsync_leave_the_connection_syncing_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("a.db")).unwrap();
+        let synchronous = |store: &SqliteStore| -> i64 {
+            lock(&store.conn)
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(synchronous(&store), 2, "FULL");
+        store.append_events(vec![event("e0", 0)]).await.unwrap();
+        store.acquire_lease("l", "me", 1_000).await.unwrap();
+        assert_eq!(synchronous(&store), 2);
+        store.begin_batch(&batch(1, 1)).await.unwrap();
+        store.complete_batch("d", 1).await.unwrap();
+        assert_eq!(synchronous(&store), 2);
+        // A failing one too.
+        assert!(store.complete_batch("d", 1).await.is_err());
+        store.release_lease("l", "me").await.unwrap();
+        assert_eq!(synchronous(&store), 2);
+        assert_eq!(store.cursor("d").await.unwrap(), 1);
+    }
 
     /// Writes 5,000 events, closes the store, and overwrites the first 4 KiB of the page at
     /// the middle of the file (of every page from the middle to three quarters with `wide`,

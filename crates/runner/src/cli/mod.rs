@@ -126,6 +126,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     crate::plugins::link();
+    // One runtime for the whole process: its sinks may share their clients.
+    #[cfg(feature = "s3")]
+    auditsync_s3::share_clients();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
