@@ -17,7 +17,12 @@ use sha2::{Digest, Sha256};
 
 pub use crate::encode::FileLimits as BatchLimits;
 use crate::encode::{encode_file, EncodeError, EncodedFile, FileFormat};
+use crate::health::{rfc3339, Backoff, HealthBook};
 use crate::manifests::{write_due, ManifestReport, ManifestSettings};
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
 
 /// Default events per file.
 pub const DEFAULT_MAX_EVENTS: u64 = 100_000;
@@ -92,6 +97,8 @@ pub enum ExportError {
 pub struct DestinationReport {
     /// The destination.
     pub destination: String,
+    /// Its tenant, for a tenant destination.
+    pub tenant: Option<String>,
     /// Files written (or found already written, identical, after a crash).
     pub files: u64,
     /// Events in those files.
@@ -109,9 +116,10 @@ pub struct DestinationReport {
 
 impl DestinationReport {
     /// Nothing done yet for `destination`.
-    fn new(destination: &str) -> Self {
+    fn new(destination: &Destination) -> Self {
         Self {
-            destination: destination.to_string(),
+            destination: destination.name.clone(),
+            tenant: destination.tenant.clone(),
             files: 0,
             events: 0,
             bytes: 0,
@@ -135,6 +143,8 @@ pub struct Exporter {
     /// One manifest writer at a time in this process (an export and the heartbeat of
     /// [`Exporter::write_manifests`] would otherwise race for the next number).
     manifest_writer: tokio::sync::Mutex<()>,
+    /// Each destination's state: a failing one waits out its pause.
+    health: HealthBook,
 }
 
 /// Destinations exported at once. Each waits for the store and its sink more than it
@@ -189,7 +199,19 @@ impl Exporter {
             holder: holder::this_process(),
             manifests: None,
             manifest_writer: tokio::sync::Mutex::new(()),
+            health: HealthBook::default(),
         }
+    }
+
+    /// Pauses failing destinations by `backoff` (default [`Backoff::default`]).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.health = HealthBook::new(backoff);
+        self
+    }
+
+    /// Each destination's state, as this exporter's runs left it.
+    pub fn health(&self) -> &HealthBook {
+        &self.health
     }
 
     /// The manifest settings, when manifests are on.
@@ -216,7 +238,7 @@ impl Exporter {
             .filter(|d| only.is_none_or(|name| d.name == name))
         {
             let lease = format!("export:{}", dest.name);
-            let mut report = DestinationReport::new(&dest.name);
+            let mut report = DestinationReport::new(dest);
             let result = match self.hold_lease(&lease, &mut report).await {
                 Ok(true) => {
                     let written = {
@@ -287,7 +309,7 @@ impl Exporter {
                             source: e.to_string().into(),
                             retryable: e.is_retryable(),
                         })),
-                        ..DestinationReport::new(&d.name)
+                        ..DestinationReport::new(d)
                     })
                     .collect()
             }
@@ -313,13 +335,24 @@ impl Exporter {
         reports.into_iter().flatten().collect()
     }
 
-    /// Exports one destination (by index) up to sequence `up_to`.
+    /// Exports one destination (by index) up to sequence `up_to`, unless it is failing and
+    /// its pause has not passed (see [`crate::health`]): then the report says so in
+    /// `skipped`.
     pub async fn export_destination(&self, index: usize, up_to: u64) -> DestinationReport {
         let dest = &self.destinations[index];
-        let mut report = DestinationReport::new(&dest.name);
-        if let Err(e) = self.run_leased(dest, up_to, &mut report).await {
-            tracing::error!(destination = %dest.name, error = %e, "export stopped");
-            report.error = Some(e);
+        let mut report = DestinationReport::new(dest);
+        if let Some(why) = self.health.waiting(&dest.name, now_ms()) {
+            report.skipped = Some(why);
+            return report;
+        }
+        match self.run_leased(dest, up_to, &mut report).await {
+            Err(e) => {
+                let next = self.health.failed(&dest.name, &e.to_string(), now_ms());
+                tracing::error!(destination = %dest.name, error = %e, next_attempt = %rfc3339(next), "export stopped");
+                report.error = Some(e);
+            }
+            Ok(()) if report.skipped.is_none() => self.health.succeeded(&dest.name, now_ms()),
+            Ok(()) => {}
         }
         report
     }

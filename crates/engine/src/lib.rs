@@ -7,6 +7,7 @@
 //! - [`encode`]: schema → formatter → compression, streamed, with the file's SHA-256.
 //! - [`export`]: per-destination batches after its cursor, deterministic keys, put, cursor.
 //! - [`gc`]: deletes what every destination has.
+//! - [`health`]: each destination's state; a failing one waits, growing pauses, alone.
 //! - [`manifests`]: each destination's signed, chained manifests beside its files.
 //! - [`recorder`]: group commit, and the `Recorder` integrators embed.
 //! - [`redact`]: sensitive parameters replaced before anything is stored.
@@ -24,6 +25,7 @@ pub mod cron;
 pub mod encode;
 pub mod export;
 pub mod gc;
+pub mod health;
 pub mod ingest;
 pub mod manifests;
 pub mod prefix;

@@ -25,6 +25,7 @@ pub mod plugins;
 mod progress;
 mod range_export;
 mod schedules;
+mod tenant_status;
 
 pub use app::App;
 pub use cli::main;

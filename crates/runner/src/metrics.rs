@@ -3,7 +3,10 @@
 //!
 //! Labels are only destination, sync and schedule names (validated to `[A-Za-z0-9_-]`, plus
 //! `sync:` for a sync's schedule) and fixed reason words, so no event content or secret can
-//! reach a label.
+//! reach a label. Tenant destinations do not get series of their own, which would be one set
+//! per tenant: their exports count under `destination="@tenants"`, and besides totals only
+//! the [`TOP_TENANTS`] with the largest backlog and the oldest unexported event are named
+//! (`<name>@<tenant>`, from the tenant files).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -18,6 +21,23 @@ use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Tenant destinations named in the top-N gauges.
+pub const TOP_TENANTS: usize = 10;
+
+/// The label under which all tenant destinations' exports are counted.
+pub const TENANTS_LABEL: &str = "@tenants";
+
+/// Tenant destinations at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFigures {
+    /// Tenant destinations configured.
+    pub destinations: u64,
+    /// Those failing.
+    pub failing: u64,
+    /// Each one's backlog (its name, events, age of the oldest in seconds).
+    pub backlogs: Vec<Backlog>,
+}
 
 /// Backlog of one destination, computed at scrape time.
 #[derive(Debug, Clone)]
@@ -73,6 +93,11 @@ pub struct Metrics {
     last_export_success: PerDestination<FloatGauge>,
     backlog_events: PerDestination<Gauge>,
     backlog_oldest_age: PerDestination<FloatGauge>,
+    tenant_destinations: Gauge,
+    tenant_destinations_failing: Gauge,
+    tenant_backlog_events: Gauge,
+    tenant_top_backlog_events: PerDestination<Gauge>,
+    tenant_top_oldest_age: PerDestination<FloatGauge>,
     sync_objects: PerSync<Counter>,
     sync_bytes: PerSync<Counter>,
     sync_conflicts: PerSync<Gauge>,
@@ -148,6 +173,11 @@ impl Default for Metrics {
             last_export_success: register!("auditsync_last_export_success_timestamp_seconds", "Unix time of the last export run without error (0: none yet)", Family::default()),
             backlog_events: register!("auditsync_backlog_events", "Events stored but not yet exported to the destination", Family::default()),
             backlog_oldest_age: register!("auditsync_backlog_oldest_age_seconds", "Age of the oldest event not yet exported to the destination", Family::default()),
+            tenant_destinations: register!("auditsync_tenant_destinations", "Tenant destinations configured", Gauge::default()),
+            tenant_destinations_failing: register!("auditsync_tenant_destinations_failing", "Tenant destinations whose last export failed", Gauge::default()),
+            tenant_backlog_events: register!("auditsync_tenant_backlog_events", "Events not yet exported, summed over the tenant destinations", Gauge::default()),
+            tenant_top_backlog_events: register!("auditsync_tenant_top_backlog_events", "Backlog of the tenant destinations with the largest ones", Family::default()),
+            tenant_top_oldest_age: register!("auditsync_tenant_top_oldest_age_seconds", "Age of the oldest unexported event of the tenant destinations that lag most", Family::default()),
             sync_last_success_ms: Mutex::default(),
             schedules: Mutex::default(),
             registry,
@@ -240,6 +270,23 @@ impl Metrics {
 
     /// Records one export run of one destination.
     pub fn exported(&self, report: &DestinationReport, now_ms: i64) {
+        if report.tenant.is_some() {
+            // Counted together; their state is in the tenant gauges.
+            let label = destination(TENANTS_LABEL);
+            self.exported_events
+                .get_or_create(&label)
+                .inc_by(report.events);
+            self.exported_files
+                .get_or_create(&label)
+                .inc_by(report.files);
+            self.exported_bytes
+                .get_or_create(&label)
+                .inc_by(report.bytes);
+            if report.error.is_some() {
+                self.export_failures.get_or_create(&label).inc();
+            }
+            return;
+        }
         let label = destination(&report.destination);
         self.exported_events
             .get_or_create(&label)
@@ -258,6 +305,38 @@ impl Metrics {
             self.last_export_success
                 .get_or_create(&label)
                 .set(now_ms as f64 / 1000.0);
+        }
+    }
+
+    /// Sets the tenant gauges: totals, and the [`TOP_TENANTS`] by backlog and by age.
+    pub fn tenants(&self, figures: &TenantFigures) {
+        self.tenant_destinations.set(figures.destinations as i64);
+        self.tenant_destinations_failing.set(figures.failing as i64);
+        self.tenant_backlog_events
+            .set(figures.backlogs.iter().map(|b| b.events as i64).sum());
+        let mut by_backlog: Vec<&Backlog> =
+            figures.backlogs.iter().filter(|b| b.events > 0).collect();
+        by_backlog.sort_by(|a, b| {
+            b.events
+                .cmp(&a.events)
+                .then(a.destination.cmp(&b.destination))
+        });
+        self.tenant_top_backlog_events.clear();
+        for b in by_backlog.iter().take(TOP_TENANTS) {
+            self.tenant_top_backlog_events
+                .get_or_create(&destination(&b.destination))
+                .set(b.events as i64);
+        }
+        by_backlog.sort_by(|a, b| {
+            b.oldest_age_secs
+                .total_cmp(&a.oldest_age_secs)
+                .then(a.destination.cmp(&b.destination))
+        });
+        self.tenant_top_oldest_age.clear();
+        for b in by_backlog.iter().take(TOP_TENANTS) {
+            self.tenant_top_oldest_age
+                .get_or_create(&destination(&b.destination))
+                .set(b.oldest_age_secs);
         }
     }
 

@@ -55,6 +55,11 @@ pub struct RangeArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_csv: bool,
+    /// Only this tenant's events, whatever `filter` says: set by the service from a
+    /// tenant-scoped admin token, never taken from a request.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_tenant: Option<String>,
 }
 
 impl RangeArgs {
@@ -128,6 +133,12 @@ impl RangePlan {
         }
         if let Some(filter) = &args.filter {
             parse_filter(filter, &mut query)?;
+        }
+        if let Some(tenant) = &args.scope_tenant {
+            if let Some(other) = query.organizations.iter().find(|o| *o != tenant) {
+                bail!("filter: organization={other} is outside tenant {tenant:?}, the only one this export may read");
+            }
+            query.organizations = vec![tenant.clone()];
         }
         let schemas = &app.schemas;
         let mut default_schema = app.config.schema.clone();

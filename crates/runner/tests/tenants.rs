@@ -263,3 +263,297 @@ async fn futures_join(endpoint: &str, buckets: &[String]) -> Vec<Arc<dyn Sink>> 
     }
     sinks
 }
+
+/// Empties and deletes a bucket (S3 deletes only empty ones).
+async fn delete_bucket(sink: &auditsync_s3::S3Sink, bucket: &str) {
+    let client = sink.client().await;
+    for meta in sink.list("").await.unwrap() {
+        client
+            .delete_object()
+            .bucket(bucket)
+            .key(meta.key.as_str())
+            .send()
+            .await
+            .unwrap();
+    }
+    client.delete_bucket().bucket(bucket).send().await.unwrap();
+}
+
+/// `requestParams.n` of every record in the bucket; panics on a duplicate.
+fn numbers_in(rt: &tokio::runtime::Runtime, sink: &dyn Sink) -> Vec<usize> {
+    let mut all = Vec::new();
+    for meta in rt.block_on(sink.list("")).unwrap_or_default() {
+        let body = rt.block_on(sink.get(&meta.key)).unwrap();
+        all.extend(
+            by_customer(records(meta.key.as_str(), &body))
+                .into_iter()
+                .map(|(_, n)| n),
+        );
+    }
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before, "an event exported twice");
+    all
+}
+
+fn wait_for(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_tenant_whose_bucket_is_deleted_fails_alone_and_gets_its_backlog_once_it_is_back() {
+    let Some(s3) = backend_env("EMULATOR_S3_ENDPOINT") else {
+        return;
+    };
+    const OTHERS: usize = 6;
+    let rt = runtime();
+    let lonely = unique("lonely");
+    let shared = unique("shared");
+    let lonely_sink = {
+        let mut options = s3_options(&s3, &lonely);
+        options.as_object_mut().unwrap().remove("type");
+        auditsync_s3::S3Sink::new(serde_json::from_value(options).unwrap()).unwrap()
+    };
+    rt.block_on(s3_bucket(&s3, &lonely));
+    let shared_sink = rt.block_on(s3_bucket(&s3, &shared));
+
+    let (root, root_hash) = support::new_token();
+    let (scoped, scoped_hash) = support::new_token();
+    let env = Env::new(json!({}));
+    let tenants_dir = env.path("tenants");
+    std::fs::create_dir(&tenants_dir).unwrap();
+    for t in 0..=OTHERS {
+        let mut dest = s3_options(&s3, if t == 0 { &lonely } else { &shared });
+        dest["name"] = json!("s3");
+        dest["prefix"] = json!(format!("t{t:03}"));
+        let file = json!({"tenant": format!("tenant-{t:03}"), "destinations": [dest]});
+        std::fs::write(tenants_dir.join(format!("{t:03}.json")), file.to_string()).unwrap();
+    }
+    env.write_config(json!({
+        "enableUserEvents": true, "namespace": "acme", "ueventsSchedule": "@every 1s",
+        "ingest": {"listen": "127.0.0.1:0"},
+        "tenants_dir": tenants_dir,
+        "admin": {"tokens": [
+            {"name": "root", "hash": root_hash},
+            {"name": "tenant-1 auditor", "hash": scoped_hash, "tenant": "tenant-001"},
+        ]},
+    }));
+    let server = env.start();
+    let mut client = support::Client::connect(server.addr).unwrap();
+    let mut next = 0;
+    let mut post_round = |client: &mut support::Client| -> BTreeMap<usize, Vec<usize>> {
+        let mut sent: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut body = String::new();
+        for _ in 0..5 {
+            for t in 0..=OTHERS {
+                body.push_str(&format!(
+                    "{}\n",
+                    event(next, Some(&format!("tenant-{t:03}")))
+                ));
+                sent.entry(t).or_default().push(next);
+                next += 1;
+            }
+        }
+        let answer = client
+            .post("application/x-ndjson", None, body.as_bytes())
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        sent
+    };
+    let in_shared = |rt: &tokio::runtime::Runtime| numbers_in(rt, shared_sink.as_ref());
+    let in_lonely = |rt: &tokio::runtime::Runtime| numbers_in(rt, &lonely_sink);
+
+    // Everything flows.
+    let first = post_round(&mut client);
+    let others = |sent: &BTreeMap<usize, Vec<usize>>| -> Vec<usize> {
+        let mut all: Vec<usize> = sent
+            .iter()
+            .filter(|(t, _)| **t != 0)
+            .flat_map(|(_, n)| n.clone())
+            .collect();
+        all.sort_unstable();
+        all
+    };
+    wait_for(
+        "the first round",
+        std::time::Duration::from_secs(30),
+        || in_shared(&rt) == others(&first) && in_lonely(&rt) == first[&0],
+    );
+
+    // Tenant 0's bucket goes away: it fails alone, the others go on.
+    rt.block_on(delete_bucket(&lonely_sink, &lonely));
+    let second = post_round(&mut client);
+    let mut both = others(&first);
+    both.extend(others(&second));
+    both.sort_unstable();
+    wait_for(
+        "the others' second round",
+        std::time::Duration::from_secs(30),
+        || in_shared(&rt) == both,
+    );
+    let root_auth = format!("Bearer {root}");
+    let status_of = |client: &mut support::Client, tenant: &str, auth: &str| {
+        client
+            .request(
+                "GET",
+                &format!("/v1/tenants/{tenant}/destinations"),
+                &[("Authorization", auth)],
+                b"",
+            )
+            .unwrap()
+    };
+    wait_for(
+        "tenant 0 to show as failing",
+        std::time::Duration::from_secs(30),
+        || {
+            let answer = status_of(&mut client, "tenant-000", &root_auth);
+            answer.json()["destinations"][0]["state"] == "failing"
+        },
+    );
+    let failing = status_of(&mut client, "tenant-000", &root_auth).json();
+    let destination = &failing["destinations"][0];
+    assert_eq!(destination["name"], "s3");
+    assert_eq!(destination["backlog_events"], 5, "{failing}");
+    let reason = destination["last_error"].as_str().unwrap();
+    assert!(
+        reason.contains("NoSuchBucket") || reason.contains("bucket"),
+        "{reason}"
+    );
+    assert!(destination["next_attempt"].is_string(), "{failing}");
+    let healthy = status_of(&mut client, "tenant-003", &root_auth).json();
+    assert_eq!(healthy["destinations"][0]["state"], "active", "{healthy}");
+    assert_eq!(healthy["destinations"][0]["backlog_events"], 0, "{healthy}");
+    let text = client.request("GET", "/metrics", &[], b"").unwrap().text();
+    assert!(text.contains("auditsync_tenant_destinations 7"), "{text}");
+    assert!(
+        text.contains("auditsync_tenant_destinations_failing 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("auditsync_tenant_top_backlog_events{destination=\"s3@tenant-000\"} 5"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3@tenant-003"),
+        "only the top backlogs are named: {text}"
+    );
+
+    // A token scoped to tenant 1 sees tenant 1 only.
+    let scoped_auth = format!("Bearer {scoped}");
+    assert_eq!(
+        status_of(&mut client, "tenant-001", &scoped_auth).status,
+        200
+    );
+    assert_eq!(
+        status_of(&mut client, "tenant-000", &scoped_auth).status,
+        403
+    );
+    let range = |filter: Option<&str>| {
+        let mut body = json!({"from": "2023-01-01", "to": "2024-12-31", "format": "ndjson"});
+        if let Some(filter) = filter {
+            body["filter"] = json!(filter);
+        }
+        body.to_string()
+    };
+    let post_export = |client: &mut support::Client, auth: &str, body: String| {
+        client
+            .request(
+                "POST",
+                "/v1/exports",
+                &[
+                    ("Authorization", auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .unwrap()
+    };
+    let refused = post_export(
+        &mut client,
+        &scoped_auth,
+        range(Some("organization=tenant-000")),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let others_job = post_export(&mut client, &root_auth, range(None)).json();
+    let others_id = others_job["id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/v1/exports/{others_id}"),
+        format!("/v1/exports/{others_id}/download"),
+    ] {
+        let answer = client
+            .request("GET", &path, &[("Authorization", &scoped_auth)], b"")
+            .unwrap();
+        assert_eq!(answer.status, 403, "{path}: {}", answer.text());
+    }
+    let own = post_export(&mut client, &scoped_auth, range(None));
+    assert_eq!(own.status, 202, "{}", own.text());
+    let own_id = own.json()["id"].as_str().unwrap().to_string();
+    let listed = client
+        .request(
+            "GET",
+            "/v1/exports",
+            &[("Authorization", &scoped_auth)],
+            b"",
+        )
+        .unwrap()
+        .json();
+    let ids: Vec<&str> = listed["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [own_id.as_str()],
+        "a scoped token lists its own jobs only"
+    );
+    let download = format!("/v1/exports/{own_id}/download");
+    let mut body = Vec::new();
+    wait_for(
+        "the scoped export",
+        std::time::Duration::from_secs(30),
+        || {
+            let answer = client
+                .request("GET", &download, &[("Authorization", &scoped_auth)], b"")
+                .unwrap();
+            body = answer.body.clone();
+            answer.status == 200
+        },
+    );
+    let customers: Vec<Option<String>> = by_customer(records("x.ndjson", &body))
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(customers.len(), 10, "tenant 1's two rounds");
+    assert!(
+        customers.iter().all(|c| c.as_deref() == Some("tenant-001")),
+        "{customers:?}"
+    );
+
+    // The bucket is back: tenant 0's backlog arrives, once.
+    rt.block_on(s3_bucket(&s3, &lonely));
+    wait_for(
+        "tenant 0's backlog",
+        std::time::Duration::from_secs(60),
+        || in_lonely(&rt) == second[&0],
+    );
+    wait_for(
+        "tenant 0 to be active",
+        std::time::Duration::from_secs(10),
+        || {
+            status_of(&mut client, "tenant-000", &root_auth).json()["destinations"][0]["state"]
+                == "active"
+        },
+    );
+    assert_eq!(in_shared(&rt), both, "nothing more for the others");
+    server.terminate();
+}

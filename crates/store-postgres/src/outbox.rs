@@ -264,6 +264,18 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {
+        let client = self.client("count").await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM events WHERE tenant = $1 AND seq > $2",
+                &[&tenant, &(after.min(i64::MAX as u64) as i64)],
+            )
+            .await
+            .map_err(backend("count"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {
         let client = self.client("cursor").await?;
         cursor_of(&client, destination)

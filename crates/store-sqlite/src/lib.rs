@@ -462,6 +462,18 @@ fn read_bodies<T>(
 /// (tenant, rowid), and the rowid is `seq`: a tenant's events come out in sequence order.
 const TENANT_INDEX: &str = "events_by_tenant";
 
+/// Builds [`TENANT_INDEX`] unless `ready` says it exists.
+fn ensure_tenant_index(conn: &Connection, ready: &AtomicBool) -> Result<(), StoreError> {
+    if !ready.load(Ordering::Acquire) {
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {TENANT_INDEX} ON events (tenant)"
+        ))
+        .map_err(backend("index tenants"))?;
+        ready.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
 /// Runs `work` with `synchronous=NORMAL`: its commit is not fsynced itself, only by the
 /// next `synchronous=FULL` commit or checkpoint (the WAL is written in order, so that one
 /// syncs it too). For writes a crash may lose without harm (leases, a batch's completion).
@@ -630,15 +642,27 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         let index_ready = Arc::clone(&self.tenant_index_ready);
         self.with_conn(move |conn| {
-            if !index_ready.load(Ordering::Acquire) {
-                conn.execute_batch(&format!(
-                    "CREATE INDEX IF NOT EXISTS {TENANT_INDEX} ON events (tenant)"
-                ))
-                .map_err(backend("index tenants"))?;
-                index_ready.store(true, Ordering::Release);
-            }
+            ensure_tenant_index(conn, &index_ready)?;
             let tenant = Some(tenant.as_str());
             read_bodies(conn, tenant, after, up_to, limit, ExportEvent::from_body)
+        })
+        .await
+    }
+
+    async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {
+        let tenant = tenant.to_string();
+        let index_ready = Arc::clone(&self.tenant_index_ready);
+        self.with_conn(move |conn| {
+            ensure_tenant_index(conn, &index_ready)?;
+            conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM events INDEXED BY {TENANT_INDEX}
+                     WHERE tenant = ?1 AND seq > ?2 AND seq <= {VISIBLE_HEAD}"
+                ),
+                params![tenant, after],
+                |r| r.get(0),
+            )
+            .map_err(backend("count"))
         })
         .await
     }

@@ -496,6 +496,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(found)
     }
 
+    /// Number of `tenant`'s events held with `seq > after` (a tenant destination's
+    /// backlog). The default walks them with [`Store::read_tenant_for_export`].
+    async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut from = after;
+        loop {
+            let page = self
+                .read_tenant_for_export(tenant, from, u64::MAX, 4096)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(count);
+            };
+            from = last.seq;
+            count += page.len() as u64;
+        }
+    }
+
     /// The destination's cursor: every event with `seq <= cursor` is in its files (0 if
     /// the destination has exported nothing).
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError>;

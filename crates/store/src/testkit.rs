@@ -452,6 +452,10 @@ pub async fn a_tenant_read_gives_only_that_tenants_events(store: Arc<dyn Store>)
         .await
         .unwrap()
         .is_empty());
+    // Its backlog after a cursor.
+    assert_eq!(store.count_tenant_after("a", 0).await.unwrap(), 3);
+    assert_eq!(store.count_tenant_after("a", a[1]).await.unwrap(), 1);
+    assert_eq!(store.count_tenant_after("nobody", 0).await.unwrap(), 0);
 }
 
 /// GC with tenant destinations deletes an event once every destination that takes it (its

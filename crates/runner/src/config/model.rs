@@ -70,11 +70,26 @@ pub struct AdminToken {
     pub name: String,
     /// `sha256:<hex>` from `auditsync token new`.
     pub hash: String,
+    /// Scopes the token to one tenant: it sees and exports only that tenant's events and
+    /// destinations, and gets 403 for any other's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// An admin token as the service checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKey {
+    /// Who holds it.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+    /// The one tenant it may see, if scoped.
+    pub tenant: Option<String>,
 }
 
 impl AdminConfig {
-    /// (name, digest) of every admin token; errors name the key.
-    pub fn token_digests(&self) -> anyhow::Result<Vec<(String, [u8; 32])>> {
+    /// Every admin token's name, digest and scope; errors name the key.
+    pub fn token_digests(&self) -> anyhow::Result<Vec<AdminKey>> {
         self.tokens
             .iter()
             .enumerate()
@@ -84,7 +99,14 @@ impl AdminConfig {
                 }
                 let digest = parse_digest(&t.hash)
                     .ok_or_else(|| anyhow!("config key `admin.tokens[{i}].hash`: expected `sha256:` and 64 hex digits (see `auditsync token new`)"))?;
-                Ok((t.name.clone(), digest))
+                if t.tenant.as_deref().is_some_and(str::is_empty) {
+                    bail!("config key `admin.tokens[{i}].tenant`: must not be empty (leave it out for a token of every tenant)");
+                }
+                Ok(AdminKey {
+                    name: t.name.clone(),
+                    digest,
+                    tenant: t.tenant.clone(),
+                })
             })
             .collect()
     }

@@ -102,11 +102,39 @@ pub(super) fn matching_token(
         .ok_or_else(|| unauthorized("the bearer token is not accepted"))
 }
 
-/// The name of the admin token presented.
+/// Who presented an admin token.
+#[derive(Debug, Clone)]
+pub(super) struct Admin {
+    /// The token's name: the actor of what it does.
+    pub(super) name: String,
+    /// The one tenant it may see, if scoped.
+    pub(super) tenant: Option<String>,
+}
+
+impl Admin {
+    /// 403 unless the token may see `tenant`'s events and destinations (`None`: every
+    /// tenant's, which only an unscoped token may see).
+    pub(super) fn may_see(&self, tenant: Option<&str>) -> Result<(), ApiError> {
+        match (&self.tenant, tenant) {
+            (None, _) => Ok(()),
+            (Some(own), Some(other)) if own == other => Ok(()),
+            (Some(own), _) => Err(api_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the admin token `{}` is scoped to tenant {own:?}",
+                    self.name
+                ),
+            )),
+        }
+    }
+}
+
+/// The admin token presented.
 pub(super) fn authorize_admin(
     headers: &HeaderMap,
-    admins: &[(String, [u8; 32])],
-) -> Result<String, ApiError> {
+    admins: &[crate::config::AdminKey],
+) -> Result<Admin, ApiError> {
     if admins.is_empty() {
         return Err(api_error(
             StatusCode::FORBIDDEN,
@@ -114,10 +142,13 @@ pub(super) fn authorize_admin(
             "no admin tokens are configured (`admin.tokens`): the export API is off",
         ));
     }
-    let digests: Vec<[u8; 32]> = admins.iter().map(|(_, d)| *d).collect();
+    let digests: Vec<[u8; 32]> = admins.iter().map(|a| a.digest).collect();
     // `admins` is not empty, so a match is a name.
     let index = matching_token(headers, &digests)?.unwrap_or_default();
-    Ok(admins[index].0.clone())
+    Ok(Admin {
+        name: admins[index].name.clone(),
+        tenant: admins[index].tenant.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub(super) async fn create_export(
 ) -> Result<Response, ApiError> {
     let admin = authorize_admin(&headers, &shared.admins)?;
     let body = body.map_err(|r| api_error(r.status(), "bad_body", r.body_text()))?;
-    let params: RangeArgs =
+    let mut params: RangeArgs =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
             .map_err(|e| {
                 api_error(
@@ -51,9 +51,28 @@ pub(super) async fn create_export(
             "field `source`: over HTTP, name a configured destination; sink URLs are for the CLI",
         ));
     }
+    if params.scope_tenant.is_some() {
+        return Err(api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "field `scope_tenant`: set by the service from a tenant-scoped token, not by a request",
+        ));
+    }
+    if let (Some(own), Some(filter)) = (&admin.tenant, &params.filter) {
+        // Asking for another tenant's events is a matter of permission, not of form.
+        let organizations = filter
+            .split(',')
+            .filter_map(|term| term.split_once('='))
+            .filter(|(key, _)| key.trim() == "organization")
+            .map(|(_, value)| value.trim());
+        for other in organizations.filter(|o| o != own) {
+            admin.may_see(Some(other))?;
+        }
+    }
+    params.scope_tenant = admin.tenant.clone();
     let job = shared
         .jobs
-        .create(&shared.app, params, &admin)
+        .create(&shared.app, params, &admin.name)
         .map_err(|e| {
             api_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -61,7 +80,7 @@ pub(super) async fn create_export(
                 format!("{e:#}"),
             )
         })?;
-    tracing::info!(job = %job.id, admin = %admin, "export job queued");
+    tracing::info!(job = %job.id, admin = %admin.name, "export job queued");
     shared.jobs.prune(shared.app.config.admin.keep_exports());
     tokio::spawn(shared.jobs.clone().run(shared.app.clone(), job.id.clone()));
     Ok((StatusCode::ACCEPTED, Json(job_json(&job, None))).into_response())
@@ -71,11 +90,13 @@ pub(super) async fn list_exports(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize_admin(&headers, &shared.admins)?;
+    let admin = authorize_admin(&headers, &shared.admins)?;
     let jobs: Vec<serde_json::Value> = shared
         .jobs
         .list()
         .iter()
+        // A scoped token sees its tenant's jobs only.
+        .filter(|job| admin.may_see(job.params.scope_tenant.as_deref()).is_ok())
         .map(|job| job_json(job, shared.jobs.progress(&job.id).as_deref()))
         .collect();
     Ok(Json(json!({"exports": jobs})).into_response())
@@ -106,8 +127,9 @@ pub(super) async fn get_export(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize_admin(&headers, &shared.admins)?;
+    let admin = authorize_admin(&headers, &shared.admins)?;
     let (job, progress) = find_job(&shared, &id)?;
+    admin.may_see(job.params.scope_tenant.as_deref())?;
     Ok(Json(job_json(&job, progress.as_deref())).into_response())
 }
 
@@ -118,6 +140,7 @@ pub(super) async fn download_export(
 ) -> Result<Response, ApiError> {
     let admin = authorize_admin(&headers, &shared.admins)?;
     let (job, _) = find_job(&shared, &id)?;
+    admin.may_see(job.params.scope_tenant.as_deref())?;
     if job.status != JobStatus::Done {
         return Err(api_error(
             StatusCode::CONFLICT,
@@ -139,7 +162,7 @@ pub(super) async fn download_export(
     })?;
     let length = file.metadata().await.map(|m| m.len()).unwrap_or_default();
     // The download is itself an audit event, durable before the first byte is sent.
-    let mut event = own_event("audit_log.export.downloaded", admin);
+    let mut event = own_event("audit_log.export.downloaded", admin.name);
     event.entity = Some(auditsync_core::Entity {
         kind: "audit_log_export".into(),
         id: Some(job.id.clone()),

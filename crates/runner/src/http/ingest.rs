@@ -146,7 +146,21 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let stats = shared.store.stats().await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut backlogs = Vec::new();
+        let mut tenants = crate::metrics::TenantFigures::default();
         for d in shared.exporter.destinations() {
+            if d.tenant.is_some() {
+                let status =
+                    crate::tenant_status::status_of(&shared.exporter, shared.store.as_ref(), d)
+                        .await?;
+                tenants.destinations += 1;
+                tenants.failing += u64::from(status.state == "failing");
+                tenants.backlogs.push(Backlog {
+                    destination: d.name.clone(),
+                    events: status.backlog_events,
+                    oldest_age_secs: status.oldest_age_secs,
+                });
+                continue;
+            }
             let cursor = shared.store.cursor(&d.name).await?;
             let oldest = shared.store.read_after(cursor, u64::MAX, 1).await?;
             backlogs.push(Backlog {
@@ -157,6 +171,7 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                     .map_or(0.0, |e| (now_ms - e.event.time).max(0) as f64 / 1000.0),
             });
         }
+        shared.metrics.tenants(&tenants);
         Ok(shared
             .metrics
             .render(Some(stats.events), &backlogs, corrupted))

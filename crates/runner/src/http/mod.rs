@@ -5,11 +5,13 @@ mod auth;
 mod body;
 mod export_api;
 mod ingest;
+mod tenants_api;
 
 use auth::*;
 use body::*;
 use export_api::*;
 use ingest::*;
+use tenants_api::*;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,8 +45,8 @@ use crate::range_export::RangeArgs;
 struct Shared {
     app: Arc<App>,
     jobs: Arc<Jobs>,
-    /// (name, SHA-256 digest) of the admin tokens.
-    admins: Vec<(String, [u8; 32])>,
+    /// The admin tokens: name, SHA-256 digest, tenant scope.
+    admins: Vec<crate::config::AdminKey>,
     ingestor: Ingestor,
     recorder: Recorder,
     store: Arc<dyn Store>,
@@ -72,6 +74,10 @@ fn router(shared: Arc<Shared>, max_body: usize) -> Router {
         .route(
             "/v1/exports/{id}/download",
             get(download_export).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/tenants/{tenant}/destinations",
+            get(tenant_destinations).fallback(method_not_allowed),
         )
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
