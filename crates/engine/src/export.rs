@@ -135,7 +135,9 @@ impl DestinationReport {
 pub struct Exporter {
     store: Arc<dyn Store>,
     namespace: String,
-    destinations: Vec<Destination>,
+    /// Replaced whole when tenant files change ([`Exporter::replace_destinations`]); a run
+    /// keeps the set it started with.
+    destinations: std::sync::RwLock<Arc<[Destination]>>,
     /// How this exporter names itself to other processes (`pid 4711 on host-a #1`).
     holder: String,
     /// Signed manifests after each destination's files, when set.
@@ -195,7 +197,7 @@ impl Exporter {
         Self {
             store,
             namespace,
-            destinations,
+            destinations: std::sync::RwLock::new(destinations.into()),
             holder: holder::this_process(),
             manifests: None,
             manifest_writer: tokio::sync::Mutex::new(()),
@@ -233,7 +235,7 @@ impl Exporter {
             return results;
         };
         for dest in self
-            .destinations
+            .destinations()
             .iter()
             .filter(|d| only.is_none_or(|name| d.name == name))
         {
@@ -267,21 +269,27 @@ impl Exporter {
         self
     }
 
-    /// The destinations.
-    pub fn destinations(&self) -> &[Destination] {
-        &self.destinations
+    /// The destinations now (a run keeps the set it started with).
+    pub fn destinations(&self) -> Arc<[Destination]> {
+        Arc::clone(&self.destinations.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the destinations (tenant files changed); runs in progress finish with the
+    /// old set. Their names must be unique.
+    pub fn replace_destinations(&self, destinations: Vec<Destination>) {
+        *self.destinations.write().unwrap_or_else(|p| p.into_inner()) = destinations.into();
     }
 
     /// Names of the destinations.
     pub fn destination_names(&self) -> Vec<String> {
-        self.destinations.iter().map(|d| d.name.clone()).collect()
+        self.destinations().iter().map(|d| d.name.clone()).collect()
     }
 
     /// Which destinations take which events, for GC: tenant destinations take their
     /// tenant's, the others every event.
     pub fn takers(&self) -> Takers {
         let mut takers = Takers::default();
-        for dest in &self.destinations {
+        for dest in self.destinations().iter() {
             match &dest.tenant {
                 Some(tenant) => takers
                     .by_tenant
@@ -297,11 +305,11 @@ impl Exporter {
     /// Exports every destination concurrently up to the events stored now. A failing
     /// destination stops at its failure; the others go on.
     pub async fn export_once(self: &Arc<Self>) -> Vec<DestinationReport> {
+        let destinations = self.destinations();
         let up_to = match self.store.stats().await {
             Ok(stats) => stats.last_seq,
             Err(e) => {
-                return self
-                    .destinations
+                return destinations
                     .iter()
                     .map(|d| DestinationReport {
                         error: Some(ExportError::Store(StoreError::Backend {
@@ -316,16 +324,18 @@ impl Exporter {
         };
         let mut tasks = tokio::task::JoinSet::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(EXPORTS_AT_ONCE));
-        for index in 0..self.destinations.len() {
+        for index in 0..destinations.len() {
             let this = Arc::clone(self);
             let slots = Arc::clone(&slots);
+            let destinations = Arc::clone(&destinations);
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
-                (index, this.export_destination(index, up_to).await)
+                let report = this.export_destination(&destinations[index], up_to).await;
+                (index, report)
             });
         }
         let mut reports: Vec<Option<DestinationReport>> =
-            (0..self.destinations.len()).map(|_| None).collect();
+            (0..destinations.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((index, report)) => reports[index] = Some(report),
@@ -335,11 +345,9 @@ impl Exporter {
         reports.into_iter().flatten().collect()
     }
 
-    /// Exports one destination (by index) up to sequence `up_to`, unless it is failing and
-    /// its pause has not passed (see [`crate::health`]): then the report says so in
-    /// `skipped`.
-    pub async fn export_destination(&self, index: usize, up_to: u64) -> DestinationReport {
-        let dest = &self.destinations[index];
+    /// Exports one destination up to sequence `up_to`, unless it is failing and its pause
+    /// has not passed (see [`crate::health`]): then the report says so in `skipped`.
+    pub async fn export_destination(&self, dest: &Destination, up_to: u64) -> DestinationReport {
         let mut report = DestinationReport::new(dest);
         if let Some(why) = self.health.waiting(&dest.name, now_ms()) {
             report.skipped = Some(why);

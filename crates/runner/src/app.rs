@@ -1,6 +1,6 @@
 //! Builds the store, destinations and ingestor a config describes.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use auditsync_catalog::SchemaSet;
@@ -18,8 +18,8 @@ use crate::config::{load_tenants, tenant_destination_name, Config, DestinationCo
 pub struct App {
     /// The validated config.
     pub config: Config,
-    /// The tenant files of `tenants_dir`, as read when the app was built.
-    pub tenants: Vec<TenantFile>,
+    /// The tenant files of `tenants_dir`, as last read ([`App::reload_tenants`]).
+    tenants: RwLock<Arc<Vec<TenantFile>>>,
     /// The outbox.
     pub store: Arc<dyn Store>,
     /// Exports to every destination.
@@ -50,14 +50,7 @@ impl App {
             Some(dir) => load_tenants(dir, &schemas)?,
             None => Vec::new(),
         };
-        for file in &tenants {
-            for (i, d) in file.destinations.iter().enumerate() {
-                let built = build_destination(d, Some(&file.tenant), retry, &schemas)
-                    .map_err(|e| e.under(&format!("destinations[{i}]")))
-                    .with_context(|| format!("tenant {:?}", file.tenant))?;
-                destinations.push(built);
-            }
-        }
+        destinations.extend(tenant_destinations(&tenants, retry, &schemas)?);
         let store =
             auditsync_store::registry::build_store(&config.store.kind, &config.store.options())?;
         let schema = schemas.get(&config.schema)?;
@@ -73,7 +66,7 @@ impl App {
         let exporter = Arc::new(exporter);
         Ok(Self {
             config,
-            tenants,
+            tenants: RwLock::new(Arc::new(tenants)),
             store,
             exporter,
             ingestor,
@@ -84,6 +77,36 @@ impl App {
 }
 
 impl App {
+    /// The tenant files as last read.
+    pub fn tenants(&self) -> Arc<Vec<TenantFile>> {
+        Arc::clone(&self.tenants.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads `tenants_dir` again and puts the destinations of its files in place of the
+    /// tenant destinations the exporter had; the others stay. A run in progress finishes
+    /// with the old set. On any error (a bad file, a sink that cannot be built) nothing
+    /// changes and the error names the file and key. Returns the tenants and their
+    /// destinations now.
+    pub fn reload_tenants(&self) -> anyhow::Result<(usize, usize)> {
+        let Some(dir) = &self.config.tenants_dir else {
+            return Ok((0, 0));
+        };
+        let tenants = load_tenants(dir, &self.schemas)?;
+        let built = tenant_destinations(&tenants, self.config.retry.policy(), &self.schemas)?;
+        let counts = (tenants.len(), built.len());
+        let mut destinations: Vec<Destination> = self
+            .exporter
+            .destinations()
+            .iter()
+            .filter(|d| d.tenant.is_none())
+            .cloned()
+            .collect();
+        destinations.extend(built);
+        self.exporter.replace_destinations(destinations);
+        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
+        Ok(counts)
+    }
+
     /// Records one of auditsync's own events (a verify run, a range export) by the road
     /// every event takes: admitted (id, redaction) and committed by a [`Recorder`].
     ///
@@ -111,15 +134,34 @@ pub fn app_redactor(config: &Config) -> anyhow::Result<Redactor> {
         .context("config key `redact.hmac`")
 }
 
+/// The destinations of the tenant files; errors name the tenant and the key.
+fn tenant_destinations(
+    tenants: &[TenantFile],
+    retry: RetryPolicy,
+    schemas: &SchemaSet,
+) -> anyhow::Result<Vec<Destination>> {
+    let mut destinations = Vec::new();
+    for file in tenants {
+        for (i, d) in file.destinations.iter().enumerate() {
+            let built = build_destination(d, Some(&file.tenant), retry, schemas)
+                .map_err(|e| e.under(&format!("destinations[{i}]")))
+                .with_context(|| format!("tenant {:?}", file.tenant))?;
+            destinations.push(built);
+        }
+    }
+    Ok(destinations)
+}
+
 /// A destination from its config; a tenant's takes only that tenant's events and is named
 /// `<name>@<tenant>` in the store.
-fn build_destination(
+pub(crate) fn build_destination(
     d: &DestinationConfig,
     tenant: Option<&str>,
     retry: RetryPolicy,
     schemas: &SchemaSet,
 ) -> Result<Destination, auditsync_core::ConfigError> {
-    let sink = registry::build_sink(&d.kind, &d.options)?;
+    let options = crate::config::secret_ref::resolve(&d.options)?;
+    let sink = registry::build_sink(&d.kind, &options)?;
     let formatter =
         registry::build_formatter(&d.format, &d.format_options).map_err(|e| match e {
             e @ auditsync_core::ConfigError::UnknownName { .. } => e,

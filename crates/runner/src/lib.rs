@@ -26,6 +26,7 @@ mod progress;
 mod range_export;
 mod schedules;
 mod tenant_status;
+mod tenant_watch;
 
 pub use app::App;
 pub use cli::main;

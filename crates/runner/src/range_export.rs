@@ -148,7 +148,7 @@ impl RangePlan {
                 let endpoint = endpoints::open(
                     source,
                     Some(&app.config),
-                    app.exporter.destinations(),
+                    &app.exporter.destinations(),
                     "source",
                 )?;
                 let schema_name = match &endpoint.destination {

@@ -557,3 +557,287 @@ fn a_tenant_whose_bucket_is_deleted_fails_alone_and_gets_its_backlog_once_it_is_
     assert_eq!(in_shared(&rt), both, "nothing more for the others");
     server.terminate();
 }
+
+#[test]
+fn tenant_destinations_are_configured_over_the_api_verified_first_and_reloaded_from_files() {
+    let Some(s3) = backend_env("EMULATOR_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = runtime();
+    let bucket = unique("api");
+    let sink = rt.block_on(s3_bucket(&s3, &bucket));
+    let (root, root_hash) = support::new_token();
+    let (scoped, scoped_hash) = support::new_token();
+    let env = Env::new(json!({}));
+    let tenants_dir = env.path("tenants");
+    std::fs::create_dir(&tenants_dir).unwrap();
+    let key_file = env.path("s3-secret");
+    std::fs::write(&key_file, "test\n").unwrap();
+    env.write_config(json!({
+        "enableUserEvents": true, "namespace": "acme", "ueventsSchedule": "@every 1s",
+        "ingest": {"listen": "127.0.0.1:0"},
+        "tenants_dir": tenants_dir,
+        "admin": {"tokens": [
+            {"name": "root", "hash": root_hash},
+            {"name": "b's auditor", "hash": scoped_hash, "tenant": "tenant-b"},
+        ]},
+    }));
+    let server = env.start();
+    let mut client = support::Client::connect(server.addr).unwrap();
+    let root_auth = format!("Bearer {root}");
+    let mut call = |method: &str, path: &str, auth: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        client
+            .request(
+                method,
+                path,
+                &[
+                    ("Authorization", auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .unwrap()
+    };
+    let tenant_files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&tenants_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+    };
+
+    // A volume destination for tenant-a: created, in a file of its own.
+    let volume = env.path("volume");
+    let put = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/vol",
+        &root_auth,
+        Some(json!({"type": "pv", "root": volume, "prefix": "a"})),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(put.json()["verified"], true);
+    assert_eq!(tenant_files().len(), 1);
+    let again = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/vol",
+        &root_auth,
+        Some(json!({"type": "pv", "root": volume, "prefix": "a", "max_events": 50})),
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(
+        files_under(&volume).is_empty(),
+        "the verify object is deleted"
+    );
+
+    // Refused, and nothing written: a literal secret, a bucket that does not exist, a bad
+    // field, another tenant's token.
+    let mut s3_dest = s3_options(&s3, &bucket);
+    s3_dest["secret_access_key"] = json!({"file": key_file});
+    let mut literal = s3_dest.clone();
+    literal["secret_access_key"] = json!("test");
+    let answer = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/s3",
+        &root_auth,
+        Some(literal),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert!(
+        answer.text().contains("secret_access_key") && !answer.text().contains("\"test\""),
+        "{}",
+        answer.text()
+    );
+    let mut missing = s3_dest.clone();
+    missing["bucket"] = json!(unique("nobucket"));
+    let answer = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/s3",
+        &root_auth,
+        Some(missing),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert_eq!(
+        answer.json()["error"]["code"],
+        "verify_failed",
+        "{}",
+        answer.text()
+    );
+    let answer = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/s3",
+        &root_auth,
+        Some(json!({"type": "pv", "root": volume, "max_events": 0})),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert!(answer.text().contains("max_events"), "{}", answer.text());
+    let scoped_auth = format!("Bearer {scoped}");
+    let answer = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/s3",
+        &scoped_auth,
+        Some(s3_dest.clone()),
+    );
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    let listed = call("GET", "/v1/tenants/tenant-a/destinations", &root_auth, None).json();
+    assert_eq!(
+        listed["destinations"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+
+    // The S3 one with its secret by reference: verified, saved; a GET masks it.
+    let answer = call(
+        "PUT",
+        "/v1/tenants/tenant-a/destinations/s3",
+        &root_auth,
+        Some(s3_dest),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let shown = call(
+        "GET",
+        "/v1/tenants/tenant-a/destinations/s3",
+        &root_auth,
+        None,
+    )
+    .json();
+    assert_eq!(shown["config"]["bucket"], json!(bucket), "{shown}");
+    assert_eq!(shown["config"]["secret_access_key"], "***", "{shown}");
+
+    // Events of tenant-a reach both; tenant-b's reach neither.
+    let body: String = (0..20)
+        .map(|n| {
+            format!(
+                "{}\n",
+                event(n, Some(if n % 2 == 0 { "tenant-a" } else { "tenant-b" }))
+            )
+        })
+        .collect();
+    assert_eq!(
+        client
+            .post("application/x-ndjson", None, body.as_bytes())
+            .unwrap()
+            .status,
+        200
+    );
+    let evens: Vec<usize> = (0..20).step_by(2).collect();
+    wait_for(
+        "tenant-a's events in both",
+        std::time::Duration::from_secs(30),
+        || {
+            numbers_in(&rt, sink.as_ref()) == evens && {
+                let mut on_volume: Vec<usize> = files_under(&volume)
+                    .iter()
+                    .flat_map(|p| {
+                        by_customer(records(&p.to_string_lossy(), &std::fs::read(p).unwrap()))
+                    })
+                    .map(|(_, n)| n)
+                    .collect();
+                on_volume.sort_unstable();
+                on_volume == evens
+            }
+        },
+    );
+
+    // A file written by hand is picked up without a restart; a broken one changes nothing.
+    let b_volume = env.path("b-volume");
+    std::fs::write(
+        tenants_dir.join("b.json"),
+        json!({"tenant": "tenant-b", "destinations": [{"name": "vol", "type": "pv", "root": b_volume}]}).to_string(),
+    )
+    .unwrap();
+    let mut call = |method: &str, path: &str, auth: &str| {
+        client
+            .request(method, path, &[("Authorization", auth)], b"")
+            .unwrap()
+    };
+    wait_for(
+        "tenant-b's file to load",
+        std::time::Duration::from_secs(15),
+        || call("GET", "/v1/tenants/tenant-b/destinations", &scoped_auth).status == 200,
+    );
+    wait_for(
+        "tenant-b's events on its volume",
+        std::time::Duration::from_secs(30),
+        || {
+            files_under(&b_volume)
+                .iter()
+                .flat_map(|p| {
+                    by_customer(records(&p.to_string_lossy(), &std::fs::read(p).unwrap()))
+                })
+                .count()
+                == 10
+        },
+    );
+    std::fs::write(tenants_dir.join("c.json"), "{ not json").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let log = std::fs::read_to_string(env.path("server.log")).unwrap();
+    assert!(
+        log.contains("tenant files not reloaded") && log.contains("c.json"),
+        "{log}"
+    );
+    assert_eq!(
+        call("GET", "/v1/tenants/tenant-b/destinations", &root_auth).status,
+        200
+    );
+    // SIGHUP after the fix.
+    std::fs::write(
+        tenants_dir.join("c.json"),
+        json!({"tenant": "tenant-c", "destinations": [{"name": "vol", "type": "pv", "root": env.path("c-volume")}]}).to_string(),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for(
+        "tenant-c after SIGHUP",
+        std::time::Duration::from_secs(10),
+        || call("GET", "/v1/tenants/tenant-c/destinations", &root_auth).status == 200,
+    );
+
+    // Deleted: gone from the file and the service.
+    assert_eq!(
+        call(
+            "DELETE",
+            "/v1/tenants/tenant-a/destinations/vol",
+            &root_auth
+        )
+        .status,
+        204
+    );
+    assert_eq!(
+        call("GET", "/v1/tenants/tenant-a/destinations/vol", &root_auth).status,
+        404
+    );
+    assert_eq!(
+        call("GET", "/v1/tenants/tenant-a/destinations/s3", &root_auth).status,
+        200
+    );
+    assert_eq!(
+        call(
+            "DELETE",
+            "/v1/tenants/tenant-a/destinations/s3",
+            &scoped_auth
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        call("DELETE", "/v1/tenants/tenant-a/destinations/s3", &root_auth).status,
+        204
+    );
+    assert_eq!(
+        call("GET", "/v1/tenants/tenant-a/destinations", &root_auth).status,
+        404
+    );
+    assert_eq!(
+        tenant_files(),
+        ["b.json", "c.json"],
+        "tenant-a's file went with its last destination"
+    );
+    server.terminate();
+}

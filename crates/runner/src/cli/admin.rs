@@ -37,7 +37,7 @@ pub(crate) async fn verify(app: &App) -> anyhow::Result<ExitCode> {
         }
     }
     let mut outcomes = serde_json::Map::new();
-    for d in app.exporter.destinations() {
+    for d in app.exporter.destinations().iter() {
         match d.sink.verify("").await {
             Ok(()) => {
                 println!("{} ({}): ok", d.name, d.sink.describe());
@@ -89,7 +89,7 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
         .find(|s| s.name == EXPORT_SCHEDULE)
         .map(|s| schedules::next_fire_summary(&s.schedule, now))
         .unwrap_or_default();
-    for d in app.exporter.destinations() {
+    for d in app.exporter.destinations().iter() {
         let cursor = app.store.cursor(&d.name).await?;
         let pending = app.store.pending_batch(&d.name).await?;
         println!(

@@ -256,8 +256,11 @@ fn open_source(spec: &str, app: Option<&App>) -> anyhow::Result<(Arc<dyn Sink>, 
     } else {
         spec.to_string()
     };
-    let destinations = app.map_or(&[][..], |a| a.exporter.destinations());
-    let endpoint = endpoints::open(&spec, app.map(|a| &a.config), destinations, "SOURCE")
+    let destinations: std::sync::Arc<[auditsync_engine::Destination]> = app.map_or_else(
+        || std::sync::Arc::from(Vec::new()),
+        |a| a.exporter.destinations(),
+    );
+    let endpoint = endpoints::open(&spec, app.map(|a| &a.config), &destinations, "SOURCE")
         .map_err(|e| anyhow!("{e:#} (nor a local directory)"))?;
     Ok((endpoint.sink, endpoint.label))
 }

@@ -214,14 +214,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if !app.config.enable_user_events {
             println!("note: enableUserEvents is false: nothing will be recorded");
         }
-        if app.config.destinations.is_empty() && app.tenants.is_empty() {
+        let tenants = app.tenants();
+        if app.config.destinations.is_empty() && tenants.is_empty() {
             println!("note: no destinations: events will be stored but never exported");
         }
         if let Some(dir) = &app.config.tenants_dir {
-            let destinations: usize = app.tenants.iter().map(|t| t.destinations.len()).sum();
+            let destinations: usize = tenants.iter().map(|t| t.destinations.len()).sum();
             println!(
                 "tenants: {} with {destinations} destination(s), from {}",
-                app.tenants.len(),
+                tenants.len(),
                 dir.display()
             );
         }

@@ -38,9 +38,12 @@ pub(crate) async fn sync_command(app: Option<&App>, args: &SyncArgs) -> anyhow::
         concurrency,
     } = args;
     let config = app.map(|a| &a.config);
-    let destinations = app.map_or(&[][..], |a| a.exporter.destinations());
-    let source = endpoints::open(from, config, destinations, "--from")?;
-    let target = endpoints::open(to, config, destinations, "--to")?;
+    let destinations: std::sync::Arc<[auditsync_engine::Destination]> = app.map_or_else(
+        || std::sync::Arc::from(Vec::new()),
+        |a| a.exporter.destinations(),
+    );
+    let source = endpoints::open(from, config, &destinations, "--from")?;
+    let target = endpoints::open(to, config, &destinations, "--to")?;
     let options = SyncOptions {
         prefix: prefix.clone(),
         dry_run: *dry_run,

@@ -10,10 +10,12 @@ mod env;
 mod manifests;
 mod mask;
 pub mod model;
+pub mod secret_ref;
 pub mod tenants;
 mod validate;
 
 pub use manifests::ManifestsConfig;
+pub use mask::{is_secret_key, mask_secrets};
 pub use model::*;
 pub use tenants::{load_tenants, tenant_destination_name, TenantFile};
 
@@ -22,7 +24,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use auditsync_catalog::SchemaSet;
 use env::{apply_override, RESERVED_ENV};
-use mask::mask_secrets;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

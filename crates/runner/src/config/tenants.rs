@@ -28,6 +28,9 @@ pub struct TenantFile {
     pub tenant: String,
     /// Its destinations, each with the keys of a `destinations` entry.
     pub destinations: Vec<DestinationConfig>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// The longest tenant accepted, in bytes.
@@ -82,10 +85,59 @@ fn read_tenant_file(path: &Path, schemas: &SchemaSet) -> anyhow::Result<TenantFi
     })?;
     check_tenant(&file.tenant)?;
     check_destinations(&file.destinations, "destinations", schemas)?;
-    Ok(file)
+    Ok(TenantFile {
+        path: path.to_path_buf(),
+        ..file
+    })
 }
 
-fn check_tenant(tenant: &str) -> anyhow::Result<()> {
+/// The file a new tenant gets in `dir`: its name made of letters, digits, `-` and `_` (others
+/// become `_`), and a short hash of the whole name so that two tenants never share one.
+pub fn new_tenant_file(dir: &Path, tenant: &str) -> PathBuf {
+    use sha2::Digest;
+    let readable: String = tenant
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = hex::encode(&sha2::Sha256::digest(tenant.as_bytes())[..4]);
+    dir.join(format!("{readable}-{hash}.json"))
+}
+
+/// Writes a tenant file whole or not at all: a temporary file beside it, fsynced, renamed
+/// over it, and the directory fsynced. The service's watcher never reads half a file.
+pub fn write_tenant_file(path: &Path, file: &TenantFile) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("a tenant file has a directory")?;
+    let temp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tenant")
+    ));
+    let text = serde_json::to_vec_pretty(file)?;
+    let mut out =
+        std::fs::File::create(&temp).with_context(|| format!("cannot write {}", temp.display()))?;
+    out.write_all(&text)?;
+    out.sync_all()?;
+    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Checks one destination as a tenant file's entry must be.
+pub fn check_destination(d: &DestinationConfig, schemas: &SchemaSet) -> anyhow::Result<()> {
+    check_destinations(std::slice::from_ref(d), "destinations", schemas)
+}
+
+/// Checks a tenant as a tenant file's `tenant` must be.
+pub fn check_tenant(tenant: &str) -> anyhow::Result<()> {
     if tenant.is_empty() || tenant.len() > MAX_TENANT_BYTES {
         bail!(
             "key `tenant`: must be 1 to {MAX_TENANT_BYTES} bytes, got {}",

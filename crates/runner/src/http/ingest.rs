@@ -147,7 +147,7 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut backlogs = Vec::new();
         let mut tenants = crate::metrics::TenantFigures::default();
-        for d in shared.exporter.destinations() {
+        for d in shared.exporter.destinations().iter() {
             if d.tenant.is_some() {
                 let status =
                     crate::tenant_status::status_of(&shared.exporter, shared.store.as_ref(), d)

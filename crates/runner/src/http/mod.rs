@@ -56,6 +56,8 @@ struct Shared {
     tokens: Vec<[u8; 32]>,
     /// `ingest.max_body_bytes`.
     max_body: usize,
+    /// One change of the tenant files at a time.
+    tenant_edits: tokio::sync::Mutex<()>,
 }
 
 fn router(shared: Arc<Shared>, max_body: usize) -> Router {
@@ -78,6 +80,13 @@ fn router(shared: Arc<Shared>, max_body: usize) -> Router {
         .route(
             "/v1/tenants/{tenant}/destinations",
             get(tenant_destinations).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/tenants/{tenant}/destinations/{name}",
+            get(get_tenant_destination)
+                .put(put_tenant_destination)
+                .delete(delete_tenant_destination)
+                .fallback(method_not_allowed),
         )
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
@@ -201,6 +210,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         tokens,
         max_body: app.config.ingest.max_body_bytes,
+        tenant_edits: tokio::sync::Mutex::new(()),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -211,6 +221,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     tracing::info!(%local, "ingest listening");
 
     let (tx, mut stop) = watch::channel(false);
+    tokio::spawn(crate::tenant_watch::watch(app.clone(), stop.clone()));
     tokio::spawn(shutdown_signal(tx));
     let mut scheduler = Scheduler::new(app.exporter.clone(), app.store.clone())
         .export_on(export_schedule)
@@ -222,7 +233,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             crate::endpoints::open(
                 spec,
                 Some(&app.config),
-                app.exporter.destinations(),
+                &app.exporter.destinations(),
                 &format!("syncs `{}` {side}", sync.name),
             )
         };
