@@ -9,6 +9,8 @@
 //! - DuckDB's Python package (`pip install duckdb`), not an emulator: a test loads exported
 //!   CSV files into it with the DDL `auditsync schema ddl` prints. Its interpreter is
 //!   passed as `DUCKDB_PYTHON`.
+//! - ChromeDriver and headless Chromium from apt (see [`crate::browser`]), for the status
+//!   page's browser test: `EMULATOR_WEBDRIVER_URL`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -268,6 +270,18 @@ impl Emulators {
         ));
         this.env
             .push(("EMULATOR_POSTGRES_CA".into(), ca.display().to_string()));
+
+        let port = free_port()?;
+        let driver = crate::browser::start(port, log(&dir, "chromedriver")?)?;
+        this.started("chromedriver (headless Chromium)", driver, port)?;
+        this.env.push((
+            "EMULATOR_WEBDRIVER_URL".into(),
+            format!("http://127.0.0.1:{port}"),
+        ));
+        this.env.push((
+            "EMULATOR_CHROMIUM_BIN".into(),
+            crate::browser::CHROMIUM.into(),
+        ));
         Ok(this)
     }
 

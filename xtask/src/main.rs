@@ -9,6 +9,7 @@
 //!
 //! Kept dependency-free so that it builds in seconds on a fresh machine.
 
+mod browser;
 mod emulators;
 mod postgres;
 

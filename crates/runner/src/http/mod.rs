@@ -6,12 +6,14 @@ mod body;
 mod export_api;
 mod ingest;
 mod tenants_api;
+mod ui;
 
 use auth::*;
 use body::*;
 use export_api::*;
 use ingest::*;
 use tenants_api::*;
+use ui::*;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +78,17 @@ fn router(shared: Arc<Shared>, max_body: usize) -> Router {
         .route(
             "/v1/exports/{id}/download",
             get(download_export).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/tenants",
+            get(list_tenants).fallback(method_not_allowed),
+        )
+        .route("/v1/config", get(get_config).fallback(method_not_allowed))
+        .route("/ui", get(ui_page).fallback(method_not_allowed))
+        .route("/ui/app.js", get(ui_script).fallback(method_not_allowed))
+        .route(
+            "/v1/tenants/{tenant}/destinations/{name}/verify",
+            post(verify_tenant_destination).fallback(method_not_allowed),
         )
         .route(
             "/v1/tenants/{tenant}/destinations",

@@ -274,3 +274,77 @@ async fn record_change(
     shared.recorder.record(event).await?;
     Ok(())
 }
+
+/// `GET /v1/tenants`: every tenant's destinations and their status (a tenant-scoped token:
+/// its own tenant's only), in tenant order.
+pub(super) async fn list_tenants(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let admin = authorize_admin(&headers, &shared.admins)?;
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for dest in shared.exporter.destinations().iter() {
+        let Some(tenant) = &dest.tenant else { continue };
+        if admin.may_see(Some(tenant)).is_err() {
+            continue;
+        }
+        let status = status_of(&shared.exporter, shared.store.as_ref(), dest)
+            .await
+            .map_err(|e| {
+                api_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_error",
+                    e.to_string(),
+                )
+            })?;
+        by_tenant.entry(tenant.clone()).or_default().push(status);
+    }
+    let tenants: Vec<serde_json::Value> = by_tenant
+        .into_iter()
+        .map(|(tenant, destinations)| json!({"tenant": tenant, "destinations": destinations}))
+        .collect();
+    Ok(Json(json!({"scope": admin.tenant, "tenants": tenants})).into_response())
+}
+
+/// `POST /v1/tenants/{tenant}/destinations/{name}/verify`: writes, reads back and deletes a
+/// `verify-test-<millis>` object through the destination's sink as the service uses it.
+/// Answers 200 with `ok` and, when it failed, `error`.
+pub(super) async fn verify_tenant_destination(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let admin = authorize_admin(&headers, &shared.admins)?;
+    admin.may_see(Some(&tenant))?;
+    let store_name = crate::config::tenant_destination_name(&tenant, &name);
+    let destinations = shared.exporter.destinations();
+    let dest = destinations
+        .iter()
+        .find(|d| d.name == store_name)
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("tenant {tenant:?} has no destination `{name}`"),
+            )
+        })?;
+    let answer = match dest.sink.verify("").await {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    };
+    tracing::info!(tenant, destination = %name, admin = %admin.name, ok = %answer["ok"], "verify from the admin API");
+    Ok(Json(answer).into_response())
+}
+
+/// `GET /v1/config`: the effective configuration with every secret masked, and the tenant
+/// files as loaded. For an admin token of every tenant only (it names them all).
+pub(super) async fn get_config(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let admin = authorize_admin(&headers, &shared.admins)?;
+    admin.may_see(None)?;
+    let mut tenants = serde_json::to_value(&*shared.app.tenants()).unwrap_or_default();
+    crate::config::mask_secrets(&mut tenants);
+    Ok(Json(json!({"config": shared.app.config.masked(), "tenants": tenants})).into_response())
+}
