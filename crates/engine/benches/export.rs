@@ -114,6 +114,7 @@ fn main() {
         let root = dir.path().join(format!("out-{label}"));
         let dest = Destination {
             tenant: None,
+            pause: None,
             name: format!("bench-{label}"),
             sink: Arc::new(PvSink::new(PvConfig {
                 root: root.clone(),

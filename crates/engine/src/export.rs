@@ -54,7 +54,21 @@ pub struct Destination {
     /// The tenant whose events alone it takes (a tenant destination), or `None` for every
     /// event.
     pub tenant: Option<String>,
+    /// Set while the destination is paused: it exports nothing, and GC keeps its backlog up
+    /// to the bound.
+    pub pause: Option<Pause>,
 }
+
+/// A paused destination's bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// GC keeps at most this many events for it; past them, GC goes on without it (it will
+    /// lack what GC deletes) and says so.
+    pub max_backlog: u64,
+}
+
+/// A paused destination is warned about once its backlog reaches this share of its bound.
+pub const PAUSE_WARNING_SHARE: f64 = 0.8;
 
 impl Destination {
     /// A batch key as the store recorded it (with or without the prefix older versions
@@ -155,7 +169,8 @@ pub struct Exporter {
 pub const EXPORTS_AT_ONCE: usize = 16;
 
 /// How long an export's lease on its destination lasts unless renewed; it is renewed
-/// before each file, so a process killed mid-export holds it up to this long.
+/// before a file once a tenth of it has passed, so a process killed mid-export holds it up
+/// to this long.
 pub const EXPORT_LEASE_MS: i64 = 10 * 60 * 1000;
 
 /// A recorded batch's key relative to its destination's root. Batches recorded before the
@@ -286,10 +301,25 @@ impl Exporter {
     }
 
     /// Which destinations take which events, for GC: tenant destinations take their
-    /// tenant's, the others every event.
-    pub fn takers(&self) -> Takers {
+    /// tenant's, the others every event. A paused destination whose backlog is past its
+    /// bound is left out (GC goes on without it), with an error in the log; one nearing its
+    /// bound gets a warning. If its backlog cannot be counted it stays in.
+    pub async fn takers(&self) -> Takers {
         let mut takers = Takers::default();
         for dest in self.destinations().iter() {
+            if let Some(pause) = dest.pause {
+                if let Ok(backlog) = self.backlog(dest).await {
+                    if backlog > pause.max_backlog {
+                        tracing::error!(destination = %dest.name, backlog, bound = pause.max_backlog,
+                            "paused destination is past its backlog bound: GC no longer keeps events for it, and it will lack those GC deletes");
+                        continue;
+                    }
+                    if backlog as f64 >= pause.max_backlog as f64 * PAUSE_WARNING_SHARE {
+                        tracing::warn!(destination = %dest.name, backlog, bound = pause.max_backlog,
+                            "paused destination nears its backlog bound; past it, GC stops keeping events for it");
+                    }
+                }
+            }
             match &dest.tenant {
                 Some(tenant) => takers
                     .by_tenant
@@ -345,10 +375,24 @@ impl Exporter {
         reports.into_iter().flatten().collect()
     }
 
-    /// Exports one destination up to sequence `up_to`, unless it is failing and its pause
-    /// has not passed (see [`crate::health`]): then the report says so in `skipped`.
+    /// Events the destination has not exported yet.
+    pub async fn backlog(&self, dest: &Destination) -> Result<u64, StoreError> {
+        let cursor = self.store.cursor(&dest.name).await?;
+        match &dest.tenant {
+            Some(tenant) => self.store.count_tenant_after(tenant, cursor).await,
+            None => self.store.count_after(cursor).await,
+        }
+    }
+
+    /// Exports one destination up to sequence `up_to`, unless it is paused, or failing and
+    /// its pause has not passed (see [`crate::health`]): then the report says so in
+    /// `skipped`.
     pub async fn export_destination(&self, dest: &Destination, up_to: u64) -> DestinationReport {
         let mut report = DestinationReport::new(dest);
+        if dest.pause.is_some() {
+            report.skipped = Some("paused".into());
+            return report;
+        }
         if let Some(why) = self.health.waiting(&dest.name, now_ms()) {
             report.skipped = Some(why);
             return report;
@@ -425,7 +469,7 @@ impl Exporter {
                 let until = chrono::DateTime::from_timestamp_millis(expires_ms)
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_default();
-                let why = format!("another export of it is running ({holder}; its lease runs until {until} unless renewed)");
+                let why = format!("left to the other export: another export of it is running ({holder}; its lease runs until {until} unless renewed)");
                 tracing::info!(destination = %report.destination, %why, "export skipped");
                 report.skipped = Some(why);
                 Ok(false)

@@ -40,4 +40,4 @@ pub mod sync;
 pub mod verify_archive;
 
 pub use encode::{Compression, FileFormat};
-pub use export::{BatchLimits, Destination, DestinationReport, ExportError, Exporter};
+pub use export::{BatchLimits, Destination, DestinationReport, ExportError, Exporter, Pause};

@@ -259,7 +259,7 @@ async fn run_export_and_gc(
             let upcoming = next(gc.as_ref());
             if claim_firing(store.as_ref(), &holder, GC_SCHEDULE, fire, upcoming).await {
                 let started = Utc::now();
-                let result = gc_once(store.as_ref(), &exporter.takers(), gc_disabled).await;
+                let result = gc_once(store.as_ref(), &exporter.takers().await, gc_disabled).await;
                 match &result {
                     Ok(GcOutcome::Deleted(n)) => observer.gc_deleted(*n),
                     Ok(GcOutcome::Disabled) => {}

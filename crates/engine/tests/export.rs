@@ -76,6 +76,7 @@ fn format(compression: Compression) -> FileFormat {
 fn destination(f: &Fixture, compression: Compression, max_events: u64) -> Destination {
     Destination {
         tenant: None,
+        pause: None,
         name: "local".into(),
         sink: Arc::new(PrefixedSink::new(f.sink.clone(), "pre").unwrap()),
         format: format(compression),

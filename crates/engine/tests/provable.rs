@@ -58,6 +58,7 @@ async fn exported_tree(root: &Path, db: &Path, signer: Arc<ManifestSigner>) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).unwrap());
     let destination = Destination {
         tenant: None,
+        pause: None,
         name: "archive".into(),
         sink: Arc::new(PrefixedSink::new(sink_at(root), "pre").unwrap()),
         format: FileFormat {
@@ -300,6 +301,7 @@ fn setup() -> Setup {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("a.db")).unwrap());
     let destination = Destination {
         tenant: None,
+        pause: None,
         name: "archive".into(),
         sink: sink_at(&root),
         format: FileFormat {

@@ -33,6 +33,7 @@ async fn two_replicas_run_each_firing_of_a_shared_schedule_once() {
         }));
     let destination = || auditsync_engine::Destination {
         tenant: None,
+        pause: None,
         name: "d".into(),
         sink: sink.clone(),
         format: auditsync_engine::FileFormat {

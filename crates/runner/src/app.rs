@@ -172,6 +172,9 @@ pub(crate) fn build_destination(
     Ok(Destination {
         name: tenant.map_or_else(|| d.name.clone(), |t| tenant_destination_name(t, &d.name)),
         tenant: tenant.map(str::to_string),
+        pause: d.paused.then_some(auditsync_engine::Pause {
+            max_backlog: d.paused_max_backlog,
+        }),
         // The prefix is applied here, once: every key the exporter, `verify` and syncs use
         // below is relative to it.
         sink: Arc::new(

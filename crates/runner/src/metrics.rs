@@ -35,6 +35,8 @@ pub struct TenantFigures {
     pub destinations: u64,
     /// Those failing.
     pub failing: u64,
+    /// Those paused.
+    pub paused: u64,
     /// Each one's backlog (its name, events, age of the oldest in seconds).
     pub backlogs: Vec<Backlog>,
 }
@@ -95,6 +97,7 @@ pub struct Metrics {
     backlog_oldest_age: PerDestination<FloatGauge>,
     tenant_destinations: Gauge,
     tenant_destinations_failing: Gauge,
+    tenant_destinations_paused: Gauge,
     tenant_backlog_events: Gauge,
     tenant_top_backlog_events: PerDestination<Gauge>,
     tenant_top_oldest_age: PerDestination<FloatGauge>,
@@ -175,6 +178,7 @@ impl Default for Metrics {
             backlog_oldest_age: register!("auditsync_backlog_oldest_age_seconds", "Age of the oldest event not yet exported to the destination", Family::default()),
             tenant_destinations: register!("auditsync_tenant_destinations", "Tenant destinations configured", Gauge::default()),
             tenant_destinations_failing: register!("auditsync_tenant_destinations_failing", "Tenant destinations whose last export failed", Gauge::default()),
+            tenant_destinations_paused: register!("auditsync_tenant_destinations_paused", "Tenant destinations paused (GC keeps their backlog up to their bound)", Gauge::default()),
             tenant_backlog_events: register!("auditsync_tenant_backlog_events", "Events not yet exported, summed over the tenant destinations", Gauge::default()),
             tenant_top_backlog_events: register!("auditsync_tenant_top_backlog_events", "Backlog of the tenant destinations with the largest ones", Family::default()),
             tenant_top_oldest_age: register!("auditsync_tenant_top_oldest_age_seconds", "Age of the oldest unexported event of the tenant destinations that lag most", Family::default()),
@@ -312,6 +316,7 @@ impl Metrics {
     pub fn tenants(&self, figures: &TenantFigures) {
         self.tenant_destinations.set(figures.destinations as i64);
         self.tenant_destinations_failing.set(figures.failing as i64);
+        self.tenant_destinations_paused.set(figures.paused as i64);
         self.tenant_backlog_events
             .set(figures.backlogs.iter().map(|b| b.events as i64).sum());
         let mut by_backlog: Vec<&Backlog> =

@@ -15,8 +15,11 @@ pub struct DestinationStatus {
     /// Its tenant, for a tenant destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// `active` or `failing`.
+    /// `active`, `failing` or `paused`.
     pub state: &'static str,
+    /// While paused: the most events GC keeps for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_max_backlog: Option<u64>,
     /// When it started failing (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<String>,
@@ -80,6 +83,7 @@ pub async fn status_of(
         name: config_name(dest),
         tenant: dest.tenant.clone(),
         state: "active",
+        paused_max_backlog: dest.pause.map(|p| p.max_backlog),
         failing_since: None,
         last_error: None,
         next_attempt: None,
@@ -99,6 +103,9 @@ pub async fn status_of(
         status.failing_since = Some(rfc3339(since_ms));
         status.last_error = Some(last_error);
         status.next_attempt = Some(rfc3339(next_attempt_ms));
+    }
+    if dest.pause.is_some() {
+        status.state = "paused";
     }
     Ok(status)
 }

@@ -841,3 +841,57 @@ fn tenant_destinations_are_configured_over_the_api_verified_first_and_reloaded_f
     );
     server.terminate();
 }
+
+#[test]
+fn a_paused_tenant_destination_keeps_its_backlog_up_to_its_bound() {
+    let env = Env::new(json!({}));
+    let tenants_dir = env.path("tenants");
+    std::fs::create_dir(&tenants_dir).unwrap();
+    let tenant_file = |paused: bool| {
+        json!({"tenant": "p", "destinations": [
+            {"name": "vol", "type": "pv", "root": env.path("p"), "paused": paused,
+             "paused_max_backlog": 10}]})
+        .to_string()
+    };
+    std::fs::write(tenants_dir.join("p.json"), tenant_file(true)).unwrap();
+    env.write_config(json!({
+        "enableUserEvents": true, "namespace": "acme", "tenants_dir": tenants_dir,
+        "destinations": [{"name": "all", "type": "pv", "root": "all"}],
+    }));
+    let mut next = 0;
+    let mut ingest = |n: usize| {
+        let lines: Vec<Value> = (next..next + n).map(|i| event(i, Some("p"))).collect();
+        next += n;
+        env.ingest(&lines);
+    };
+    let export_and_gc = || -> (String, String) {
+        let exported = env.ok(&["export", "--once"]);
+        let gc = env.run(&["gc", "--once"]);
+        assert!(gc.status.success());
+        (exported, String::from_utf8_lossy(&gc.stderr).into_owned())
+    };
+
+    // Paused: `all` exports, the paused one does not, and GC keeps what it lacks.
+    ingest(6);
+    let (exported, log) = export_and_gc();
+    assert!(exported.contains("vol@p: skipped: paused"), "{exported}");
+    assert!(exported.contains("all: 1 files, 6 events"), "{exported}");
+    assert!(!log.contains("backlog bound"), "{log}");
+    assert_eq!(env.events_held(), 6);
+    // Near its bound (8 of 10): a warning.
+    ingest(3);
+    let (_, log) = export_and_gc();
+    assert!(log.contains("nears its backlog bound"), "{log}");
+    assert_eq!(env.events_held(), 9);
+    // Past it: GC goes on without it, and says so.
+    ingest(2);
+    let (_, log) = export_and_gc();
+    assert!(log.contains("past its backlog bound"), "{log}");
+    assert_eq!(env.events_held(), 0);
+    // Resumed: it gets what is still stored, from where GC left it.
+    std::fs::write(tenants_dir.join("p.json"), tenant_file(false)).unwrap();
+    ingest(1);
+    let exported = env.ok(&["export", "--once"]);
+    assert!(exported.contains("vol@p: 1 files, 1 events"), "{exported}");
+    assert!(files_under(&env.path("p")).len() == 1);
+}

@@ -113,6 +113,7 @@ async fn an_export_never_passes_an_event_whose_transaction_is_still_open() {
         "acme".into(),
         vec![Destination {
             tenant: None,
+            pause: None,
             name: "d".into(),
             sink: sink.clone(),
             format: FileFormat {

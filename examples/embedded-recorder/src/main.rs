@@ -87,6 +87,7 @@ pub fn schedules(
     options.insert("root".into(), export_dir.display().to_string().into());
     let destination = Destination {
         tenant: None,
+        pause: None,
         name: "volume".into(),
         sink: registry::build_sink("pv", &options)?,
         format: FileFormat {

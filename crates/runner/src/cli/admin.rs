@@ -19,7 +19,7 @@ pub(crate) enum TokenAction {
 }
 
 pub(crate) async fn gc(app: &App) -> anyhow::Result<ExitCode> {
-    let takers = app.exporter.takers();
+    let takers = app.exporter.takers().await;
     match gc_once(app.store.as_ref(), &takers, app.config.disable_uevents_gc).await? {
         GcOutcome::Disabled => println!("gc: disabled by disableUeventsGC; nothing deleted"),
         GcOutcome::Deleted(n) => println!("gc: deleted {n} exported events"),

@@ -56,7 +56,7 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
                     );
                 }
                 if let Some(why) = &r.skipped {
-                    println!("{}: left to the other export: {why}", r.destination);
+                    println!("{}: skipped: {why}", r.destination);
                 }
             }
             Some(e) => {

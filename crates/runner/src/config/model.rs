@@ -386,9 +386,20 @@ pub struct DestinationConfig {
     /// Uncompressed bytes per file at most (a file stops after the event that crosses it).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// Export nothing for now; GC keeps the events it lacks, up to `paused_max_backlog`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// While paused, GC keeps at most this many events for it (past them it goes on without
+    /// it, and says so; a warning comes at 80 %).
+    #[serde(default = "default_paused_max_backlog")]
+    pub paused_max_backlog: u64,
     /// The sink's own options (e.g. `root` for `pv`), checked by the sink.
     #[serde(flatten)]
     pub options: Map<String, Value>,
+}
+
+fn default_paused_max_backlog() -> u64 {
+    10_000_000
 }
 
 fn default_format() -> String {

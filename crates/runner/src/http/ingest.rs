@@ -154,6 +154,7 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                         .await?;
                 tenants.destinations += 1;
                 tenants.failing += u64::from(status.state == "failing");
+                tenants.paused += u64::from(status.state == "paused");
                 tenants.backlogs.push(Backlog {
                     destination: d.name.clone(),
                     events: status.backlog_events,
