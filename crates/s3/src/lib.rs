@@ -5,7 +5,9 @@
 //! - Files at or over `multipart_threshold_bytes` go up in parts of `part_size_bytes`,
 //!   `upload_concurrency` parts at once (the sink kit's upload driver).
 //! - Credentials: static keys from the config (or its environment overrides), else the
-//!   standard AWS provider chain (environment, profile, web identity, instance role).
+//!   standard AWS provider chain (environment, profile, web identity, instance role). With
+//!   `role_arn` (and `external_id`), those only assume the role, and the role's temporary
+//!   credentials write: the cross-account pattern of a customer's bucket policy.
 //! - Errors keep S3's code and request id and say whether a retry can help, by the sink
 //!   kit's one classification: timeouts, connection failures, throttling and 5xx can;
 //!   access and missing-bucket errors cannot.
@@ -53,6 +55,20 @@ pub struct S3Config {
     /// Session token for temporary static credentials.
     #[serde(default)]
     pub session_token: Option<Secret>,
+    /// A role to assume (STS `AssumeRole`) with the credentials above; its temporary
+    /// credentials, refreshed before they expire, sign every request.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The assumed role's session name (default `auditsync`).
+    #[serde(default)]
+    pub role_session_name: Option<String>,
+    /// Where `AssumeRole` goes (default: `endpoint` when set, as moto, MinIO and Ceph serve
+    /// STS beside S3; else AWS's STS).
+    #[serde(default)]
+    pub sts_endpoint: Option<String>,
     /// Server-side encryption: `AES256` or `aws:kms`.
     #[serde(default)]
     pub sse: Option<String>,
@@ -90,6 +106,7 @@ impl std::fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("force_path_style", &self.force_path_style)
             .field("static_credentials", &self.access_key_id.is_some())
+            .field("role_arn", &self.role_arn)
             .field("sse", &self.sse)
             .finish_non_exhaustive()
     }
@@ -99,6 +116,16 @@ impl S3Config {
     fn validate(&self) -> Result<Option<ServerSideEncryption>, ConfigError> {
         if self.bucket.is_empty() {
             return Err(ConfigError::invalid("bucket", "must not be empty"));
+        }
+        if self.role_arn.is_none()
+            && (self.external_id.is_some()
+                || self.role_session_name.is_some()
+                || self.sts_endpoint.is_some())
+        {
+            return Err(ConfigError::invalid(
+                "role_arn",
+                "external_id, role_session_name and sts_endpoint need role_arn",
+            ));
         }
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
             return Err(ConfigError::invalid(
@@ -155,6 +182,7 @@ struct ClientKey {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     session_token: Option<String>,
+    role: Option<[Option<String>; 4]>,
 }
 
 impl ClientKey {
@@ -166,6 +194,14 @@ impl ClientKey {
             access_key_id: c.access_key_id.clone(),
             secret_access_key: c.secret_access_key.as_ref().map(|s| s.expose().to_string()),
             session_token: c.session_token.as_ref().map(|s| s.expose().to_string()),
+            role: c.role_arn.as_ref().map(|arn| {
+                [
+                    Some(arn.clone()),
+                    c.external_id.clone(),
+                    c.role_session_name.clone(),
+                    c.sts_endpoint.clone(),
+                ]
+            }),
         }
     }
 }
@@ -240,6 +276,21 @@ async fn build_client(c: &S3Config) -> aws_sdk_s3::Client {
     }
     if let Some(endpoint) = &c.endpoint {
         builder = builder.endpoint_url(endpoint.clone());
+    }
+    if let Some(role) = &c.role_arn {
+        // STS goes where S3 goes when an endpoint is set (moto, MinIO and Ceph serve both),
+        // unless it has its own.
+        let mut sts_config = shared.to_builder();
+        if let Some(endpoint) = c.sts_endpoint.as_ref().or(c.endpoint.as_ref()) {
+            sts_config.set_endpoint_url(Some(endpoint.clone()));
+        }
+        let mut assume = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+            .configure(&sts_config.build())
+            .session_name(c.role_session_name.as_deref().unwrap_or("auditsync"));
+        if let Some(id) = &c.external_id {
+            assume = assume.external_id(id.clone());
+        }
+        builder = builder.credentials_provider(assume.build().await);
     }
     aws_sdk_s3::Client::from_conf(builder.build())
 }

@@ -116,6 +116,10 @@ fn config_errors_name_the_option_and_debug_hides_secrets() {
             "part_size_bytes",
         ),
         (serde_json::json!({"bucket": ""}), "bucket"),
+        (
+            serde_json::json!({"bucket": "b", "external_id": "e"}),
+            "role_arn",
+        ),
         (serde_json::json!({"bucket": "b", "regoin": "x"}), "regoin"),
     ];
     auditsync_s3::link();
@@ -261,4 +265,41 @@ async fn a_stale_multipart_upload_of_the_key_is_aborted_when_the_batch_is_put_ag
         open_uploads().await,
         vec![(neighbour.to_string(), other_id)]
     );
+}
+
+/// With `role_arn`, the static keys only assume the role (STS at the same endpoint, as moto
+/// serves it), with the external id, and the role's temporary credentials do the writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_is_assumed_with_its_external_id_and_writes() {
+    let Some(endpoint) = backend_env("EMULATOR_S3_ENDPOINT") else {
+        return;
+    };
+    let session = unique_name("tenant-a");
+    let Some(sink) = sink_with_bucket("role", |c| {
+        c.role_arn = Some("arn:aws:iam::123456789012:role/auditsync-writer".into());
+        c.external_id = Some("tenant-a-external-id".into());
+        c.role_session_name = Some(session.clone());
+    })
+    .await
+    else {
+        return;
+    };
+    sink.verify("").await.unwrap();
+    let key = ObjectKey::new("a/b.ndjson").unwrap();
+    assert_eq!(
+        sink.put(&key, Bytes::from_static(b"{}\n")).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(&sink.get(&key).await.unwrap()[..], b"{}\n");
+    // The role really is assumed: with STS unreachable, nothing can be written.
+    let mut unreachable = config(&endpoint, &sink_bucket(&sink));
+    unreachable.role_arn = Some("arn:aws:iam::123456789012:role/auditsync-writer".into());
+    unreachable.sts_endpoint = Some("http://127.0.0.1:9".into());
+    let refused = S3Sink::new(unreachable)
+        .unwrap()
+        .verify("")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.to_lowercase().contains("credential"), "{refused}");
 }
