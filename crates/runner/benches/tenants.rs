@@ -110,6 +110,107 @@ fn put_floor(endpoint: &str, bucket: &str, count: usize, bytes: usize) -> Durati
     start.elapsed()
 }
 
+/// The volume's own floor: what the volume sink does for each tenant's first file, without
+/// auditsync: a fresh 7-deep directory chain (each new directory's parent fsynced), a file of
+/// `bytes` written and fsynced, linked into place, and its directory fsynced; 16 threads.
+fn volume_floor(root: &Path, count: usize, bytes: usize) -> Duration {
+    use std::io::Write;
+    let body = vec![b'x'; bytes];
+    let sync = |dir: &Path| std::fs::File::open(dir).unwrap().sync_all().unwrap();
+    std::fs::create_dir_all(root).unwrap();
+    let start = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..16 {
+            let body = &body;
+            scope.spawn(move || {
+                for t in (thread..count).step_by(16) {
+                    let mut dir = root.to_path_buf();
+                    let segments = [
+                        &format!("t{t:05}"),
+                        "bench",
+                        "audit",
+                        "2023",
+                        "07",
+                        "29",
+                        "06",
+                    ];
+                    for segment in segments {
+                        let next = dir.join(segment);
+                        std::fs::create_dir(&next).unwrap();
+                        sync(&dir);
+                        dir = next;
+                    }
+                    let temp = dir.join(".tmp");
+                    let mut file = std::fs::File::create(&temp).unwrap();
+                    file.write_all(body).unwrap();
+                    file.sync_all().unwrap();
+                    std::fs::hard_link(&temp, dir.join("file.ndjson")).unwrap();
+                    std::fs::remove_file(&temp).unwrap();
+                    sync(&dir);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// Checks placement after the many tenants' export: every event in its own tenant's place
+/// (`place` of a key or path gives the tenant number), exactly once. Returns the count.
+fn check_placement(
+    objects: Vec<(String, Vec<u8>)>,
+    place: impl Fn(&str) -> usize,
+    names: &[String],
+    events: usize,
+) -> usize {
+    let mut seen = vec![0u8; events];
+    let mut cross = 0;
+    for (name, body) in objects {
+        let t = place(&name);
+        for record in common::support::records(&name, &body) {
+            if record["customerName"].as_str() != Some(names[t].as_str()) {
+                cross += 1;
+            }
+            let n = record["requestParams"]["n"].as_u64().unwrap() as usize;
+            seen[n] = seen[n].saturating_add(1);
+        }
+    }
+    let missing = seen.iter().filter(|c| **c == 0).count();
+    let twice = seen.iter().filter(|c| **c > 1).count();
+    assert_eq!(
+        (cross, missing, twice),
+        (0, 0, 0),
+        "placement: cross-tenant, missing, duplicated"
+    );
+    seen.len()
+}
+
+/// Every object of the buckets, as (`<bucket number>/<key>`, bytes), read through the S3
+/// sink (objects are private: moto refuses unsigned reads).
+fn read_buckets(
+    endpoint: &str,
+    buckets: impl Iterator<Item = (usize, String)>,
+) -> Vec<(String, Vec<u8>)> {
+    use auditsync_core::Sink;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut objects = Vec::new();
+    for (b, bucket) in buckets {
+        let config = serde_json::from_value(json!({"bucket": bucket, "region": "us-east-1",
+            "endpoint": endpoint, "force_path_style": true,
+            "access_key_id": "test", "secret_access_key": "test"}))
+        .unwrap();
+        let sink = auditsync_s3::S3Sink::new(config).unwrap();
+        for meta in rt.block_on(sink.list("")).unwrap() {
+            let body = rt.block_on(sink.get(&meta.key)).unwrap().to_vec();
+            objects.push((format!("{b}/{}", meta.key.as_str()), body));
+        }
+    }
+    objects
+}
+
 /// A store with `input` ingested and one tenant file per tenant, each made by
 /// `destination(index)`; returns the config.
 fn setup(
@@ -206,6 +307,25 @@ fn main() {
             let (a, b) = (export(&one_config), export(&many_config));
             report("volume", run, events, &a, &b, gzip);
             ratios.push(("volume", b.took.as_secs_f64() / a.took.as_secs_f64()));
+            let out = base.join("many/out");
+            let files: Vec<(String, Vec<u8>)> = common::support::files_under(&out)
+                .into_iter()
+                .map(|p| {
+                    let name = p.strip_prefix(&out).unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read(&p).unwrap())
+                })
+                .collect();
+            let prefixes: std::collections::HashSet<String> =
+                files.iter().map(|(n, _)| n[..6].to_string()).collect();
+            let checked = check_placement(files, |n| n[1..6].parse().unwrap(), &many, events);
+            let floor = volume_floor(&base.join("floor"), args.tenants, 26_000);
+            println!(
+                "volume run {run}: placement: {checked} events in {} tenant prefixes, 0 cross-tenant, each once; the volume's floor, {} fresh prefixes each with one fsynced file of 26 KB, 16 threads: {:.2} s; many tenants / floor {:.2}x",
+                prefixes.len(),
+                args.tenants,
+                floor.as_secs_f64(),
+                b.took.as_secs_f64() / floor.as_secs_f64()
+            );
             std::fs::remove_dir_all(&base).unwrap();
         }
         if wants("s3") {
@@ -241,6 +361,27 @@ fn main() {
             );
             let (a, b) = (export(&one_config), export(&many_config));
             report("s3", run, events, &a, &b, gzip);
+            let objects = read_buckets(endpoint, (0..args.buckets).map(|b| (b, bucket("many", b))));
+            let buckets_used = args.buckets;
+            let checked = check_placement(
+                objects,
+                |n| {
+                    let (b, key) = n.split_once('/').unwrap();
+                    let t: usize = key[1..6].parse().unwrap();
+                    assert_eq!(
+                        t % buckets_used,
+                        b.parse::<usize>().unwrap(),
+                        "{n}: wrong bucket"
+                    );
+                    t
+                },
+                &many,
+                events,
+            );
+            println!(
+                "s3 run {run}: placement: {checked} events in {} buckets, 0 cross-tenant, each once",
+                args.buckets
+            );
             // What moto alone takes for as many PUTs as the many tenants' files, of their
             // average size (gzip NDJSON of E events is about 10 KB for the defaults).
             let floor = put_floor(endpoint, &bucket("floor", 0), args.tenants, 10_000);
