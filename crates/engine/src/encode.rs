@@ -296,6 +296,9 @@ pub struct EncodedFile {
     pub raw_bytes: u64,
     /// Lowercase hex SHA-256 of `body`.
     pub sha256: String,
+    /// True when no stored event in the range follows it: the last read came up short and
+    /// the file holds everything read. The export then needs no further read to know.
+    pub exhausted: bool,
 }
 
 /// Why a file could not be encoded.
@@ -329,6 +332,7 @@ pub async fn encode_file(
     let encoder = tokio::task::spawn_blocking(move || encode_pages(rx, &format, limits));
     let mut cursor = after;
     let mut wanted = limits.max_events;
+    let mut came_up_short = false;
     while wanted > 0 {
         let limit = PAGE.min(wanted as usize);
         let page = match tenant {
@@ -339,6 +343,7 @@ pub async fn encode_file(
             }
             None => store.read_for_export(cursor, up_to, limit).await?,
         };
+        came_up_short = page.len() < limit;
         let Some(last) = page.last() else { break };
         cursor = last.seq;
         wanted = wanted.saturating_sub(page.len() as u64);
@@ -349,10 +354,14 @@ pub async fn encode_file(
         }
     }
     drop(tx);
-    encoder
+    let file = encoder
         .await
         .map_err(|e| io::Error::other(format!("encoder task failed: {e}")))?
-        .map_err(EncodeError::Io)
+        .map_err(EncodeError::Io)?;
+    Ok(file.map(|file| EncodedFile {
+        exhausted: came_up_short && file.last_seq == cursor,
+        ..file
+    }))
 }
 
 /// Renders and appends one event. A payload the store left as text is copied into the
@@ -442,6 +451,7 @@ fn encode_pages(
         events,
         raw_bytes: raw_bytes.get(),
         sha256,
+        exhausted: false,
     }))
 }
 

@@ -536,8 +536,13 @@ impl Exporter {
                 earliest_ms: Some(file.earliest_time),
                 latest_ms: Some(file.latest_time),
             };
+            let exhausted = file.exhausted;
             store.begin_batch(&batch).await?;
             self.deliver(dest, &key, file, started, report).await?;
+            if exhausted {
+                // The read came up short: nothing more to export up to `up_to`.
+                return Ok(());
+            }
         }
     }
 

@@ -305,3 +305,67 @@ async fn a_key_carries_the_date_of_the_files_earliest_event() {
         "{keys:?}"
     );
 }
+
+/// A file says it holds the last events in range only when the store had no more: then the
+/// export reads no further.
+#[tokio::test]
+async fn a_file_is_exhausted_only_when_the_store_had_no_more() {
+    let f = fixture();
+    f.store
+        .append_events((0..30).map(uevent).collect())
+        .await
+        .unwrap();
+    let format = format(Compression::None);
+    let exhausted = |max_events: u64, max_bytes: u64, up_to: u64| {
+        let (store, format) = (f.store.clone(), format.clone());
+        async move {
+            let file = encode_file(
+                store.as_ref(),
+                &format,
+                None,
+                0,
+                up_to,
+                FileLimits {
+                    max_events,
+                    max_bytes,
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            (file.events, file.exhausted)
+        }
+    };
+    assert_eq!(exhausted(100, u64::MAX, u64::MAX).await, (30, true));
+    assert_eq!(
+        exhausted(10, u64::MAX, u64::MAX).await,
+        (10, false),
+        "more follow"
+    );
+    assert_eq!(
+        exhausted(100, u64::MAX, 12).await,
+        (12, true),
+        "none up to 12"
+    );
+    let (events, done) = exhausted(100, 1024, u64::MAX).await;
+    assert!(
+        events < 30 && !done,
+        "the byte limit: {events} events, exhausted {done}"
+    );
+    // A tenant's read is short when its tenant has no more.
+    let tenant = encode_file(
+        f.store.as_ref(),
+        &format,
+        Some("example.com"),
+        0,
+        u64::MAX,
+        FileLimits {
+            max_events: 100,
+            max_bytes: u64::MAX,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((tenant.events, tenant.exhausted), (30, true));
+}
