@@ -274,24 +274,11 @@ impl Metrics {
 
     /// Records one export run of one destination.
     pub fn exported(&self, report: &DestinationReport, now_ms: i64) {
-        if report.tenant.is_some() {
-            // Counted together; their state is in the tenant gauges.
-            let label = destination(TENANTS_LABEL);
-            self.exported_events
-                .get_or_create(&label)
-                .inc_by(report.events);
-            self.exported_files
-                .get_or_create(&label)
-                .inc_by(report.files);
-            self.exported_bytes
-                .get_or_create(&label)
-                .inc_by(report.bytes);
-            if report.error.is_some() {
-                self.export_failures.get_or_create(&label).inc();
-            }
-            return;
-        }
-        let label = destination(&report.destination);
+        // Tenant destinations are counted together; their state is in the tenant gauges.
+        let label = match report.tenant {
+            Some(_) => destination(TENANTS_LABEL),
+            None => destination(&report.destination),
+        };
         self.exported_events
             .get_or_create(&label)
             .inc_by(report.events);
@@ -303,6 +290,11 @@ impl Metrics {
             .inc_by(report.bytes);
         if report.error.is_some() {
             self.export_failures.get_or_create(&label).inc();
+        }
+        if report.tenant.is_some() {
+            return;
+        }
+        if report.error.is_some() {
             self.destination_failing.get_or_create(&label).set(1);
         } else {
             self.destination_failing.get_or_create(&label).set(0);

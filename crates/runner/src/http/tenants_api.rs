@@ -2,7 +2,23 @@
 //! admin token (a tenant-scoped one sees its own tenant only).
 
 use super::*;
-use crate::tenant_status::status_of;
+use crate::tenant_status::{status_of, DestinationStatus};
+
+/// The destination's status, or 503 when the store cannot say.
+async fn status(
+    shared: &Shared,
+    dest: &auditsync_engine::Destination,
+) -> Result<DestinationStatus, ApiError> {
+    status_of(&shared.exporter, shared.store.as_ref(), dest)
+        .await
+        .map_err(|e| {
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_error",
+                e.to_string(),
+            )
+        })
+}
 
 pub(super) async fn tenant_destinations(
     State(shared): State<Arc<Shared>>,
@@ -18,15 +34,7 @@ pub(super) async fn tenant_destinations(
         .iter()
         .filter(|d| d.tenant.as_deref() == Some(tenant.as_str()))
     {
-        let status = status_of(&shared.exporter, shared.store.as_ref(), dest)
-            .await
-            .map_err(|e| {
-                api_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_error",
-                    e.to_string(),
-                )
-            })?;
+        let status = status(&shared, dest).await?;
         destinations.push(status);
     }
     if destinations.is_empty() {
@@ -85,17 +93,7 @@ pub(super) async fn get_tenant_destination(
     let store_name = crate::config::tenant_destination_name(&tenant, &name);
     let destinations = shared.exporter.destinations();
     let status = match destinations.iter().find(|d| d.name == store_name) {
-        Some(dest) => Some(
-            status_of(&shared.exporter, shared.store.as_ref(), dest)
-                .await
-                .map_err(|e| {
-                    api_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store_error",
-                        e.to_string(),
-                    )
-                })?,
-        ),
+        Some(dest) => Some(status(&shared, dest).await?),
         None => None,
     };
     Ok(Json(json!({"tenant": tenant, "config": shown(config), "status": status})).into_response())
@@ -288,15 +286,7 @@ pub(super) async fn list_tenants(
         if admin.may_see(Some(tenant)).is_err() {
             continue;
         }
-        let status = status_of(&shared.exporter, shared.store.as_ref(), dest)
-            .await
-            .map_err(|e| {
-                api_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_error",
-                    e.to_string(),
-                )
-            })?;
+        let status = status(&shared, dest).await?;
         by_tenant.entry(tenant.clone()).or_default().push(status);
     }
     let tenants: Vec<serde_json::Value> = by_tenant
