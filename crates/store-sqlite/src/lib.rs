@@ -261,6 +261,8 @@ impl SqliteStore {
 
     fn configure(conn: &Connection) -> rusqlite::Result<()> {
         conn.busy_timeout(Duration::from_secs(10))?;
+        // Room for every statement the store runs often (rusqlite keeps 16 by default).
+        conn.set_prepared_statement_cache_capacity(64);
         // Larger pages: fewer B-tree splits and WAL frames per event (takes effect when the
         // file is created).
         conn.pragma_update(None, "page_size", 16_384)?;
@@ -535,8 +537,30 @@ fn read_manifest(row: &rusqlite::Row<'_>) -> rusqlite::Result<ManifestRecord> {
 
 const MANIFEST_COLUMNS: &str = "destination, number, object_key, sha256, last_seq, created_ms";
 
+/// `query_row` through the connection's statement cache: the statements of an export run
+/// are run once per destination, a thousand times for a thousand tenants, and parsing them
+/// anew each time showed in profiles.
+fn cached_row<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, read)
+}
+
+/// `execute` through the connection's statement cache (see [`cached_row`]).
+fn cached_execute<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
-    conn.query_row(
+    cached_row(
+        conn,
         "SELECT seq FROM cursors WHERE destination = ?1",
         [destination],
         |r| r.get(0),
@@ -654,7 +678,8 @@ impl Store for SqliteStore {
         let index_ready = Arc::clone(&self.tenant_index_ready);
         self.with_conn(move |conn| {
             ensure_tenant_index(conn, &index_ready)?;
-            conn.query_row(
+            cached_row(
+                conn,
                 &format!(
                     "SELECT count(*) FROM events INDEXED BY {TENANT_INDEX}
                      WHERE tenant = ?1 AND seq > ?2 AND seq <= {VISIBLE_HEAD}"
@@ -676,7 +701,8 @@ impl Store for SqliteStore {
     async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError> {
         let destination = destination.to_string();
         self.with_conn(move |conn| {
-            conn.query_row(
+            cached_row(
+                conn,
                 &format!(
                     "SELECT {BATCH_COLUMNS} FROM batches
                      WHERE destination = ?1 AND completed_ms IS NULL"
@@ -698,8 +724,7 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
-            let pending: Option<u64> = tx
-                .query_row(
+            let pending: Option<u64> = cached_row(&tx,
                     "SELECT first_seq FROM batches WHERE destination = ?1 AND completed_ms IS NULL",
                     [&batch.destination],
                     |r| r.get(0),
@@ -725,7 +750,7 @@ impl Store for SqliteStore {
                     ),
                 });
             }
-            tx.execute(
+            cached_execute(&tx,
                 &format!(
                     "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                 ),
@@ -759,15 +784,15 @@ impl Store for SqliteStore {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(&err)?;
-                let last: Option<u64> = tx
-                    .query_row(
-                        "SELECT last_seq FROM batches
+                let last: Option<u64> = cached_row(
+                    &tx,
+                    "SELECT last_seq FROM batches
                      WHERE destination = ?1 AND first_seq = ?2 AND completed_ms IS NULL",
-                        params![destination, first_seq],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(&err)?;
+                    params![destination, first_seq],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&err)?;
                 let Some(last) = last else {
                     return Err(StoreError::Conflict {
                         operation: "complete batch",
@@ -776,12 +801,13 @@ impl Store for SqliteStore {
                         ),
                     });
                 };
-                tx.execute(
+                cached_execute(&tx,
                 "UPDATE batches SET completed_ms = ?3 WHERE destination = ?1 AND first_seq = ?2",
                 params![destination, first_seq, now_ms()],
             )
             .map_err(&err)?;
-                tx.execute(
+                cached_execute(
+                    &tx,
                     "INSERT INTO cursors (destination, seq) VALUES (?1, ?2)
                  ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq",
                     params![destination, last],
@@ -1070,14 +1096,14 @@ impl Store for SqliteStore {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(&err)?;
                 let now = now_ms();
-                let current: Option<(String, i64)> = tx
-                    .query_row(
-                        "SELECT holder, expires_ms FROM leases WHERE name = ?1",
-                        [&name],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(&err)?;
+                let current: Option<(String, i64)> = cached_row(
+                    &tx,
+                    "SELECT holder, expires_ms FROM leases WHERE name = ?1",
+                    [&name],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(&err)?;
                 if let Some((other, expires_ms)) = current {
                     if other != holder && expires_ms > now {
                         return Ok(LeaseOutcome::HeldBy {
@@ -1087,7 +1113,8 @@ impl Store for SqliteStore {
                     }
                 }
                 let expires_ms = now.saturating_add(ttl_ms.max(1));
-                tx.execute(
+                cached_execute(
+                    &tx,
                     "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
                      expires_ms = excluded.expires_ms",
@@ -1105,7 +1132,8 @@ impl Store for SqliteStore {
         let (name, holder) = (name.to_string(), holder.to_string());
         self.with_conn(move |conn| {
             without_fsync(conn, |conn| {
-                conn.execute(
+                cached_execute(
+                    conn,
                     "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
                     params![name, holder],
                 )
