@@ -48,7 +48,35 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
+    if env::var("CI").is_ok_and(|v| v == "true") {
+        // A fresh clone never reuses incremental state, and it roughly doubles the target
+        // dir: one CI run failed with "No space left on device".
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
     cmd
+}
+
+/// Prints the target dir's size and the free space beside it, so that a CI run that fills
+/// its disk says so before the compiler's error does.
+fn report_disk() {
+    let target = env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    let size = Command::new("du").arg("-sh").arg(&target).output();
+    let free = Command::new("df")
+        .arg("-h")
+        .arg("--output=avail")
+        .arg(root())
+        .output();
+    if let (Ok(size), Ok(free)) = (size, free) {
+        let size = String::from_utf8_lossy(&size.stdout);
+        let free = String::from_utf8_lossy(&free.stdout);
+        eprintln!(
+            "    disk: target {}, free {}",
+            size.split_whitespace().next().unwrap_or("?"),
+            free.split_whitespace().last().unwrap_or("?")
+        );
+    }
 }
 
 fn run(step: &str, mut cmd: Command) -> Result<(), String> {
@@ -58,6 +86,7 @@ fn run(step: &str, mut cmd: Command) -> Result<(), String> {
         .status()
         .map_err(|e| format!("{step}: cannot start: {e}"))?;
     eprintln!("<== {step}: {:.1} s", started.elapsed().as_secs_f64());
+    report_disk();
     if status.success() {
         Ok(())
     } else {
