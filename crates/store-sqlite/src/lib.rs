@@ -19,6 +19,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+mod batch_records;
 mod bulk;
 use bulk::VISIBLE_HEAD;
 
@@ -91,6 +92,8 @@ pub struct SqliteStore {
     retention: IdRetention,
     /// Whether [`TENANT_INDEX`] is known to exist.
     tenant_index_ready: Arc<AtomicBool>,
+    /// Batches waiting to be recorded by [`Store::begin_batch`], in groups.
+    begins: Arc<batch_records::BeginQueue>,
 }
 
 /// Whether [`SqliteStore::open_with`] checks the database before use.
@@ -256,6 +259,7 @@ impl SqliteStore {
             corruption: Arc::new(Mutex::new(damage)),
             retention: IdRetention::default(),
             tenant_index_ready: Arc::new(AtomicBool::new(false)),
+            begins: Arc::default(),
         })
     }
 
@@ -718,59 +722,23 @@ impl Store for SqliteStore {
 
     async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError> {
         self.refuse_if_corrupted()?;
-        let batch = batch.clone();
+        // Recorded by whichever begin reaches the connection first, together with every
+        // begin waiting then: one commit and one fsync for the exports running at once.
+        let outcome = self.begins.push(batch.clone());
+        let begins = Arc::clone(&self.begins);
         self.with_conn(move |conn| {
-            let err = backend("begin batch");
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(&err)?;
-            let pending: Option<u64> = cached_row(&tx,
-                    "SELECT first_seq FROM batches WHERE destination = ?1 AND completed_ms IS NULL",
-                    [&batch.destination],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(&err)?;
-            if let Some(first) = pending {
-                return Err(StoreError::Conflict {
-                    operation: "begin batch",
-                    message: format!(
-                        "destination `{}` already has a pending batch starting at {first}",
-                        batch.destination
-                    ),
-                });
-            }
-            let cursor = cursor_of(&tx, &batch.destination).map_err(&err)?;
-            if batch.first_seq <= cursor || batch.last_seq < batch.first_seq {
-                return Err(StoreError::Conflict {
-                    operation: "begin batch",
-                    message: format!(
-                        "batch {}..={} of `{}` does not follow its cursor {cursor}",
-                        batch.first_seq, batch.last_seq, batch.destination
-                    ),
-                });
-            }
-            cached_execute(&tx,
-                &format!(
-                    "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                ),
-                params![
-                    batch.destination,
-                    batch.first_seq,
-                    batch.last_seq,
-                    batch.key,
-                    batch.events,
-                    batch.bytes,
-                    batch.sha256,
-                    batch.created_ms,
-                    batch.earliest_ms,
-                    batch.latest_ms
-                ],
-            )
-            .map_err(&err)?;
-            tx.commit().map_err(&err)
+            begins.record_waiting(conn);
+            Ok(())
         })
-        .await
+        .await?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Backend {
+                operation: "begin batch",
+                source: "the batch was dropped before it was recorded".into(),
+                retryable: true,
+            })?
+            .map_err(|e| self.note_corruption(e))
     }
 
     async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError> {
@@ -1244,6 +1212,50 @@ mod tests {
         }
         std::fs::write(&path, damaged).unwrap();
         path
+    }
+
+    /// Begins that run at once are recorded together; each still gets its own outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_begins_each_get_their_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("a.db")).unwrap());
+        let of = |d: usize, first, last| Batch {
+            destination: format!("d{d}"),
+            ..batch(first, last)
+        };
+        // d7 has a pending batch; d8's cursor is past the batch it will be offered.
+        store.begin_batch(&of(7, 5, 6)).await.unwrap();
+        store.begin_batch(&of(8, 1, 20)).await.unwrap();
+        store.complete_batch("d8", 1).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in 0..40 {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move { (d, store.begin_batch(&of(d, 1, 10)).await) });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (d, outcome) = joined.unwrap();
+            let pending = store.pending_batch(&format!("d{d}")).await.unwrap();
+            match d {
+                7 => {
+                    assert!(
+                        matches!(&outcome, Err(StoreError::Conflict { message, .. }) if message.contains("pending batch starting at 5")),
+                        "{outcome:?}"
+                    );
+                    assert_eq!(pending.map(|b| b.first_seq), Some(5));
+                }
+                8 => {
+                    assert!(
+                        matches!(&outcome, Err(StoreError::Conflict { message, .. }) if message.contains("cursor 20")),
+                        "{outcome:?}"
+                    );
+                    assert_eq!(pending, None);
+                }
+                _ => {
+                    outcome.unwrap();
+                    assert_eq!(pending.map(|b| (b.first_seq, b.last_seq)), Some((1, 10)));
+                }
+            }
+        }
     }
 
     #[tokio::test]
