@@ -2,6 +2,7 @@
 //! exporter's [`HealthBook`](auditsync_engine::health::HealthBook)), its last good export,
 //! its backlog and the age of the oldest event it lacks.
 
+use auditsync_engine::export::cursor_and_backlog;
 use auditsync_engine::health::{rfc3339, DestinationState};
 use auditsync_engine::{Destination, Exporter};
 use auditsync_store::{Store, StoreError};
@@ -58,24 +59,18 @@ pub async fn status_of(
     store: &dyn Store,
     dest: &Destination,
 ) -> Result<DestinationStatus, StoreError> {
-    let cursor = store.cursor(&dest.name).await?;
-    let (backlog_events, oldest_ms) = match &dest.tenant {
-        Some(tenant) => {
-            let oldest = store
-                .read_tenant_for_export(tenant, cursor, u64::MAX, 1)
-                .await?;
-            (
-                store.count_tenant_after(tenant, cursor).await?,
-                oldest.first().map(|e| e.event.time),
-            )
-        }
-        None => {
-            let oldest = store.read_after(cursor, u64::MAX, 1).await?;
-            (
-                store.count_after(cursor).await?,
-                oldest.first().map(|e| e.event.time),
-            )
-        }
+    let (cursor, backlog_events) = cursor_and_backlog(store, dest).await?;
+    let oldest_ms = match &dest.tenant {
+        Some(tenant) => store
+            .read_tenant_for_export(tenant, cursor, u64::MAX, 1)
+            .await?
+            .first()
+            .map(|e| e.event.time),
+        None => store
+            .read_after(cursor, u64::MAX, 1)
+            .await?
+            .first()
+            .map(|e| e.event.time),
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
     let health = exporter.health().get(&dest.name);

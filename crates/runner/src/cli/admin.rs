@@ -90,12 +90,12 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
         .map(|s| schedules::next_fire_summary(&s.schedule, now))
         .unwrap_or_default();
     for d in app.exporter.destinations().iter() {
-        let cursor = app.store.cursor(&d.name).await?;
+        let (cursor, backlog) =
+            auditsync_engine::export::cursor_and_backlog(app.store.as_ref(), d).await?;
         let pending = app.store.pending_batch(&d.name).await?;
         println!(
-            "{}: cursor {cursor}, backlog {} events{}, next export {next_export}",
+            "{}: cursor {cursor}, backlog {backlog} events{}, next export {next_export}",
             d.name,
-            app.store.count_after(cursor).await?,
             pending
                 .map(|b| format!(", pending batch {}", d.backend_key_of_recorded(&b.key)))
                 .unwrap_or_default()

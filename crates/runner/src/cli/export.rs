@@ -18,8 +18,7 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
     // Only on a terminal: reading the cursors costs a query every half second.
     let watcher = progress::shown().then(|| {
         tokio::spawn(watch_backlogs(
-            app.store.clone(),
-            app.exporter.destination_names(),
+            app.exporter.clone(),
             done.clone(),
             total.clone(),
         ))
@@ -78,23 +77,21 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
 /// Keeps `done` and `total` (events, summed over the destinations) up to date from the
 /// store's cursors while an export runs.
 async fn watch_backlogs(
-    store: Arc<dyn auditsync_store::Store>,
-    destinations: Vec<String>,
+    exporter: Arc<auditsync_engine::export::Exporter>,
     done: Arc<AtomicU64>,
     total: Arc<AtomicU64>,
 ) -> Result<(), auditsync_store::StoreError> {
+    let destinations = exporter.destinations();
     let mut backlogs = Vec::new();
-    for name in &destinations {
-        let cursor = store.cursor(name).await?;
-        backlogs.push(store.count_after(cursor).await?);
+    for dest in destinations.iter() {
+        backlogs.push(exporter.backlog(dest).await?);
     }
     total.store(backlogs.iter().sum(), Ordering::Relaxed);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let mut exported = 0;
-        for (name, backlog) in destinations.iter().zip(&backlogs) {
-            let left = store.count_after(store.cursor(name).await?).await?;
-            exported += backlog.saturating_sub(left);
+        for (dest, backlog) in destinations.iter().zip(&backlogs) {
+            exported += backlog.saturating_sub(exporter.backlog(dest).await?);
         }
         done.store(exported, Ordering::Relaxed);
     }

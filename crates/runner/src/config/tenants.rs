@@ -110,9 +110,15 @@ pub fn new_tenant_file(dir: &Path, tenant: &str) -> PathBuf {
     dir.join(format!("{readable}-{hash}.json"))
 }
 
-/// Writes a tenant file whole or not at all: a temporary file beside it, fsynced, renamed
-/// over it, and the directory fsynced. The service's watcher never reads half a file.
+/// Writes a tenant file whole or not at all ([`write_file_atomically`]).
 pub fn write_tenant_file(path: &Path, file: &TenantFile) -> anyhow::Result<()> {
+    write_file_atomically(path, &serde_json::to_vec_pretty(file)?)
+}
+
+/// Writes `text` to a temp file beside `path`, fsyncs it, renames it over `path` and
+/// fsyncs the directory: a reader (the tenant watcher) sees the old file or the new one,
+/// never half of one.
+pub fn write_file_atomically(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let dir = path.parent().context("a tenant file has a directory")?;
     let temp = dir.join(format!(
@@ -121,10 +127,9 @@ pub fn write_tenant_file(path: &Path, file: &TenantFile) -> anyhow::Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or("tenant")
     ));
-    let text = serde_json::to_vec_pretty(file)?;
     let mut out =
         std::fs::File::create(&temp).with_context(|| format!("cannot write {}", temp.display()))?;
-    out.write_all(&text)?;
+    out.write_all(text)?;
     out.sync_all()?;
     std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::File::open(dir)?.sync_all()?;

@@ -47,6 +47,15 @@ pub(super) async fn tenant_destinations(
     Ok(Json(json!({"tenant": tenant, "destinations": destinations})).into_response())
 }
 
+/// 404 for a destination the tenant does not have.
+fn no_destination(tenant: &str, name: &str) -> ApiError {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("tenant {tenant:?} has no destination `{name}`"),
+    )
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
 }
@@ -83,13 +92,7 @@ pub(super) async fn get_tenant_destination(
         .iter()
         .find(|t| t.tenant == tenant)
         .and_then(|t| t.destinations.iter().find(|d| d.name == name))
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("tenant {tenant:?} has no destination `{name}`"),
-            )
-        })?;
+        .ok_or_else(|| no_destination(&tenant, &name))?;
     let store_name = crate::config::tenant_destination_name(&tenant, &name);
     let destinations = shared.exporter.destinations();
     let status = match destinations.iter().find(|d| d.name == store_name) {
@@ -211,13 +214,7 @@ pub(super) async fn delete_tenant_destination(
         .iter()
         .find(|t| t.tenant == tenant && t.destinations.iter().any(|d| d.name == name))
         .cloned()
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("tenant {tenant:?} has no destination `{name}`"),
-            )
-        })?;
+        .ok_or_else(|| no_destination(&tenant, &name))?;
     file.destinations.retain(|d| d.name != name);
     rewrite(&shared, &file).await?;
     record_change(&shared, &admin, &tenant, &name, "deleted").await?;
@@ -246,10 +243,14 @@ async fn rewrite(shared: &Shared, file: &crate::config::TenantFile) -> Result<()
         .await
         .map_err(|e| failed(anyhow::anyhow!("reload task: {e}")))?;
     if let Err(e) = reloaded {
-        match previous {
-            Some(bytes) => std::fs::write(&file.path, bytes).ok(),
-            None => std::fs::remove_file(&file.path).ok(),
+        // Put back as it is written: whole or not at all.
+        let restored = match previous {
+            Some(bytes) => crate::config::tenants::write_file_atomically(&file.path, &bytes),
+            None => std::fs::remove_file(&file.path).map_err(anyhow::Error::from),
         };
+        if let Err(e) = restored {
+            tracing::error!(file = %file.path.display(), error = %e, "cannot put the previous tenant file back");
+        }
         return Err(invalid(format!(
             "the tenant files do not load with this change: {e:#}"
         )));
@@ -311,13 +312,7 @@ pub(super) async fn verify_tenant_destination(
     let dest = destinations
         .iter()
         .find(|d| d.name == store_name)
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("tenant {tenant:?} has no destination `{name}`"),
-            )
-        })?;
+        .ok_or_else(|| no_destination(&tenant, &name))?;
     let answer = match dest.sink.verify("").await {
         Ok(()) => json!({"ok": true}),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
