@@ -1218,7 +1218,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_begins_each_get_their_own_outcome() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("a.db")).unwrap());
+        let store = Arc::new(SqliteStore::open(dir.path().join("a.db")).unwrap());
         let of = |d: usize, first, last| Batch {
             destination: format!("d{d}"),
             ..batch(first, last)
