@@ -48,7 +48,7 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
-    if env::var("CI").is_ok_and(|v| v == "true") {
+    if in_ci() {
         // A fresh clone never reuses incremental state, and it roughly doubles the target
         // dir: one CI run failed with "No space left on device".
         cmd.env("CARGO_INCREMENTAL", "0");
@@ -56,13 +56,24 @@ fn cargo() -> Command {
     cmd
 }
 
-/// Prints the target dir's size and the free space beside it, so that a CI run that fills
-/// its disk says so before the compiler's error does.
-fn report_disk() {
-    let target = env::var("CARGO_TARGET_DIR")
+fn in_ci() -> bool {
+    env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, or `target` in the workspace.
+fn target_dir() -> PathBuf {
+    env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let size = Command::new("du").arg("-sh").arg(&target).output();
+        .unwrap_or_else(|_| root().join("target"))
+}
+
+/// Under `CI=true`, prints the target dir's size and the free space beside it, so that a
+/// CI run that fills its disk says so before the compiler's error does.
+fn report_disk() {
+    if !in_ci() {
+        return;
+    }
+    let size = Command::new("du").arg("-sh").arg(target_dir()).output();
     let free = Command::new("df")
         .arg("-h")
         .arg("--output=avail")
@@ -193,10 +204,7 @@ fn features_select_sinks() -> Result<(), String> {
         "cargo build -p auditsync --no-default-features --features sqlite,s3,ndjson",
         build,
     )?;
-    let target = env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let out = Command::new(target.join("debug/auditsync"))
+    let out = Command::new(target_dir().join("debug/auditsync"))
         .arg("sinks")
         .output()
         .map_err(|e| format!("cannot run auditsync sinks: {e}"))?;

@@ -37,41 +37,19 @@ impl BeginQueue {
             return;
         }
         let batches: Vec<&Batch> = waiting.iter().map(|w| &w.batch).collect();
-        let outcomes = begin_group(conn, &batches);
-        if outcomes.is_err() && waiting.len() > 1 {
+        let outcomes = match begin_group(conn, &batches) {
+            Ok(outcomes) => outcomes,
+            Err(e) if waiting.len() == 1 => vec![Err(e)],
             // The group failed as a whole (not one batch's conflict): each is tried alone,
             // so that each gets its own error and the others are still recorded.
-            for one in waiting {
-                let outcome = begin_group(conn, &[&one.batch]);
-                answer_each(vec![one], outcome);
-            }
-            return;
-        }
-        answer_each(waiting, outcomes);
-    }
-}
-
-/// Sends each waiting begin its outcome (the group's error to each, if the group failed).
-fn answer_each(waiting: Vec<Waiting>, outcomes: Result<Vec<Result<(), StoreError>>, StoreError>) {
-    match outcomes {
-        Ok(outcomes) => {
-            for (one, outcome) in waiting.into_iter().zip(outcomes) {
-                // A begin that stopped waiting (its task was cancelled) needs no answer.
-                let _ = one.answer.send(outcome);
-            }
-        }
-        Err(e) => {
-            let message = e.to_string();
-            let retryable = e.is_retryable();
-            let mut first = Some(e);
-            for one in waiting {
-                let e = first.take().unwrap_or_else(|| StoreError::Backend {
-                    operation: "begin batch",
-                    source: message.clone().into(),
-                    retryable,
-                });
-                let _ = one.answer.send(Err(e));
-            }
+            Err(_) => batches
+                .iter()
+                .map(|batch| begin_group(conn, &[batch]).and_then(|mut one| one.remove(0)))
+                .collect(),
+        };
+        for (one, outcome) in waiting.into_iter().zip(outcomes) {
+            // A begin that stopped waiting (its task was cancelled) needs no answer.
+            let _ = one.answer.send(outcome);
         }
     }
 }
