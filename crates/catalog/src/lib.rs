@@ -28,9 +28,10 @@ pub use definition::{type_name, ColumnDefinition, Derive, SchemaDefinition};
 pub use set::SchemaSet;
 pub use uevents::UeventsSchema;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use auditsync_core::registry::SchemaFactory;
+use auditsync_core::Schema;
 
 /// Keeps this crate linked into binaries that only register it through `inventory`.
 pub fn link() {}
@@ -38,16 +39,25 @@ pub fn link() {}
 /// The schema a destination or the ingest path uses when none is configured.
 pub const DEFAULT_SCHEMA: &str = "uevents";
 
+// The built-in schemas are built once per process and shared: a thousand tenant
+// destinations of one schema would otherwise parse its definition and build its catalog a
+// thousand times at every start.
+static UEVENTS_SCHEMA: LazyLock<Arc<dyn Schema>> = LazyLock::new(|| Arc::new(UeventsSchema::new()));
+static WAREHOUSE_SCHEMA: LazyLock<Arc<dyn Schema>> =
+    LazyLock::new(|| Arc::new(builtin::defined(WAREHOUSE)));
+static ACTOR_CHANGE_SCHEMA: LazyLock<Arc<dyn Schema>> =
+    LazyLock::new(|| Arc::new(builtin::defined(ACTOR_CHANGE)));
+
 auditsync_core::inventory::submit! {
-    SchemaFactory { name: "uevents", build: || Arc::new(UeventsSchema::new()) }
+    SchemaFactory { name: "uevents", build: || Arc::clone(&UEVENTS_SCHEMA) }
 }
 
 auditsync_core::inventory::submit! {
-    SchemaFactory { name: "warehouse", build: || Arc::new(builtin::defined(WAREHOUSE)) }
+    SchemaFactory { name: "warehouse", build: || Arc::clone(&WAREHOUSE_SCHEMA) }
 }
 
 auditsync_core::inventory::submit! {
-    SchemaFactory { name: "actor_change", build: || Arc::new(builtin::defined(ACTOR_CHANGE)) }
+    SchemaFactory { name: "actor_change", build: || Arc::clone(&ACTOR_CHANGE_SCHEMA) }
 }
 
 auditsync_core::inventory::submit! {

@@ -38,7 +38,7 @@ pub struct FormatterFactory {
 pub struct SchemaFactory {
     /// The `schema` name, e.g. `uevents`.
     pub name: &'static str,
-    /// Builds the schema.
+    /// Gives the schema; a built-in one may be built once and shared by every caller.
     pub build: fn() -> Arc<dyn Schema>,
 }
 

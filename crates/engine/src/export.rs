@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
-use auditsync_store::{holder, Batch, LeaseOutcome, Store, StoreError, Takers};
+use auditsync_store::{
+    holder, Batch, ExportClaim, ExportStart, LeaseOutcome, Store, StoreError, Takers,
+};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
 use sha2::{Digest, Sha256};
@@ -429,10 +431,26 @@ impl Exporter {
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let lease = format!("export:{}", dest.name);
-        if !self.hold_lease(&lease, report).await? {
-            return Ok(());
-        }
-        let mut result = self.run(dest, up_to, &lease, report).await;
+        let claim = ExportClaim {
+            destination: &dest.name,
+            tenant: dest.tenant.as_deref(),
+            up_to,
+            lease: &lease,
+            holder: &self.holder,
+            ttl_ms: EXPORT_LEASE_MS,
+        };
+        let (pending, cursor) = match self.start(&claim, report).await? {
+            Some(position) => position,
+            // Manifests may be due after an earlier run that failed to write them.
+            None if self.manifests.is_some() && report.skipped.is_none() => {
+                if !self.hold_lease(&lease, report).await? {
+                    return Ok(());
+                }
+                (None, up_to)
+            }
+            None => return Ok(()),
+        };
+        let mut result = self.run(dest, up_to, &lease, pending, cursor, report).await;
         // Also after a failed run: the files it did complete are listed now rather than
         // waiting for the next success.
         if let Some(settings) = &self.manifests {
@@ -450,6 +468,37 @@ impl Exporter {
             tracing::warn!(destination = %dest.name, error = %e, "cannot release the export lease");
         }
         result
+    }
+
+    /// Takes the lease and reads where the destination stands ([`Store::start_export`]):
+    /// its pending batch and cursor; `None` when there is nothing to export (the lease is
+    /// not taken) or another export holds the lease (`report.skipped` says so).
+    async fn start(
+        &self,
+        claim: &ExportClaim<'_>,
+        report: &mut DestinationReport,
+    ) -> Result<Option<(Option<Batch>, u64)>, ExportError> {
+        match self.store.start_export(claim).await? {
+            ExportStart::Started { pending, cursor } => Ok(Some((pending, cursor))),
+            ExportStart::Idle => Ok(None),
+            ExportStart::HeldBy { holder, .. } if holder::has_exited(&holder) => {
+                // Released in its name (only if it still holds it), then started once more.
+                tracing::info!(destination = %report.destination, %holder, "taking over the export lease of an exited process");
+                self.store.release_lease(claim.lease, &holder).await?;
+                match self.store.start_export(claim).await? {
+                    ExportStart::Started { pending, cursor } => Ok(Some((pending, cursor))),
+                    ExportStart::Idle => Ok(None),
+                    ExportStart::HeldBy { holder, expires_ms } => {
+                        skipped_for(&holder, expires_ms, report);
+                        Ok(None)
+                    }
+                }
+            }
+            ExportStart::HeldBy { holder, expires_ms } => {
+                skipped_for(&holder, expires_ms, report);
+                Ok(None)
+            }
+        }
     }
 
     /// Takes or renews the lease; false (with `report.skipped` set) if another holds it.
@@ -476,40 +525,30 @@ impl Exporter {
                 ))
             }
             LeaseOutcome::HeldBy { holder, expires_ms } => {
-                let until = chrono::DateTime::from_timestamp_millis(expires_ms)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default();
-                let why = format!("left to the other export: another export of it is running ({holder}; its lease runs until {until} unless renewed)");
-                tracing::info!(destination = %report.destination, %why, "export skipped");
-                report.skipped = Some(why);
+                skipped_for(&holder, expires_ms, report);
                 Ok(false)
             }
         }
     }
 
+    /// Exports files up to `up_to`, from where [`Exporter::start`] found the destination.
     async fn run(
         &self,
         dest: &Destination,
         up_to: u64,
         lease: &str,
+        pending: Option<Batch>,
+        mut cursor: u64,
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let store = self.store.as_ref();
         // The caller has just taken it.
         let mut leased_at = Instant::now();
-        if let Some(batch) = store.pending_batch(&dest.name).await? {
+        if let Some(batch) = pending {
             self.resume(dest, batch, report).await?;
+            cursor = store.cursor(&dest.name).await?;
         }
         loop {
-            // Renewed before a file once a tenth of it has passed: a run longer than the
-            // lease keeps it, and a run of one file (most tenants') takes it once.
-            if leased_at.elapsed() >= Duration::from_millis(EXPORT_LEASE_MS as u64 / 10) {
-                if !self.hold_lease(lease, report).await? {
-                    return Ok(());
-                }
-                leased_at = Instant::now();
-            }
-            let cursor = store.cursor(&dest.name).await?;
             if cursor >= up_to {
                 return Ok(());
             }
@@ -546,13 +585,23 @@ impl Exporter {
                 earliest_ms: Some(file.earliest_time),
                 latest_ms: Some(file.latest_time),
             };
-            let exhausted = file.exhausted;
+            let (exhausted, last_seq) = (file.exhausted, file.last_seq);
             store.begin_batch(&batch).await?;
             self.deliver(dest, &key, file, started, report).await?;
             if exhausted {
                 // The read came up short: nothing more to export up to `up_to`.
                 return Ok(());
             }
+            // Renewed before the next file once a tenth of it has passed: a run longer than
+            // the lease keeps it, and a run of one file (most tenants') takes it once.
+            if leased_at.elapsed() >= Duration::from_millis(EXPORT_LEASE_MS as u64 / 10) {
+                if !self.hold_lease(lease, report).await? {
+                    return Ok(());
+                }
+                leased_at = Instant::now();
+            }
+            // Where the delivered batch moved it.
+            cursor = last_seq;
         }
     }
 
@@ -647,6 +696,17 @@ impl Exporter {
         );
         Ok(())
     }
+}
+
+/// Records in `report` that the export is left to `holder`, whose lease runs until
+/// `expires_ms`.
+fn skipped_for(holder: &str, expires_ms: i64, report: &mut DestinationReport) {
+    let until = chrono::DateTime::from_timestamp_millis(expires_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    let why = format!("left to the other export: another export of it is running ({holder}; its lease runs until {until} unless renewed)");
+    tracing::info!(destination = %report.destination, %why, "export skipped");
+    report.skipped = Some(why);
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, GcBounds, IdRetention,
-    LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats,
-    StoredEvent, Takers,
+    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportClaim, ExportEvent, ExportStart,
+    GcBounds, IdRetention, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError,
+    StoreFactory, StoreStats, StoredEvent, Takers,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -562,6 +562,90 @@ fn cached_execute<P: rusqlite::Params>(
     conn.prepare_cached(sql)?.execute(params)
 }
 
+/// The destination's batch recorded but not completed, if any.
+fn pending_of(conn: &Connection, destination: &str) -> rusqlite::Result<Option<Batch>> {
+    cached_row(
+        conn,
+        &format!(
+            "SELECT {BATCH_COLUMNS} FROM batches
+             WHERE destination = ?1 AND completed_ms IS NULL"
+        ),
+        [destination],
+        read_batch,
+    )
+    .optional()
+}
+
+/// Whether any visible event with `after < seq <= up_to` is there (of `tenant` only, if
+/// given: the tenant index must be ready).
+fn has_events(
+    conn: &Connection,
+    tenant: Option<&str>,
+    after: u64,
+    up_to: u64,
+) -> rusqlite::Result<bool> {
+    let found: Option<i64> = match tenant {
+        Some(tenant) => cached_row(
+            conn,
+            &format!(
+                "SELECT 1 FROM events INDEXED BY {TENANT_INDEX}
+                 WHERE tenant = ?1 AND seq > ?2 AND seq <= ?3 AND seq <= {VISIBLE_HEAD} LIMIT 1"
+            ),
+            params![tenant, after, up_to],
+            |r| r.get(0),
+        ),
+        None => cached_row(
+            conn,
+            &format!(
+                "SELECT 1 FROM events WHERE seq > ?1 AND seq <= ?2 AND seq <= {VISIBLE_HEAD} LIMIT 1"
+            ),
+            params![after, up_to],
+            |r| r.get(0),
+        ),
+    }
+    .optional()?;
+    Ok(found.is_some())
+}
+
+/// The other holder of the lease `name` and when its hold ends, if another than `holder`
+/// holds it now (an expired lease is free).
+fn held_by_other(
+    conn: &Connection,
+    name: &str,
+    holder: &str,
+) -> rusqlite::Result<Option<(String, i64)>> {
+    let current: Option<(String, i64)> = cached_row(
+        conn,
+        "SELECT holder, expires_ms FROM leases WHERE name = ?1",
+        [name],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()?;
+    Ok(current.filter(|(other, expires_ms)| other != holder && *expires_ms > now_ms()))
+}
+
+/// Takes the lease `name` for `holder` unless another holds it (inside the caller's
+/// IMMEDIATE transaction, so that the read and the write are one step for every process).
+fn take_lease(
+    conn: &Connection,
+    name: &str,
+    holder: &str,
+    ttl_ms: i64,
+) -> rusqlite::Result<LeaseOutcome> {
+    if let Some((holder, expires_ms)) = held_by_other(conn, name, holder)? {
+        return Ok(LeaseOutcome::HeldBy { holder, expires_ms });
+    }
+    let expires_ms = now_ms().saturating_add(ttl_ms.max(1));
+    cached_execute(
+        conn,
+        "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+             expires_ms = excluded.expires_ms",
+        params![name, holder, expires_ms],
+    )?;
+    Ok(LeaseOutcome::Acquired { expires_ms })
+}
+
 fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
     cached_row(
         conn,
@@ -704,20 +788,8 @@ impl Store for SqliteStore {
 
     async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError> {
         let destination = destination.to_string();
-        self.with_conn(move |conn| {
-            cached_row(
-                conn,
-                &format!(
-                    "SELECT {BATCH_COLUMNS} FROM batches
-                     WHERE destination = ?1 AND completed_ms IS NULL"
-                ),
-                [destination],
-                read_batch,
-            )
-            .optional()
-            .map_err(backend("pending batch"))
-        })
-        .await
+        self.with_conn(move |conn| pending_of(conn, &destination).map_err(backend("pending batch")))
+            .await
     }
 
     async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError> {
@@ -1063,34 +1135,51 @@ impl Store for SqliteStore {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(&err)?;
-                let now = now_ms();
-                let current: Option<(String, i64)> = cached_row(
-                    &tx,
-                    "SELECT holder, expires_ms FROM leases WHERE name = ?1",
-                    [&name],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(&err)?;
-                if let Some((other, expires_ms)) = current {
-                    if other != holder && expires_ms > now {
-                        return Ok(LeaseOutcome::HeldBy {
-                            holder: other,
-                            expires_ms,
-                        });
-                    }
-                }
-                let expires_ms = now.saturating_add(ttl_ms.max(1));
-                cached_execute(
-                    &tx,
-                    "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                     expires_ms = excluded.expires_ms",
-                    params![name, holder, expires_ms],
-                )
-                .map_err(&err)?;
+                let outcome = take_lease(&tx, &name, &holder, ttl_ms).map_err(&err)?;
                 tx.commit().map_err(&err)?;
-                Ok(LeaseOutcome::Acquired { expires_ms })
+                Ok(outcome)
+            })
+        })
+        .await
+    }
+
+    async fn start_export(&self, claim: &ExportClaim<'_>) -> Result<ExportStart, StoreError> {
+        self.refuse_if_corrupted()?;
+        let (destination, lease, holder) = (
+            claim.destination.to_string(),
+            claim.lease.to_string(),
+            claim.holder.to_string(),
+        );
+        let tenant = claim.tenant.map(str::to_string);
+        let (up_to, ttl_ms) = (claim.up_to, claim.ttl_ms);
+        let index_ready = Arc::clone(&self.tenant_index_ready);
+        self.with_conn(move |conn| {
+            if tenant.is_some() {
+                ensure_tenant_index(conn, &index_ready)?;
+            }
+            // Like a lease alone, nothing here needs an fsync (see `acquire_lease`).
+            without_fsync(conn, |conn| {
+                let err = backend("start export");
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(&err)?;
+                if let Some((holder, expires_ms)) =
+                    held_by_other(&tx, &lease, &holder).map_err(&err)?
+                {
+                    return Ok(ExportStart::HeldBy { holder, expires_ms });
+                }
+                let pending = pending_of(&tx, &destination).map_err(&err)?;
+                let cursor = cursor_of(&tx, &destination).map_err(&err)?;
+                let idle = pending.is_none()
+                    && (cursor >= up_to
+                        || !has_events(&tx, tenant.as_deref(), cursor, up_to).map_err(&err)?);
+                if idle {
+                    // Dropped without a write: the lease stays as it was.
+                    return Ok(ExportStart::Idle);
+                }
+                take_lease(&tx, &lease, &holder, ttl_ms).map_err(&err)?;
+                tx.commit().map_err(&err)?;
+                Ok(ExportStart::Started { pending, cursor })
             })
         })
         .await

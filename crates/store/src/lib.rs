@@ -590,6 +590,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Gives the lease up if `holder` has it (otherwise does nothing).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
+    /// Starts an export of one destination in one step: takes its lease (as
+    /// [`Store::acquire_lease`]) and reads its pending batch and cursor under it. When the
+    /// destination has nothing to do up to `claim.up_to` (no pending batch, and no event it
+    /// takes after its cursor), the lease is left as it was and the answer is
+    /// [`ExportStart::Idle`]: an export tick over many idle tenants then costs one read each.
+    ///
+    /// The default is made of the other methods; a store should answer in one round trip.
+    async fn start_export(&self, claim: &ExportClaim<'_>) -> Result<ExportStart, StoreError> {
+        match self
+            .acquire_lease(claim.lease, claim.holder, claim.ttl_ms)
+            .await?
+        {
+            LeaseOutcome::HeldBy { holder, expires_ms } => {
+                return Ok(ExportStart::HeldBy { holder, expires_ms })
+            }
+            LeaseOutcome::Acquired { .. } => {}
+        }
+        let pending = self.pending_batch(claim.destination).await?;
+        let cursor = self.cursor(claim.destination).await?;
+        let idle = pending.is_none()
+            && (cursor >= claim.up_to
+                || match claim.tenant {
+                    Some(tenant) => self.read_tenant_for_export(tenant, cursor, claim.up_to, 1),
+                    None => self.read_for_export(cursor, claim.up_to, 1),
+                }
+                .await?
+                .is_empty());
+        if idle {
+            self.release_lease(claim.lease, claim.holder).await?;
+            return Ok(ExportStart::Idle);
+        }
+        Ok(ExportStart::Started { pending, cursor })
+    }
+
     /// The damage found in the store's database, if any (see [`StoreError::Corrupted`]);
     /// `/healthz` and `/metrics` report it. A store that cannot detect damage reports none.
     fn corruption(&self) -> Option<String> {
@@ -639,6 +673,44 @@ pub enum LeaseOutcome {
         holder: String,
         /// Until when, unless renewed.
         expires_ms: i64,
+    },
+}
+
+/// What [`Store::start_export`] is asked: which destination, under which lease.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportClaim<'a> {
+    /// The destination's name.
+    pub destination: &'a str,
+    /// Its tenant, if it takes one tenant's events only.
+    pub tenant: Option<&'a str>,
+    /// The last sequence number this export goes up to.
+    pub up_to: u64,
+    /// The lease's name (`export:<destination>`).
+    pub lease: &'a str,
+    /// Who takes it.
+    pub holder: &'a str,
+    /// For how long, in milliseconds.
+    pub ttl_ms: i64,
+}
+
+/// What [`Store::start_export`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportStart {
+    /// Another holder has the lease (see [`LeaseOutcome::HeldBy`]).
+    HeldBy {
+        /// Who.
+        holder: String,
+        /// Until when, unless renewed.
+        expires_ms: i64,
+    },
+    /// Nothing to export; the lease was not taken.
+    Idle,
+    /// The caller holds the lease, and this is where the destination stands.
+    Started {
+        /// Its batch recorded but not completed, if any.
+        pending: Option<Batch>,
+        /// Its cursor.
+        cursor: u64,
     },
 }
 

@@ -25,8 +25,8 @@ use auditsync_core::Event;
 use tokio::sync::mpsc;
 
 use crate::{
-    Appended, Batch, BulkItem, EncodedEvent, ExportEvent, LeaseOutcome, ManifestRecord,
-    ScheduleRun, Store, StoreError, StoredEvent, Takers,
+    Appended, Batch, BulkItem, EncodedEvent, ExportClaim, ExportEvent, ExportStart, LeaseOutcome,
+    ManifestRecord, ScheduleRun, Store, StoreError, StoredEvent, Takers,
 };
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -47,6 +47,7 @@ where
     an_export_read_gives_the_same_events(fresh().await).await;
     a_tenant_read_gives_only_that_tenants_events(fresh().await).await;
     gc_keeps_what_a_tenant_destination_lacks(fresh().await).await;
+    an_export_starts_only_with_work_to_do(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -502,4 +503,110 @@ pub async fn gc_keeps_what_a_tenant_destination_lacks(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(again.iter().all(|a| a.duplicate), "{again:?}");
+}
+
+/// [`Store::start_export`] takes the lease only when the destination has work up to
+/// `up_to`: a pending batch, or an event it takes after its cursor. An idle destination
+/// leaves the lease free; a lease held by another is reported, work or not.
+pub async fn an_export_starts_only_with_work_to_do(store: Arc<dyn Store>) {
+    let stored = append_four_tenants(store.as_ref()).await;
+    let last = stored.last().unwrap().0;
+    let a: Vec<u64> = stored
+        .iter()
+        .filter(|(_, t)| t.as_deref() == Some("a"))
+        .map(|(seq, _)| *seq)
+        .collect();
+    let claim = ExportClaim {
+        destination: "da",
+        tenant: Some("a"),
+        up_to: last,
+        lease: "export:da",
+        holder: "p1",
+        ttl_ms: 60_000,
+    };
+    let lease_is_free = |store: Arc<dyn Store>| async move {
+        let taken = store
+            .acquire_lease("export:da", "p3", 60_000)
+            .await
+            .unwrap();
+        store.release_lease("export:da", "p3").await.unwrap();
+        matches!(taken, LeaseOutcome::Acquired { .. })
+    };
+    let start = |claim: ExportClaim<'static>| {
+        let store = store.clone();
+        async move { store.start_export(&claim).await.unwrap() }
+    };
+
+    // a's three events wait: started at cursor 0, under the lease, which another cannot take.
+    let started = ExportStart::Started {
+        pending: None,
+        cursor: 0,
+    };
+    assert_eq!(start(claim).await, started, "tenant a's destination");
+    match start(ExportClaim {
+        holder: "p2",
+        ..claim
+    })
+    .await
+    {
+        ExportStart::HeldBy { holder, .. } => assert_eq!(holder, "p1"),
+        other => panic!("expected the lease to be held by p1, got {other:?}"),
+    }
+    store.release_lease("export:da", "p1").await.unwrap();
+
+    // Nothing of a's up to just before its first event, or of a tenant without events:
+    // idle, and the lease is left free.
+    let before_a = ExportClaim {
+        up_to: a[0] - 1,
+        ..claim
+    };
+    assert_eq!(start(before_a).await, ExportStart::Idle);
+    let nobody = ExportClaim {
+        tenant: Some("nobody"),
+        ..claim
+    };
+    assert_eq!(start(nobody).await, ExportStart::Idle);
+    assert!(lease_is_free(store.clone()).await);
+    // A global destination with events waits; at the head it is idle.
+    let global = ExportClaim {
+        tenant: None,
+        ..claim
+    };
+    assert_eq!(start(global).await, started, "a global destination");
+    store.release_lease("export:da", "p1").await.unwrap();
+
+    // A pending batch is work even when no event follows it.
+    let pending = Batch {
+        destination: "da".into(),
+        ..batch(a[0], a[2])
+    };
+    store.begin_batch(&pending).await.unwrap();
+    assert_eq!(
+        start(claim).await,
+        ExportStart::Started {
+            pending: Some(pending.clone()),
+            cursor: 0
+        }
+    );
+    store.release_lease("export:da", "p1").await.unwrap();
+    // Completed, the cursor is past all of a's events: idle, though other tenants' follow.
+    store.complete_batch("da", a[0]).await.unwrap();
+    assert_eq!(start(claim).await, ExportStart::Idle, "a's events all out");
+    assert!(lease_is_free(store.clone()).await);
+    let global_at_head = ExportClaim {
+        tenant: None,
+        up_to: a[2],
+        ..claim
+    };
+    assert_eq!(start(global_at_head).await, ExportStart::Idle);
+
+    // A lease held by another is reported even when there is nothing to do.
+    assert!(matches!(
+        store
+            .acquire_lease("export:da", "p2", 60_000)
+            .await
+            .unwrap(),
+        LeaseOutcome::Acquired { .. }
+    ));
+    assert!(matches!(start(claim).await, ExportStart::HeldBy { .. }));
 }
