@@ -163,6 +163,26 @@ pub struct Exporter {
     manifest_writer: tokio::sync::Mutex<()>,
     /// Each destination's state: a failing one waits out its pause.
     health: HealthBook,
+    /// The destinations whose export runs now in this process. A run that outlasts its
+    /// tick (a sink that hangs or retries) is not started again beside itself: the lease
+    /// cannot tell, as this process holds it.
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A destination's place in [`Exporter::running`], given up when its run ends.
+struct Running<'e> {
+    exporter: &'e Exporter,
+    destination: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.exporter
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.destination);
+    }
 }
 
 /// Destinations exported at once. Each waits for the store and its sink more than it
@@ -233,7 +253,17 @@ impl Exporter {
             manifests: None,
             manifest_writer: tokio::sync::Mutex::new(()),
             health: HealthBook::default(),
+            running: std::sync::Mutex::default(),
         }
+    }
+
+    /// Marks `destination` as running in this process; `None` if a run of it already is.
+    fn start_running(&self, destination: &str) -> Option<Running<'_>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(destination.to_string()).then(|| Running {
+            exporter: self,
+            destination: destination.to_string(),
+        })
     }
 
     /// Pauses failing destinations by `backoff` (default [`Backoff::default`]).
@@ -409,6 +439,10 @@ impl Exporter {
             report.skipped = Some(why);
             return report;
         }
+        let Some(_running) = self.start_running(&dest.name) else {
+            report.skipped = Some("still exporting: a run started earlier has not ended".into());
+            return report;
+        };
         match self.run_leased(dest, up_to, &mut report).await {
             Err(e) => {
                 let next = self.health.failed(&dest.name, &e.to_string(), now_ms());

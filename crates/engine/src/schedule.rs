@@ -236,13 +236,23 @@ async fn run_export_and_gc(
     let mut next_export = next(export.as_ref());
     let mut next_gc = next(gc.as_ref());
     tracing::info!(?next_export, ?next_gc, "schedules started");
+    // Export runs go on beside the schedule: a destination whose run outlasts its tick (a
+    // sink that hangs, or retries) delays no other's next run; it is skipped until it ends.
+    let mut exports = tokio::task::JoinSet::new();
     loop {
         let next_run = [next_export, next_gc].into_iter().flatten().min();
         if next_run.is_none() && (export.is_some() || gc.is_some()) {
             tracing::warn!("neither the export nor the GC schedule will fire again");
         }
         if !wait_until(next_run, &mut stop).await {
+            // Runs in progress finish first (see `RunningSchedules::shutdown`).
+            while let Some(ended) = exports.join_next().await {
+                log_if_failed(ended);
+            }
             return;
+        }
+        while let Some(ended) = exports.try_join_next() {
+            log_if_failed(ended);
         }
         // Not raced against `stop`: an export or GC that started runs to its end.
         let now = Utc::now();
@@ -251,7 +261,11 @@ async fn run_export_and_gc(
         if let Some(fire) = next_export.filter(|t| *t <= now) {
             let upcoming = next(export.as_ref());
             if claim_firing(store.as_ref(), &holder, EXPORT_SCHEDULE, fire, upcoming).await {
-                run_export(&exporter, store.as_ref(), observer.as_ref(), now).await;
+                let (exporter, store, observer) =
+                    (exporter.clone(), store.clone(), observer.clone());
+                exports.spawn(async move {
+                    run_export(&exporter, store.as_ref(), observer.as_ref(), now).await
+                });
             }
             next_export = next(export.as_ref());
         }
@@ -269,6 +283,12 @@ async fn run_export_and_gc(
             }
             next_gc = next(gc.as_ref());
         }
+    }
+}
+
+fn log_if_failed(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "an export run failed");
     }
 }
 

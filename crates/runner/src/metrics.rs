@@ -291,7 +291,9 @@ impl Metrics {
         if report.error.is_some() {
             self.export_failures.get_or_create(&label).inc();
         }
-        if report.tenant.is_some() {
+        // A skipped run (paused, waiting out a failure, still running from an earlier tick)
+        // says nothing new about the destination's state.
+        if report.tenant.is_some() || report.skipped.is_some() {
             return;
         }
         if report.error.is_some() {

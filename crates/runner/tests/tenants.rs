@@ -587,6 +587,111 @@ fn a_tenant_whose_bucket_is_deleted_fails_alone_and_gets_its_backlog_once_it_is_
     server.terminate();
 }
 
+/// A TCP server on loopback that accepts connections and never answers: a sink pointed at
+/// it hangs. Dropping it closes them all (and refuses new ones).
+struct Hanging {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hanging {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stopping, counted) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((connection, _)) => {
+                        held.push(connection);
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A tenant whose sink hangs (its endpoint accepts and never answers) holds up no other
+/// tenant: the service's export ticks go on while its run waits, and do not start it again
+/// beside itself.
+#[test]
+fn a_tenant_whose_sink_hangs_delays_no_other_tenant() {
+    let hanging = Hanging::start();
+    let env = Env::new(json!({}));
+    let tenants_dir = env.path("tenants");
+    let volume = env.path("volume");
+    std::fs::create_dir(&tenants_dir).unwrap();
+    let mut slow = s3_options(&format!("http://{}", hanging.addr), "hangs");
+    slow["name"] = json!("s3");
+    let quick = json!({"name": "vol", "type": "pv", "root": volume});
+    for (t, dest) in [(0, slow), (1, quick)] {
+        let file = json!({"tenant": format!("tenant-{t}"), "destinations": [dest]});
+        std::fs::write(tenants_dir.join(format!("{t}.json")), file.to_string()).unwrap();
+    }
+    env.write_config(json!({
+        "enableUserEvents": true, "namespace": "acme", "ueventsSchedule": "@every 1s",
+        "ingest": {"listen": "127.0.0.1:0"},
+        "tenants_dir": tenants_dir,
+    }));
+    let server = env.start();
+    let mut client = support::Client::connect(server.addr).unwrap();
+    let mut quick_sent = Vec::new();
+    for round in 0..2 {
+        let mut body = String::new();
+        for i in 0..3 {
+            let n = round * 10 + i;
+            body.push_str(&format!("{}\n", event(n, Some("tenant-0"))));
+            body.push_str(&format!("{}\n", event(100 + n, Some("tenant-1"))));
+            quick_sent.push(100 + n);
+        }
+        let answer = client
+            .post("application/x-ndjson", None, body.as_bytes())
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        // Each round reaches the quick tenant's volume while the slow one's first run
+        // still waits on its endpoint.
+        wait_for(
+            &format!("round {round} on the volume"),
+            std::time::Duration::from_secs(20),
+            || numbers_on_volume(&volume) == quick_sent,
+        );
+    }
+    // One run of the slow tenant, one connection, over all those ticks: a run is not
+    // started again beside itself (it would connect again).
+    assert_eq!(hanging.connections(), 1);
+    // Closing the endpoint ends the slow run (with an error), so the service can stop.
+    drop(hanging);
+    server.terminate();
+}
+
 #[test]
 fn tenant_destinations_are_configured_over_the_api_verified_first_and_reloaded_from_files() {
     let Some(s3) = backend_env("EMULATOR_S3_ENDPOINT") else {
