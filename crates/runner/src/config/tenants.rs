@@ -120,19 +120,28 @@ pub fn write_tenant_file(path: &Path, file: &TenantFile) -> anyhow::Result<()> {
 /// never half of one.
 pub fn write_file_atomically(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let dir = path.parent().context("a tenant file has a directory")?;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no directory", path.display()))?;
     let temp = dir.join(format!(
         ".{}.tmp",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("tenant")
     ));
-    let mut out =
-        std::fs::File::create(&temp).with_context(|| format!("cannot write {}", temp.display()))?;
-    out.write_all(text)?;
-    out.sync_all()?;
+    let written = std::fs::File::create(&temp).and_then(|mut out| {
+        out.write_all(text)?;
+        out.sync_all()
+    });
+    if let Err(e) = written {
+        // Nothing half-written is left behind.
+        let _ = std::fs::remove_file(&temp);
+        return Err(e).with_context(|| format!("cannot write {}", temp.display()));
+    }
     std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync the directory {}", dir.display()))?;
     Ok(())
 }
 
