@@ -144,33 +144,25 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let corrupted = shared.store.corruption().is_some();
     let result: Result<String, auditsync_store::StoreError> = async {
         let stats = shared.store.stats().await?;
-        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut backlogs = Vec::new();
         let mut tenants = crate::metrics::TenantFigures::default();
         for d in shared.exporter.destinations().iter() {
-            if d.tenant.is_some() {
-                let status =
-                    crate::tenant_status::status_of(&shared.exporter, shared.store.as_ref(), d)
-                        .await?;
-                tenants.destinations += 1;
-                tenants.failing += u64::from(status.state == "failing");
-                tenants.paused += u64::from(status.state == "paused");
-                tenants.backlogs.push(Backlog {
-                    destination: d.name.clone(),
-                    events: status.backlog_events,
-                    oldest_age_secs: status.oldest_age_secs,
-                });
+            let status =
+                crate::tenant_status::status_of(&shared.exporter, shared.store.as_ref(), d)
+                    .await?;
+            let backlog = Backlog {
+                destination: d.name.clone(),
+                events: status.backlog_events,
+                oldest_age_secs: status.oldest_age_secs,
+            };
+            if d.tenant.is_none() {
+                backlogs.push(backlog);
                 continue;
             }
-            let cursor = shared.store.cursor(&d.name).await?;
-            let oldest = shared.store.read_after(cursor, u64::MAX, 1).await?;
-            backlogs.push(Backlog {
-                destination: d.name.clone(),
-                events: shared.store.count_after(cursor).await?,
-                oldest_age_secs: oldest
-                    .first()
-                    .map_or(0.0, |e| (now_ms - e.event.time).max(0) as f64 / 1000.0),
-            });
+            tenants.destinations += 1;
+            tenants.failing += u64::from(status.state == "failing");
+            tenants.paused += u64::from(status.state == "paused");
+            tenants.backlogs.push(backlog);
         }
         shared.metrics.tenants(&tenants);
         Ok(shared
