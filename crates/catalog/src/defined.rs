@@ -240,6 +240,12 @@ impl Schema for DefinedSchema {
             .position(|c| c.target == Target::Payload && c.def.ty == ColumnType::Json)
     }
 
+    fn params_column(&self) -> Option<usize> {
+        self.resolved
+            .iter()
+            .position(|c| c.target == Target::Params && c.def.ty == ColumnType::Json)
+    }
+
     fn catalog(&self) -> Option<&Catalog> {
         Some(&self.definition.catalog).filter(|c| !c.is_empty())
     }

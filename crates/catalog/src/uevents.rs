@@ -77,6 +77,10 @@ impl Schema for UeventsSchema {
         self.inner.payload_column()
     }
 
+    fn params_column(&self) -> Option<usize> {
+        self.inner.params_column()
+    }
+
     fn catalog(&self) -> Option<&Catalog> {
         self.inner.catalog()
     }

@@ -12,12 +12,22 @@ use serde_json::{Map, Value};
 use crate::canonical_json::CanonicalJson;
 use crate::{Actor, Entity, Event, Outcome};
 
-/// Reads an event written by [`write_event`], leaving its payload as the JSON text it is
-/// (exports copy it into their files instead of reading it into a `Value` and writing it
-/// again). The event's own `payload` is `None`.
-pub fn read_event_leaving_payload(
-    text: &str,
-) -> Result<(Event, Option<&RawValue>), serde_json::Error> {
+/// An event read for an export ([`read_event_for_export`]): its payload and parameters
+/// still the JSON text they are stored as.
+#[derive(Debug)]
+pub struct EventForExport<'t> {
+    /// The event, with `payload` `None` and `params` empty.
+    pub event: Event,
+    /// The payload's text, if it has one.
+    pub payload: Option<&'t RawValue>,
+    /// The parameters' text (an object), if it has any.
+    pub params: Option<&'t RawValue>,
+}
+
+/// Reads an event written by [`write_event`], leaving its payload and its parameters as the
+/// JSON text they are (exports copy them into their files instead of reading them into
+/// `Value`s and writing them again).
+pub fn read_event_for_export(text: &str) -> Result<EventForExport<'_>, serde_json::Error> {
     let read: EventLeavingPayload<'_> = serde_json::from_str(text)?;
     let event = Event {
         id: read.id,
@@ -27,16 +37,20 @@ pub fn read_event_leaving_payload(
         entity: read.entity,
         organization: read.organization,
         outcome: read.outcome,
-        params: read.params,
+        params: Map::new(),
         payload: None,
         previous: read.previous,
         next: read.next,
         extra: read.extra,
     };
-    Ok((event, read.payload))
+    Ok(EventForExport {
+        event,
+        payload: read.payload,
+        params: read.params,
+    })
 }
 
-/// [`Event`]'s fields with the payload borrowed as text. A field added to `Event` and not
+/// [`Event`]'s fields with the payload and parameters borrowed as text. A field added to `Event` and not
 /// here makes the round-trip test fail (unknown fields are refused).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,8 +67,8 @@ struct EventLeavingPayload<'t> {
     organization: Option<String>,
     #[serde(default)]
     outcome: Outcome,
-    #[serde(default)]
-    params: Map<String, Value>,
+    #[serde(default, borrow)]
+    params: Option<&'t RawValue>,
     #[serde(default, borrow)]
     payload: Option<&'t RawValue>,
     #[serde(default)]
@@ -418,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn an_event_read_leaving_its_payload_is_the_event_without_it() {
+    fn an_event_read_for_export_is_the_event_without_its_payload_and_params() {
         let full = Event {
             id: "e1".into(),
             time: 5,
@@ -444,19 +458,24 @@ mod tests {
             extra: json!({"opType": "Q"}).as_object().unwrap().clone(),
         };
         let text = serde_json::to_string(&full).unwrap();
-        let (event, payload) = read_event_leaving_payload(&text).unwrap();
+        let read = read_event_for_export(&text).unwrap();
         assert_eq!(
-            payload.map(RawValue::get),
+            read.payload.map(RawValue::get),
             Some(serde_json::to_string(&full.payload).unwrap().as_str())
         );
         assert_eq!(
-            event,
+            read.params.map(RawValue::get),
+            Some(serde_json::to_string(&full.params).unwrap().as_str())
+        );
+        assert_eq!(
+            read.event,
             Event {
                 payload: None,
+                params: Map::new(),
                 ..full
             }
         );
-        let (_, none) = read_event_leaving_payload(r#"{"id":"e","time":1,"action":"a"}"#).unwrap();
-        assert!(none.is_none());
+        let bare = read_event_for_export(r#"{"id":"e","time":1,"action":"a"}"#).unwrap();
+        assert!(bare.payload.is_none() && bare.params.is_none());
     }
 }

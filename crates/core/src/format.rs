@@ -70,17 +70,30 @@ pub trait RecordWriter {
     fn append(&mut self, record: &[Value]) -> io::Result<()>;
 
     /// Appends one record whose column `column` holds the value `text` is the JSON text of
-    /// (`record[column]` is a placeholder). A format that writes JSON writes the text as it
-    /// is; the default reads it into a `Value` and calls [`RecordWriter::append`].
+    /// (`record[column]` is a placeholder): [`RecordWriter::append_with_texts`] with one.
     fn append_with_text(
         &mut self,
         record: &[Value],
         column: usize,
         text: CanonicalJson<'_>,
     ) -> io::Result<()> {
+        self.append_with_texts(record, &[(column, text)])
+    }
+
+    /// Appends one record in which each `(column, text)` of `texts` gives the JSON text of
+    /// that column's value (`record[column]` is a placeholder). A format that writes JSON
+    /// writes the texts as they are; the default reads them into `Value`s and calls
+    /// [`RecordWriter::append`].
+    fn append_with_texts(
+        &mut self,
+        record: &[Value],
+        texts: &[(usize, CanonicalJson<'_>)],
+    ) -> io::Result<()> {
         let mut record = record.to_vec();
-        if let Some(slot) = record.get_mut(column) {
-            *slot = serde_json::from_str(text.as_str()).map_err(io::Error::other)?;
+        for (column, text) in texts {
+            if let Some(slot) = record.get_mut(*column) {
+                *slot = serde_json::from_str(text.as_str()).map_err(io::Error::other)?;
+            }
         }
         self.append(&record)
     }

@@ -104,6 +104,13 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The column that holds the event's parameters as they are (a JSON column), if there
+    /// is one: exports then write the stored parameters' text into it without reading them.
+    /// `render` writes an empty object there for an event without parameters.
+    fn params_column(&self) -> Option<usize> {
+        None
+    }
+
     /// The actions this schema knows, if it has a catalog.
     fn catalog(&self) -> Option<&Catalog> {
         None

@@ -8,8 +8,10 @@ use std::cell::Cell;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
-use auditsync_core::{canonical_json, ConfigError, Formatter, RecordWriter, Schema};
+use auditsync_core::canonical_json::{self, CanonicalJson};
+use auditsync_core::{ConfigError, Formatter, RecordWriter, Schema};
 use auditsync_store::{ExportEvent, Store, StoreError};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -364,24 +366,61 @@ pub async fn encode_file(
     }))
 }
 
-/// Renders and appends one event. A payload the store left as text is copied into the
-/// schema's payload column when it is in serde_json's form (the store wrote it so; the
-/// check costs little next to reading it), and read back into the event otherwise.
+/// The schema's columns that take a stored JSON text as it is.
+#[derive(Debug, Clone, Copy)]
+struct TextColumns {
+    payload: Option<usize>,
+    params: Option<usize>,
+}
+
+impl TextColumns {
+    fn of(schema: &dyn Schema) -> Self {
+        Self {
+            payload: schema.payload_column(),
+            params: schema.params_column(),
+        }
+    }
+}
+
+/// Renders and appends one event. A payload or parameters the store left as text are
+/// copied into the schema's column for them when they are in serde_json's form (the store
+/// wrote them so; the check costs little next to reading them), and read back into the
+/// event otherwise.
+/// The column and the text to write in it as it is, if the schema has the column and the
+/// text is in serde_json's form.
+fn as_is(column: Option<usize>, text: Option<&RawValue>) -> Option<(usize, CanonicalJson<'_>)> {
+    let column = column?;
+    Some((column, canonical_json::check(text?, &mut |_| true)?))
+}
+
 fn append_event(
     writer: &mut dyn RecordWriter,
     schema: &dyn Schema,
-    payload_column: Option<usize>,
+    columns: TextColumns,
     stored: ExportEvent,
     record: &mut Vec<Value>,
 ) -> io::Result<()> {
-    if let (Some(column), Some(text)) = (payload_column, &stored.payload_text) {
-        if let Some(text) = canonical_json::check(text, &mut |_| true) {
-            schema.render(stored.event, record);
-            return writer.append_with_text(record, column, text);
-        }
+    let ExportEvent {
+        mut event,
+        payload_text,
+        params_text,
+        ..
+    } = stored;
+    let payload = as_is(columns.payload, payload_text.as_deref());
+    let params = as_is(columns.params, params_text.as_deref());
+    // What is not copied as text is read back into the event.
+    if let (None, Some(text)) = (&payload, &payload_text) {
+        event.payload = ExportEvent::payload_of(text).map_err(io::Error::other)?;
     }
-    schema.render(stored.into_event().map_err(io::Error::other)?, record);
-    writer.append(record)
+    if let (None, Some(text)) = (&params, &params_text) {
+        event.params = ExportEvent::params_of(text).map_err(io::Error::other)?;
+    }
+    schema.render(event, record);
+    match (payload, params) {
+        (None, None) => writer.append(record),
+        (Some(one), None) | (None, Some(one)) => writer.append_with_texts(record, &[one]),
+        (Some(payload), Some(params)) => writer.append_with_texts(record, &[payload, params]),
+    }
 }
 
 fn encode_pages(
@@ -403,7 +442,7 @@ fn encode_pages(
             count: &raw_bytes,
         };
         let columns = format.schema.columns().to_vec();
-        let payload_column = format.schema.payload_column();
+        let text_columns = TextColumns::of(&*format.schema);
         {
             let mut writer = format.formatter.begin(&columns, &mut counted)?;
             let mut record: Vec<Value> = Vec::with_capacity(columns.len());
@@ -420,7 +459,7 @@ fn encode_pages(
                     append_event(
                         &mut *writer,
                         &*format.schema,
-                        payload_column,
+                        text_columns,
                         stored,
                         &mut record,
                     )?;
@@ -476,6 +515,12 @@ mod tests {
             time: 1_690_610_557_857 + i as i64,
             action: "getUser".into(),
             payload,
+            // The first event has none.
+            params: json!({"n": i, "email": "\"q\"@x", "tags": ["a", {"b": null}]})
+                .as_object()
+                .filter(|_| i > 0)
+                .cloned()
+                .unwrap_or_default(),
             extra: json!({"opType": "Query"}).as_object().unwrap().clone(),
             ..Event::default()
         })
@@ -483,15 +528,21 @@ mod tests {
     }
 
     /// The file `schema` and NDJSON make of `events`, each as the store gives it for export:
-    /// its payload left as its stored text, or read.
+    /// its payload and parameters left as their stored text, or read.
     fn file(schema: Arc<dyn Schema>, as_text: bool) -> String {
+        let text_of = |v: String| RawValue::from_string(v).unwrap();
         let page = events()
             .into_iter()
             .enumerate()
             .map(|(i, mut event)| {
-                let text = event.payload.take().filter(|_| as_text);
-                let payload_text =
-                    text.map(|v| serde_json::value::RawValue::from_string(v.to_string()).unwrap());
+                let payload_text = event
+                    .payload
+                    .take()
+                    .filter(|_| as_text)
+                    .map(|v| text_of(v.to_string()));
+                let params = std::mem::take(&mut event.params);
+                let params_text = (as_text && !params.is_empty())
+                    .then(|| text_of(Value::Object(params).to_string()));
                 if !as_text {
                     event = events().swap_remove(i);
                 }
@@ -499,6 +550,7 @@ mod tests {
                     seq: i as u64 + 1,
                     event,
                     payload_text,
+                    params_text,
                 }
             })
             .collect();
@@ -520,15 +572,16 @@ mod tests {
     }
 
     #[test]
-    fn a_payload_copied_as_text_makes_the_same_file_as_a_payload_read() {
+    fn a_payload_and_params_copied_as_text_make_the_same_file_as_when_read() {
         for schema in [
             Arc::new(UeventsSchema::new()) as Arc<dyn Schema>,
-            // no payload column: the text is read back into the event
+            // no payload or params column: the texts are read back into the event
             Arc::new(CanonicalSchema::new()),
         ] {
             let copied = file(schema.clone(), true);
             assert_eq!(copied, file(schema, false));
             assert!(copied.contains("teams{_id name}"), "{copied}");
+            assert!(copied.contains(r#"\"q\"@x"#), "{copied}");
         }
     }
 }

@@ -80,16 +80,15 @@ struct NdjsonWriter<'w> {
 
 impl RecordWriter for NdjsonWriter<'_> {
     fn append(&mut self, record: &[Value]) -> io::Result<()> {
-        self.write_line(record, None)
+        self.write_line(record, &[])
     }
 
-    fn append_with_text(
+    fn append_with_texts(
         &mut self,
         record: &[Value],
-        column: usize,
-        text: CanonicalJson<'_>,
+        texts: &[(usize, CanonicalJson<'_>)],
     ) -> io::Result<()> {
-        self.write_line(record, Some((column, text)))
+        self.write_line(record, texts)
     }
 
     fn finish(self: Box<Self>) -> io::Result<()> {
@@ -98,11 +97,11 @@ impl RecordWriter for NdjsonWriter<'_> {
 }
 
 impl NdjsonWriter<'_> {
-    /// One record's line; `text`, if given, is written as it is in its column.
+    /// One record's line; each of `texts` is written as it is in its column.
     fn write_line(
         &mut self,
         record: &[Value],
-        text: Option<(usize, CanonicalJson<'_>)>,
+        texts: &[(usize, CanonicalJson<'_>)],
     ) -> io::Result<()> {
         if record.len() != self.keys.len() {
             return Err(io::Error::new(
@@ -121,11 +120,9 @@ impl NdjsonWriter<'_> {
                 line.push(b',');
             }
             line.extend_from_slice(key);
-            match text {
-                Some((column, text)) if column == i => {
-                    line.extend_from_slice(text.as_str().as_bytes())
-                }
-                _ => serde_json::to_writer(&mut line, value).map_err(io::Error::other)?,
+            match texts.iter().find(|(column, _)| *column == i) {
+                Some((_, text)) => line.extend_from_slice(text.as_str().as_bytes()),
+                None => serde_json::to_writer(&mut line, value).map_err(io::Error::other)?,
             }
         }
         line.extend_from_slice(b"}\n");

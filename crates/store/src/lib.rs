@@ -97,16 +97,19 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-/// An event read for an export ([`Store::read_for_export`]): its payload may still be the
-/// JSON text it is stored as, for the export to copy into its file.
+/// An event read for an export ([`Store::read_for_export`]): its payload and parameters
+/// may still be the JSON text they are stored as, for the export to copy into its file.
 #[derive(Debug, Clone)]
 pub struct ExportEvent {
     /// Its sequence number.
     pub seq: u64,
-    /// The event; its `payload` is `None` when `payload_text` is set.
+    /// The event; its `payload` is `None` when `payload_text` is set, and its `params` empty
+    /// when `params_text` is.
     pub event: Event,
     /// The payload's JSON text, when the store left it unread.
     pub payload_text: Option<Box<RawValue>>,
+    /// The parameters' JSON text (an object), when the store left them unread.
+    pub params_text: Option<Box<RawValue>>,
 }
 
 impl StoredEvent {
@@ -119,27 +122,41 @@ impl StoredEvent {
 }
 
 impl ExportEvent {
-    /// Reads a stored body leaving its payload as text
-    /// ([`event_json::read_event_leaving_payload`]); one that does not read is
+    /// Reads a stored body leaving its payload and parameters as text
+    /// ([`event_json::read_event_for_export`]); one that does not read is
     /// [`StoreError::Corrupt`].
     pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
-        let (event, payload) =
-            event_json::read_event_leaving_payload(body).map_err(|e| corrupt(seq, &e))?;
+        let read = event_json::read_event_for_export(body).map_err(|e| corrupt(seq, &e))?;
         Ok(Self {
             seq,
-            event,
-            payload_text: payload.map(ToOwned::to_owned),
+            event: read.event,
+            payload_text: read.payload.map(ToOwned::to_owned),
+            params_text: read.params.map(ToOwned::to_owned),
         })
     }
 
-    /// The whole event, its payload text (if any) read back into it.
+    /// The whole event, its payload and parameter texts (if any) read back into it.
     pub fn into_event(self) -> Result<Event, serde_json::Error> {
         let mut event = self.event;
-        if let Some(text) = self.payload_text {
-            event.payload = Some(serde_json::from_str(text.get())?)
-                .filter(|v: &serde_json::Value| !v.is_null());
+        if let Some(text) = &self.payload_text {
+            event.payload = Self::payload_of(text)?;
+        }
+        if let Some(text) = &self.params_text {
+            event.params = Self::params_of(text)?;
         }
         Ok(event)
+    }
+
+    /// The payload a payload text stands for (`null` is none).
+    pub fn payload_of(text: &RawValue) -> Result<Option<serde_json::Value>, serde_json::Error> {
+        Ok(Some(serde_json::from_str(text.get())?).filter(|v: &serde_json::Value| !v.is_null()))
+    }
+
+    /// The parameters a parameters text stands for.
+    pub fn params_of(
+        text: &RawValue,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+        serde_json::from_str(text.get())
     }
 }
 
@@ -156,6 +173,7 @@ impl From<StoredEvent> for ExportEvent {
             seq: stored.seq,
             event: stored.event,
             payload_text: None,
+            params_text: None,
         }
     }
 }
@@ -457,8 +475,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// [`Store::read_after`] for an export, which may leave each payload as its stored JSON
-    /// text (see [`auditsync_core::event_json::read_event_leaving_payload`]). The default
+    /// [`Store::read_after`] for an export, which may leave each payload and parameters as
+    /// their stored JSON text (see [`auditsync_core::event_json::read_event_for_export`]). The default
     /// reads whole events.
     async fn read_for_export(
         &self,

@@ -362,11 +362,15 @@ pub async fn an_id_replayed_after_gc_is_still_a_duplicate(store: Arc<dyn Store>)
 }
 
 /// [`Store::read_for_export`] gives the events [`Store::read_after`] gives, once a payload
-/// left as text is read.
+/// and parameters left as text are read.
 pub async fn an_export_read_gives_the_same_events(store: Arc<dyn Store>) {
     let mut events: Vec<Event> = (0..4).map(|i| event(&format!("e{i}"), i)).collect();
     events[1].payload = Some(serde_json::json!("[\"_id\",\"teams{_id name}\"]"));
     events[2].payload = Some(serde_json::json!({"query": "q", "n": [1, null]}));
+    events[2].params = serde_json::json!({"z": 1, "a": {"b": [true, "c"]}})
+        .as_object()
+        .unwrap()
+        .clone();
     store.append_events(events).await.unwrap();
     let whole = store.read_after(1, u64::MAX, 10).await.unwrap();
     let for_export = store.read_for_export(1, u64::MAX, 10).await.unwrap();
@@ -376,6 +380,9 @@ pub async fn an_export_read_gives_the_same_events(store: Arc<dyn Store>) {
         .map(|e| {
             if e.payload_text.is_some() {
                 assert!(e.event.payload.is_none(), "a payload given twice");
+            }
+            if e.params_text.is_some() {
+                assert!(e.event.params.is_empty(), "parameters given twice");
             }
             StoredEvent {
                 seq: e.seq,

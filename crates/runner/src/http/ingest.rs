@@ -148,8 +148,7 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let mut tenants = crate::metrics::TenantFigures::default();
         for d in shared.exporter.destinations().iter() {
             let status =
-                crate::tenant_status::status_of(&shared.exporter, shared.store.as_ref(), d)
-                    .await?;
+                crate::tenant_status::status_of(&shared.exporter, shared.store.as_ref(), d).await?;
             let backlog = Backlog {
                 destination: d.name.clone(),
                 events: status.backlog_events,
