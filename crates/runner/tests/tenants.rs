@@ -297,25 +297,14 @@ fn numbers_in(rt: &tokio::runtime::Runtime, sink: &dyn Sink) -> Vec<usize> {
     all
 }
 
-/// `requestParams.n` of every record on the volume; panics on a duplicate.
-fn numbers_on_volume(root: &std::path::Path) -> Vec<usize> {
-    let mut all = Vec::new();
-    // A file being written is under a hidden temporary name.
-    let done = |p: &std::path::PathBuf| !p.file_name().unwrap().to_string_lossy().starts_with('.');
-    for path in files_under(root).into_iter().filter(done) {
-        let name = path.to_string_lossy().into_owned();
-        let body = std::fs::read(&path).unwrap();
-        all.extend(
-            by_customer(records(&name, &body))
-                .into_iter()
-                .map(|(_, n)| n),
-        );
-    }
-    all.sort_unstable();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(all.len(), before, "an event exported twice");
-    all
+/// `requestParams.n` of every record on the volume (read through the volume sink, which
+/// lists no file still being written); panics on a duplicate.
+fn numbers_on_volume(rt: &tokio::runtime::Runtime, root: &std::path::Path) -> Vec<usize> {
+    let volume = auditsync_pv::PvSink::new(auditsync_pv::PvConfig {
+        root: root.to_path_buf(),
+        stale_temp_secs: 600,
+    });
+    numbers_in(rt, &volume)
 }
 
 fn wait_for(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
@@ -394,7 +383,7 @@ fn a_tenant_whose_bucket_is_deleted_fails_alone_and_gets_its_backlog_once_it_is_
         assert_eq!(answer.status, 200, "{}", answer.text());
         sent
     };
-    let in_shared = |_: &tokio::runtime::Runtime| numbers_on_volume(&volume);
+    let in_shared = |rt: &tokio::runtime::Runtime| numbers_on_volume(rt, &volume);
     let in_lonely = |rt: &tokio::runtime::Runtime| numbers_in(rt, &lonely_sink);
 
     // Everything flows.
@@ -645,6 +634,7 @@ impl Drop for Hanging {
 #[test]
 fn a_tenant_whose_sink_hangs_delays_no_other_tenant() {
     let hanging = Hanging::start();
+    let rt = runtime();
     let env = Env::new(json!({}));
     let tenants_dir = env.path("tenants");
     let volume = env.path("volume");
@@ -681,7 +671,7 @@ fn a_tenant_whose_sink_hangs_delays_no_other_tenant() {
         wait_for(
             &format!("round {round} on the volume"),
             std::time::Duration::from_secs(20),
-            || numbers_on_volume(&volume) == quick_sent,
+            || numbers_on_volume(&rt, &volume) == quick_sent,
         );
     }
     // One run of the slow tenant, one connection, over all those ticks: a run is not
