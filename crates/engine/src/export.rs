@@ -473,18 +473,18 @@ impl Exporter {
             holder: &self.holder,
             ttl_ms: EXPORT_LEASE_MS,
         };
-        let (pending, cursor) = match self.start(&claim, report).await? {
-            Some(position) => position,
-            // Manifests may be due after an earlier run that failed to write them.
+        let mut result = match self.start(&claim, report).await? {
+            Some((pending, cursor)) => self.run(dest, up_to, &lease, pending, cursor, report).await,
+            // Nothing to export, but manifests may be due after an earlier run that failed
+            // to write them.
             None if self.manifests.is_some() && report.skipped.is_none() => {
                 if !self.hold_lease(&lease, report).await? {
                     return Ok(());
                 }
-                (None, up_to)
+                Ok(())
             }
             None => return Ok(()),
         };
-        let mut result = self.run(dest, up_to, &lease, pending, cursor, report).await;
         // Also after a failed run: the files it did complete are listed now rather than
         // waiting for the next success.
         if let Some(settings) = &self.manifests {
@@ -512,27 +512,23 @@ impl Exporter {
         claim: &ExportClaim<'_>,
         report: &mut DestinationReport,
     ) -> Result<Option<(Option<Batch>, u64)>, ExportError> {
-        match self.store.start_export(claim).await? {
-            ExportStart::Started { pending, cursor } => Ok(Some((pending, cursor))),
-            ExportStart::Idle => Ok(None),
-            ExportStart::HeldBy { holder, .. } if holder::has_exited(&holder) => {
+        let mut start = self.store.start_export(claim).await?;
+        if let ExportStart::HeldBy { holder, .. } = &start {
+            if holder::has_exited(holder) {
                 // Released in its name (only if it still holds it), then started once more.
                 tracing::info!(destination = %report.destination, %holder, "taking over the export lease of an exited process");
-                self.store.release_lease(claim.lease, &holder).await?;
-                match self.store.start_export(claim).await? {
-                    ExportStart::Started { pending, cursor } => Ok(Some((pending, cursor))),
-                    ExportStart::Idle => Ok(None),
-                    ExportStart::HeldBy { holder, expires_ms } => {
-                        skipped_for(&holder, expires_ms, report);
-                        Ok(None)
-                    }
-                }
-            }
-            ExportStart::HeldBy { holder, expires_ms } => {
-                skipped_for(&holder, expires_ms, report);
-                Ok(None)
+                self.store.release_lease(claim.lease, holder).await?;
+                start = self.store.start_export(claim).await?;
             }
         }
+        Ok(match start {
+            ExportStart::Started { pending, cursor } => Some((pending, cursor)),
+            ExportStart::Idle => None,
+            ExportStart::HeldBy { holder, expires_ms } => {
+                skipped_for(&holder, expires_ms, report);
+                None
+            }
+        })
     }
 
     /// Takes or renews the lease; false (with `report.skipped` set) if another holds it.
