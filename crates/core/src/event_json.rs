@@ -28,7 +28,7 @@ pub struct EventForExport<'t> {
 /// JSON text they are (exports copy them into their files instead of reading them into
 /// `Value`s and writing them again).
 pub fn read_event_for_export(text: &str) -> Result<EventForExport<'_>, serde_json::Error> {
-    let read: EventLeavingPayload<'_> = serde_json::from_str(text)?;
+    let read: EventLeavingTexts<'_> = serde_json::from_str(text)?;
     let event = Event {
         id: read.id,
         time: read.time,
@@ -50,11 +50,11 @@ pub fn read_event_for_export(text: &str) -> Result<EventForExport<'_>, serde_jso
     })
 }
 
-/// [`Event`]'s fields with the payload and parameters borrowed as text. A field added to `Event` and not
-/// here makes the round-trip test fail (unknown fields are refused).
+/// [`Event`]'s fields with the payload and parameters borrowed as text. A field added to
+/// `Event` and not here makes the round-trip test fail (unknown fields are refused).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EventLeavingPayload<'t> {
+struct EventLeavingTexts<'t> {
     #[serde(default)]
     id: String,
     time: i64,

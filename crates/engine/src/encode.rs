@@ -382,10 +382,6 @@ impl TextColumns {
     }
 }
 
-/// Renders and appends one event. A payload or parameters the store left as text are
-/// copied into the schema's column for them when they are in serde_json's form (the store
-/// wrote them so; the check costs little next to reading them), and read back into the
-/// event otherwise.
 /// The column and the text to write in it as it is, if the schema has the column and the
 /// text is in serde_json's form.
 fn as_is(column: Option<usize>, text: Option<&RawValue>) -> Option<(usize, CanonicalJson<'_>)> {
@@ -393,6 +389,10 @@ fn as_is(column: Option<usize>, text: Option<&RawValue>) -> Option<(usize, Canon
     Some((column, canonical_json::check(text?, &mut |_| true)?))
 }
 
+/// Renders and appends one event. A payload or parameters the store left as text are
+/// copied into the schema's column for them when they are in serde_json's form (the store
+/// wrote them so; the check costs little next to reading them), and read back into the
+/// event otherwise.
 fn append_event(
     writer: &mut dyn RecordWriter,
     schema: &dyn Schema,

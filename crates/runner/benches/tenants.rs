@@ -8,8 +8,9 @@
 //! Printed per run: the export's wall time, events/s, peak RSS and the ratio of the many
 //! tenants' time to the one tenant's (issue 13 asks for at most 2×). On the volume two more
 //! exports follow the first: an idle tick (nothing new), and the steady state (the next
-//! round of events, later in time, into the prefixes the first export made). The events are stored
-//! by `ingest FILE` first, untimed. `gzip -6` of the input is timed beside, for scale.
+//! round of events, later in time, into the prefixes the first export made). The events
+//! are stored by `ingest FILE` first, untimed. `gzip -6` of the input is timed beside, for
+//! scale.
 //!
 //! Run with `cargo xtask bench tenants [T] [E] [--buckets B] [--runs R] [--only volume|s3]`,
 //! which starts moto.

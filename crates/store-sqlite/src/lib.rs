@@ -635,6 +635,13 @@ fn take_lease(
     if let Some((holder, expires_ms)) = held_by_other(conn, name, holder)? {
         return Ok(LeaseOutcome::HeldBy { holder, expires_ms });
     }
+    let expires_ms = write_lease(conn, name, holder, ttl_ms)?;
+    Ok(LeaseOutcome::Acquired { expires_ms })
+}
+
+/// Records `holder` as the lease's holder for `ttl_ms` from now; returns when it expires.
+/// The caller has checked, in the same transaction, that no other holds it.
+fn write_lease(conn: &Connection, name: &str, holder: &str, ttl_ms: i64) -> rusqlite::Result<i64> {
     let expires_ms = now_ms().saturating_add(ttl_ms.max(1));
     cached_execute(
         conn,
@@ -643,7 +650,7 @@ fn take_lease(
              expires_ms = excluded.expires_ms",
         params![name, holder, expires_ms],
     )?;
-    Ok(LeaseOutcome::Acquired { expires_ms })
+    Ok(expires_ms)
 }
 
 fn cursor_of(conn: &Connection, destination: &str) -> rusqlite::Result<u64> {
@@ -1177,7 +1184,7 @@ impl Store for SqliteStore {
                     // Dropped without a write: the lease stays as it was.
                     return Ok(ExportStart::Idle);
                 }
-                take_lease(&tx, &lease, &holder, ttl_ms).map_err(&err)?;
+                write_lease(&tx, &lease, &holder, ttl_ms).map_err(&err)?;
                 tx.commit().map_err(&err)?;
                 Ok(ExportStart::Started { pending, cursor })
             })

@@ -476,8 +476,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// [`Store::read_after`] for an export, which may leave each payload and parameters as
-    /// their stored JSON text (see [`auditsync_core::event_json::read_event_for_export`]). The default
-    /// reads whole events.
+    /// their stored JSON text (see [`auditsync_core::event_json::read_event_for_export`]).
+    /// The default reads whole events.
     async fn read_for_export(
         &self,
         after: u64,
@@ -611,10 +611,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Starts an export of one destination in one step: takes its lease (as
     /// [`Store::acquire_lease`]) and reads its pending batch and cursor under it. When the
     /// destination has nothing to do up to `claim.up_to` (no pending batch, and no event it
-    /// takes after its cursor), the lease is left as it was and the answer is
-    /// [`ExportStart::Idle`]: an export tick over many idle tenants then costs one read each.
+    /// takes after its cursor), the answer is [`ExportStart::Idle`] and the lease is not held
+    /// afterwards: an export tick over many idle tenants then costs one read each.
     ///
-    /// The default is made of the other methods; a store should answer in one round trip.
+    /// The default is made of the other methods (it takes the lease, and gives it back when
+    /// idle); a store should answer in one round trip.
     async fn start_export(&self, claim: &ExportClaim<'_>) -> Result<ExportStart, StoreError> {
         match self
             .acquire_lease(claim.lease, claim.holder, claim.ttl_ms)
