@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use auditsync_core::{KeyError, ObjectKey, PutOptions, PutOutcome, Sink, SinkError};
 use auditsync_store::{
-    holder, Batch, ExportClaim, ExportStart, LeaseOutcome, Store, StoreError, Takers,
+    holder, Batch, DestinationFailure, ExportClaim, ExportStart, LeaseOutcome, Store, StoreError,
+    Takers,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
@@ -167,6 +168,8 @@ pub struct Exporter {
     /// tick (a sink that hangs or retries) is not started again beside itself: the lease
     /// cannot tell, as this process holds it.
     running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether a failing destination waits out its pause (see [`Exporter::wait_out_pauses`]).
+    waits_out_pauses: std::sync::atomic::AtomicBool,
 }
 
 /// A destination's place in [`Exporter::running`], given up when its run ends.
@@ -254,7 +257,16 @@ impl Exporter {
             manifest_writer: tokio::sync::Mutex::new(()),
             health: HealthBook::default(),
             running: std::sync::Mutex::default(),
+            waits_out_pauses: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Whether a failing destination waits out its pause before it is tried again (the
+    /// default), also a pause another process sharing the store recorded. An operator's
+    /// one-off export (`export --once`) tries every destination now.
+    pub fn wait_out_pauses(&self, wait: bool) {
+        self.waits_out_pauses
+            .store(wait, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Marks `destination` as running in this process; `None` if a run of it already is.
@@ -398,6 +410,7 @@ impl Exporter {
                     .collect()
             }
         };
+        self.adopt_shared_health(&destinations).await;
         let mut tasks = tokio::task::JoinSet::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(EXPORTS_AT_ONCE));
         for index in 0..destinations.len() {
@@ -421,6 +434,48 @@ impl Exporter {
         reports.into_iter().flatten().collect()
     }
 
+    /// Takes in the destination failures the store keeps for every process sharing it, so
+    /// that this one shows and waits out a failure another process ran into, and forgets
+    /// one another process has seen end.
+    async fn adopt_shared_health(&self, destinations: &[Destination]) {
+        let records = match self.store.destination_failures().await {
+            Ok(Some(records)) => records,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the destination failures the store records; going by this process's own");
+                return;
+            }
+        };
+        let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.health.adopt(&records, &names, &running);
+    }
+
+    /// Records in the store, for the other processes sharing it, that `destination` is
+    /// failing or no longer is. The run's outcome stands either way: a store that cannot
+    /// take the record is reported and the next run tries again.
+    async fn share_health(&self, destination: &str, failure: Option<&DestinationFailure>) {
+        if let Err(e) = self
+            .store
+            .record_destination_failure(destination, failure)
+            .await
+        {
+            tracing::warn!(destination, error = %e, "cannot record the destination's state in the store; other processes do not see it");
+        }
+    }
+
+    /// Forgets that `destination` was failing, in this process and in the store: its config
+    /// was just changed and verified, or it was removed. Its next run is not held back by
+    /// the pause of the old config's failures.
+    pub async fn forget_failure(&self, destination: &str) {
+        self.health.forget_failure(destination);
+        self.share_health(destination, None).await;
+    }
+
     /// Events the destination has not exported yet.
     pub async fn backlog(&self, dest: &Destination) -> Result<u64, StoreError> {
         Ok(cursor_and_backlog(self.store.as_ref(), dest).await?.1)
@@ -435,7 +490,10 @@ impl Exporter {
             report.skipped = Some("paused".into());
             return report;
         }
-        if let Some(why) = self.health.waiting(&dest.name, now_ms()) {
+        let waits = self
+            .waits_out_pauses
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(why) = self.health.waiting(&dest.name, now_ms()).filter(|_| waits) {
             report.skipped = Some(why);
             return report;
         }
@@ -445,11 +503,16 @@ impl Exporter {
         };
         match self.run_leased(dest, up_to, &mut report).await {
             Err(e) => {
-                let next = self.health.failed(&dest.name, &e.to_string(), now_ms());
-                tracing::error!(destination = %dest.name, error = %e, next_attempt = %rfc3339(next), "export stopped");
+                let failure = self.health.failed(&dest.name, &e.to_string(), now_ms());
+                tracing::error!(destination = %dest.name, error = %e, next_attempt = %rfc3339(failure.next_attempt_ms), "export stopped");
+                self.share_health(&dest.name, Some(&failure)).await;
                 report.error = Some(e);
             }
-            Ok(()) if report.skipped.is_none() => self.health.succeeded(&dest.name, now_ms()),
+            Ok(()) if report.skipped.is_none() => {
+                if self.health.succeeded(&dest.name, now_ms()) {
+                    self.share_health(&dest.name, None).await;
+                }
+            }
             Ok(()) => {}
         }
         report

@@ -2,9 +2,11 @@
 //! and when it is tried again, so that a failing destination (a tenant's deleted bucket) is
 //! retried with a growing pause and never holds up the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use auditsync_store::DestinationFailure;
 
 /// A destination's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,19 +117,62 @@ impl HealthBook {
         }
     }
 
-    /// Records a run that ended well at `now_ms`.
-    pub fn succeeded(&self, destination: &str, now_ms: i64) {
+    /// Records a run that ended well at `now_ms`; true when the destination was failing
+    /// until now.
+    pub fn succeeded(&self, destination: &str, now_ms: i64) -> bool {
         let mut book = self.book();
         let health = book.entry(destination.to_string()).or_default();
-        if let DestinationState::Failing { since_ms, .. } = health.state {
-            tracing::info!(destination, failing_since = %rfc3339(since_ms), "destination recovered");
-        }
+        let recovered = match health.state {
+            DestinationState::Failing { since_ms, .. } => {
+                tracing::info!(destination, failing_since = %rfc3339(since_ms), "destination recovered");
+                true
+            }
+            DestinationState::Active => false,
+        };
         health.state = DestinationState::Active;
         health.last_export_ms = Some(now_ms);
+        recovered
     }
 
-    /// Records a run that failed at `now_ms` with `error`; returns the next attempt's time.
-    pub fn failed(&self, destination: &str, error: &str, now_ms: i64) -> i64 {
+    /// Takes in the failures the store records for every process sharing it
+    /// ([`Store::destination_failures`](auditsync_store::Store::destination_failures)): of
+    /// the `destinations` named, one with a record is failing as it says (another process
+    /// may have run it last), and one without is no longer failing (another process's run
+    /// ended well). Those in `running` are left alone: their run records its own outcome.
+    pub fn adopt(
+        &self,
+        records: &[(String, DestinationFailure)],
+        destinations: &[String],
+        running: &HashSet<String>,
+    ) {
+        let recorded: HashMap<&str, &DestinationFailure> =
+            records.iter().map(|(name, f)| (name.as_str(), f)).collect();
+        let mut book = self.book();
+        for name in destinations.iter().filter(|n| !running.contains(*n)) {
+            match recorded.get(name.as_str()) {
+                Some(failure) => {
+                    book.entry(name.clone()).or_default().state = DestinationState::from(*failure)
+                }
+                None => {
+                    if let Some(health) = book.get_mut(name) {
+                        health.state = DestinationState::Active;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets that the destination was failing (its config was just changed and
+    /// verified, or it was removed); its last export time stays.
+    pub fn forget_failure(&self, destination: &str) {
+        if let Some(health) = self.book().get_mut(destination) {
+            health.state = DestinationState::Active;
+        }
+    }
+
+    /// Records a run that failed at `now_ms` with `error`; returns the failure as the
+    /// destination now stands (its next attempt's time included), for the store to share.
+    pub fn failed(&self, destination: &str, error: &str, now_ms: i64) -> DestinationFailure {
         let mut book = self.book();
         let health = book.entry(destination.to_string()).or_default();
         let (since_ms, failures) = match &health.state {
@@ -138,13 +183,25 @@ impl HealthBook {
         };
         let pause = self.backoff.pause(failures).as_millis() as i64;
         let next_attempt_ms = now_ms.saturating_add(pause);
-        health.state = DestinationState::Failing {
+        let failure = DestinationFailure {
             since_ms,
             last_error: error.to_string(),
             failures,
             next_attempt_ms,
         };
-        next_attempt_ms
+        health.state = DestinationState::from(&failure);
+        failure
+    }
+}
+
+impl From<&DestinationFailure> for DestinationState {
+    fn from(failure: &DestinationFailure) -> Self {
+        DestinationState::Failing {
+            since_ms: failure.since_ms,
+            last_error: failure.last_error.clone(),
+            failures: failure.failures,
+            next_attempt_ms: failure.next_attempt_ms,
+        }
     }
 }
 
@@ -166,13 +223,25 @@ mod tests {
             max: Duration::from_secs(35),
         });
         assert_eq!(book.waiting("d", 0), None, "unknown: active");
-        assert_eq!(book.failed("d", "no such bucket", 1_000), 11_000);
+        assert_eq!(
+            book.failed("d", "no such bucket", 1_000).next_attempt_ms,
+            11_000
+        );
         assert!(book.waiting("d", 10_999).unwrap().contains("1 failed run"));
         assert_eq!(book.waiting("d", 11_000), None, "its pause has passed");
-        assert_eq!(book.failed("d", "still none", 11_000), 31_000, "20 s");
+        assert_eq!(
+            book.failed("d", "still none", 11_000).next_attempt_ms,
+            31_000,
+            "20 s"
+        );
         assert_eq!(
             book.failed("d", "still none", 31_000),
-            66_000,
+            DestinationFailure {
+                since_ms: 1_000,
+                last_error: "still none".into(),
+                failures: 3,
+                next_attempt_ms: 66_000,
+            },
             "40 s, capped at 35"
         );
         match book.get("d").state {
@@ -192,18 +261,71 @@ mod tests {
             DestinationHealth::default(),
             "others untouched"
         );
-        book.succeeded("d", 70_000);
+        assert!(book.succeeded("d", 70_000), "it was failing");
+        assert!(!book.succeeded("d", 71_000), "it was not");
         assert_eq!(
             book.get("d"),
             DestinationHealth {
                 state: DestinationState::Active,
-                last_export_ms: Some(70_000)
+                last_export_ms: Some(71_000)
             }
         );
         assert_eq!(
-            book.failed("d", "again", 80_000),
+            book.failed("d", "again", 80_000).next_attempt_ms,
             90_000,
             "counted from one again"
+        );
+    }
+
+    #[test]
+    fn adopting_the_stores_records_follows_other_processes_but_not_running_ones() {
+        let book = HealthBook::new(Backoff::default());
+        let failing = |since_ms| DestinationFailure {
+            since_ms,
+            last_error: "NoSuchBucket".into(),
+            failures: 2,
+            next_attempt_ms: since_ms + 20_000,
+        };
+        book.failed("mine", "timed out", 5);
+        book.failed("running", "timed out", 5);
+        book.succeeded("theirs", 7);
+        let names: Vec<String> = ["mine", "theirs", "running", "unseen"]
+            .map(String::from)
+            .to_vec();
+        let running = HashSet::from(["running".to_string()]);
+        // Another process failed "theirs" and "unseen", and ran "mine" well; "gone" is no
+        // longer configured here.
+        let records = [
+            ("gone".to_string(), failing(1)),
+            ("theirs".to_string(), failing(2)),
+            ("unseen".to_string(), failing(3)),
+        ];
+        book.adopt(&records, &names, &running);
+        assert_eq!(book.get("mine").state, DestinationState::Active);
+        assert_eq!(
+            book.get("theirs").state,
+            DestinationState::from(&failing(2))
+        );
+        assert_eq!(book.get("theirs").last_export_ms, Some(7), "kept");
+        assert_eq!(
+            book.get("unseen").state,
+            DestinationState::from(&failing(3))
+        );
+        assert!(
+            matches!(
+                book.get("running").state,
+                DestinationState::Failing { since_ms: 5, .. }
+            ),
+            "a running destination keeps what this process knows"
+        );
+        assert_eq!(
+            book.get("gone"),
+            DestinationHealth::default(),
+            "not adopted"
+        );
+        assert!(
+            book.waiting("theirs", 2 + 19_999).is_some(),
+            "waits out their pause"
         );
     }
 }

@@ -369,3 +369,81 @@ async fn a_file_is_exhausted_only_when_the_store_had_no_more() {
     .unwrap();
     assert_eq!((tenant.events, tenant.exhausted), (30, true));
 }
+
+/// A failure one process runs into is shared through the store: a second process on the
+/// same store shows the destination failing with the first one's reason and waits out its
+/// pause; an operator's one-off export tries now; a run that ends well clears it for both.
+#[tokio::test]
+async fn a_destination_failure_is_shared_by_every_process_on_the_store() {
+    use auditsync_engine::health::DestinationState;
+
+    let f = fixture();
+    // The volume's root is a file: every put fails until it is removed.
+    std::fs::write(&f.root, b"not a directory").unwrap();
+    f.store
+        .append_events((0..10).map(uevent).collect())
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = f.store.clone();
+    let exporter = || {
+        Arc::new(Exporter::new(
+            Arc::clone(&store),
+            "acme".into(),
+            vec![destination(&f, Compression::None, 1_000)],
+        ))
+    };
+    let (a, b) = (exporter(), exporter());
+
+    let error = a
+        .export_once()
+        .await
+        .remove(0)
+        .error
+        .expect("the root is a file");
+    let recorded = store.destination_failures().await.unwrap().unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, "local");
+    assert_eq!(
+        (recorded[0].1.last_error.as_str(), recorded[0].1.failures),
+        (error.to_string().as_str(), 1)
+    );
+
+    let waited = b.export_once().await.remove(0);
+    assert!(waited.error.is_none(), "{waited:?}");
+    assert!(
+        waited
+            .skipped
+            .as_deref()
+            .is_some_and(|why| why.starts_with("failing since")),
+        "b waits out a's pause: {waited:?}"
+    );
+    assert_eq!(
+        b.health().get("local").state,
+        DestinationState::from(&recorded[0].1),
+        "b shows a's failure"
+    );
+
+    b.wait_out_pauses(false);
+    assert!(b.export_once().await.remove(0).error.is_some());
+    let recorded = store.destination_failures().await.unwrap().unwrap();
+    assert_eq!(recorded[0].1.failures, 2, "counted on from a's failure");
+
+    std::fs::remove_file(&f.root).unwrap();
+    let report = b.export_once().await.remove(0);
+    assert!(report.error.is_none(), "{report:?}");
+    assert_eq!(report.events, 10);
+    assert_eq!(
+        store.destination_failures().await.unwrap(),
+        Some(Vec::new())
+    );
+    assert_eq!(b.health().get("local").state, DestinationState::Active);
+
+    // a learns at its next run that another process's run ended well.
+    let report = a.export_once().await.remove(0);
+    assert!(
+        report.error.is_none() && report.skipped.is_none(),
+        "{report:?}"
+    );
+    assert_eq!(a.health().get("local").state, DestinationState::Active);
+    assert_eq!(exported(&f.sink).await.1.len(), 10, "each event once");
+}

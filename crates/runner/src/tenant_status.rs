@@ -1,5 +1,6 @@
 //! What a destination is doing, for the admin API and the status page: its state (from the
-//! exporter's [`HealthBook`](auditsync_engine::health::HealthBook)), its last good export,
+//! exporter's [`HealthBook`](auditsync_engine::health::HealthBook), which takes in the
+//! failures other processes record in the store at each export tick), its last good export,
 //! its backlog and the age of the oldest event it lacks.
 
 use auditsync_engine::export::cursor_and_backlog;

@@ -155,12 +155,28 @@ fn a_stuck_destination_holds_back_only_itself_and_catches_up() {
         status.contains("stuck: cursor 0, backlog 3000 events"),
         "{status}"
     );
+    // Another process (this `status`) shows the failure the export recorded in the store.
+    let failing = status
+        .lines()
+        .find(|l| l.starts_with("stuck: FAILING since "))
+        .unwrap_or_else(|| panic!("no failing line: {status}"));
+    assert!(
+        failing.contains("(1 failed run(s)), next attempt at ") && failing.contains("put `"),
+        "{failing}"
+    );
+    assert!(!status.contains("good: FAILING"), "{status}");
 
     std::fs::remove_file(env.path("stuck")).unwrap();
     env.ingest(&(3_000..3_200).map(line).collect::<Vec<_>>());
+    // An operator's export does not wait out the pause the failed one recorded.
     let out = env.ok(&["export", "--once"]);
     assert!(out.contains("good: 1 files, 200 events"), "{out}");
     assert!(out.contains("stuck: 7 files, 3200 events"), "{out}");
+    let status = env.ok(&["status"]);
+    assert!(
+        !status.contains("FAILING"),
+        "cleared by the run that ended well: {status}"
+    );
     assert_eq!(read_back(&env.path("good")).len(), 3_200);
     assert_eq!(read_back(&env.path("stuck")).len(), 3_200);
     env.ok(&["gc", "--once"]);

@@ -81,6 +81,21 @@ CREATE TABLE store_meta (
         // A tenant's destination reads only its tenant's events, in sequence order.
         "CREATE INDEX events_by_tenant ON events (tenant, seq);",
     ),
+    (
+        3,
+        "destination failures",
+        // Shared by the replicas: every one shows a failing destination and waits out its
+        // pause, whichever ran it last.
+        r#"
+CREATE TABLE destination_failures (
+    destination     TEXT   PRIMARY KEY,
+    since_ms        BIGINT NOT NULL,
+    last_error      TEXT   NOT NULL,
+    failures        BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// An advisory lock key of auditsync's migrations ("audit" in ASCII).

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportEvent, GcBounds, LeaseOutcome,
-    ManifestRecord, ScheduleRun, Store, StoreError, StoreStats, StoredEvent, Takers,
+    Appended, Batch, BulkItem, BulkOutcome, DestinationFailure, EncodedEvent, ExportEvent,
+    GcBounds, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoreStats,
+    StoredEvent, Takers,
 };
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
@@ -690,6 +691,75 @@ impl Store for PostgresStore {
             .await
             .map(drop)
             .map_err(backend("record schedule run"))
+    }
+
+    async fn record_destination_failure(
+        &self,
+        destination: &str,
+        failure: Option<&DestinationFailure>,
+    ) -> Result<(), StoreError> {
+        let client = self.client("record destination failure").await?;
+        match failure {
+            Some(f) => {
+                client
+                    .execute(
+                        "INSERT INTO destination_failures
+                             (destination, since_ms, last_error, failures, next_attempt_ms)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (destination) DO UPDATE SET since_ms = excluded.since_ms,
+                             last_error = excluded.last_error, failures = excluded.failures,
+                             next_attempt_ms = excluded.next_attempt_ms",
+                        &[
+                            &destination,
+                            &f.since_ms,
+                            &f.last_error,
+                            &i64::from(f.failures),
+                            &f.next_attempt_ms,
+                        ],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .execute(
+                        "DELETE FROM destination_failures WHERE destination = $1",
+                        &[&destination],
+                    )
+                    .await
+            }
+        }
+        .map(drop)
+        .map_err(backend("record destination failure"))
+    }
+
+    async fn destination_failures(
+        &self,
+    ) -> Result<Option<Vec<(String, DestinationFailure)>>, StoreError> {
+        let client = self.client("read destination failures").await?;
+        let rows = client
+            .query(
+                "SELECT destination, since_ms, last_error, failures, next_attempt_ms
+                 FROM destination_failures ORDER BY destination",
+                &[],
+            )
+            .await
+            .map_err(backend("read destination failures"))?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| {
+                    let failures: i64 = r.get(3);
+                    (
+                        r.get(0),
+                        DestinationFailure {
+                            since_ms: r.get(1),
+                            last_error: r.get(2),
+                            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                            next_attempt_ms: r.get(4),
+                        },
+                    )
+                })
+                .collect(),
+        ))
     }
 
     async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError> {

@@ -36,6 +36,20 @@ async fn postgres_passes_the_store_conformance_suite() {
     .await;
 }
 
+/// PostgreSQL keeps destination failures for every replica (the suite accepts a store that
+/// keeps none).
+#[tokio::test]
+async fn postgres_keeps_destination_failures() {
+    let Some(url) = backend_env("EMULATOR_POSTGRES_URL") else {
+        return;
+    };
+    let store = fresh(&url);
+    assert_eq!(
+        store.destination_failures().await.unwrap(),
+        Some(Vec::new())
+    );
+}
+
 #[test]
 fn the_registry_opens_postgres_by_type() {
     auditsync_store_postgres::link();

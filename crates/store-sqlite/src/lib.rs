@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, EncodedEvent, ExportClaim, ExportEvent, ExportStart,
-    GcBounds, IdRetention, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError,
-    StoreFactory, StoreStats, StoredEvent, Takers,
+    Appended, Batch, BulkItem, BulkOutcome, DestinationFailure, EncodedEvent, ExportClaim,
+    ExportEvent, ExportStart, GcBounds, IdRetention, LeaseOutcome, ManifestRecord, ScheduleRun,
+    Store, StoreError, StoreFactory, StoreStats, StoredEvent, Takers,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -172,6 +172,13 @@ CREATE TABLE IF NOT EXISTS manifests (
     PRIMARY KEY (destination, number)
 );
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS destination_failures (
+    destination     TEXT    PRIMARY KEY,
+    since_ms        INTEGER NOT NULL,
+    last_error      TEXT    NOT NULL,
+    failures        INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL
+);
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('schema_version', '1');
 "#;
 
@@ -1225,6 +1232,71 @@ impl Store for SqliteStore {
             )
             .map(drop)
             .map_err(backend("record schedule run"))
+        })
+        .await
+    }
+
+    async fn record_destination_failure(
+        &self,
+        destination: &str,
+        failure: Option<&DestinationFailure>,
+    ) -> Result<(), StoreError> {
+        self.refuse_if_corrupted()?;
+        let destination = destination.to_string();
+        let failure = failure.cloned();
+        self.with_conn(move |conn| {
+            match failure {
+                Some(f) => conn.execute(
+                    "INSERT INTO destination_failures
+                         (destination, since_ms, last_error, failures, next_attempt_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (destination) DO UPDATE SET since_ms = excluded.since_ms,
+                         last_error = excluded.last_error, failures = excluded.failures,
+                         next_attempt_ms = excluded.next_attempt_ms",
+                    params![
+                        destination,
+                        f.since_ms,
+                        f.last_error,
+                        f.failures,
+                        f.next_attempt_ms
+                    ],
+                ),
+                None => conn.execute(
+                    "DELETE FROM destination_failures WHERE destination = ?1",
+                    params![destination],
+                ),
+            }
+            .map(drop)
+            .map_err(backend("record destination failure"))
+        })
+        .await
+    }
+
+    async fn destination_failures(
+        &self,
+    ) -> Result<Option<Vec<(String, DestinationFailure)>>, StoreError> {
+        self.with_conn(|conn| {
+            let err = backend("read destination failures");
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT destination, since_ms, last_error, failures, next_attempt_ms
+                     FROM destination_failures ORDER BY destination",
+                )
+                .map_err(&err)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        DestinationFailure {
+                            since_ms: row.get(1)?,
+                            last_error: row.get(2)?,
+                            failures: row.get(3)?,
+                            next_attempt_ms: row.get(4)?,
+                        },
+                    ))
+                })
+                .map_err(&err)?;
+            rows.collect::<Result<Vec<_>, _>>().map(Some).map_err(&err)
         })
         .await
     }

@@ -20,6 +20,18 @@ async fn sqlite_passes_the_store_conformance_suite() {
     .await;
 }
 
+/// SQLite keeps destination failures for every process that opens the file (the suite
+/// accepts a store that keeps none).
+#[tokio::test]
+async fn sqlite_keeps_destination_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("a.db")).unwrap();
+    assert_eq!(
+        store.destination_failures().await.unwrap(),
+        Some(Vec::new())
+    );
+}
+
 #[test]
 fn the_registry_opens_sqlite_by_type_and_names_a_bad_option() {
     auditsync_store_sqlite::link();

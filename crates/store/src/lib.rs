@@ -655,6 +655,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The last recorded run of each schedule, in name order.
     async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, StoreError>;
+
+    /// Records that `destination` is failing (`Some`) or no longer is (`None`), so that
+    /// every process sharing the store (replicas, `auditsync status`) shows it and waits out
+    /// its pause. The default keeps nothing ([`Store::destination_failures`] answers `None`).
+    async fn record_destination_failure(
+        &self,
+        destination: &str,
+        failure: Option<&DestinationFailure>,
+    ) -> Result<(), StoreError> {
+        let _ = (destination, failure);
+        Ok(())
+    }
+
+    /// Every failing destination's record, in name order; `None` when the store keeps no
+    /// such records (each process then knows only its own runs).
+    async fn destination_failures(
+        &self,
+    ) -> Result<Option<Vec<(String, DestinationFailure)>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// How long a store remembers the ids of garbage-collected events, so that a producer that
@@ -731,6 +751,20 @@ pub enum ExportStart {
         /// Its cursor.
         cursor: u64,
     },
+}
+
+/// Why and since when a destination's exports fail, as recorded by the process whose run
+/// failed last ([`Store::record_destination_failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationFailure {
+    /// When the first of the failed runs in a row failed, epoch ms.
+    pub since_ms: i64,
+    /// Why the last one failed.
+    pub last_error: String,
+    /// Failed runs in a row.
+    pub failures: u32,
+    /// No run before this, epoch ms.
+    pub next_attempt_ms: i64,
 }
 
 /// One run of a schedule, as the scheduler records it.

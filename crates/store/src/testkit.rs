@@ -25,8 +25,8 @@ use auditsync_core::Event;
 use tokio::sync::mpsc;
 
 use crate::{
-    Appended, Batch, BulkItem, EncodedEvent, ExportClaim, ExportEvent, ExportStart, LeaseOutcome,
-    ManifestRecord, ScheduleRun, Store, StoreError, StoredEvent, Takers,
+    Appended, Batch, BulkItem, DestinationFailure, EncodedEvent, ExportClaim, ExportEvent,
+    ExportStart, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoredEvent, Takers,
 };
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -48,6 +48,7 @@ where
     a_tenant_read_gives_only_that_tenants_events(fresh().await).await;
     gc_keeps_what_a_tenant_destination_lacks(fresh().await).await;
     an_export_starts_only_with_work_to_do(fresh().await).await;
+    destination_failures_are_kept_until_cleared(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -616,4 +617,63 @@ pub async fn an_export_starts_only_with_work_to_do(store: Arc<dyn Store>) {
         LeaseOutcome::Acquired { .. }
     ));
     assert!(matches!(start(claim).await, ExportStart::HeldBy { .. }));
+}
+
+/// A destination's failure, recorded by one process, is read back by any (in name order),
+/// replaced by the next record, and gone once cleared. A store that keeps no such records
+/// ([`Store::destination_failures`] answers `None`) still accepts them.
+pub async fn destination_failures_are_kept_until_cleared(store: Arc<dyn Store>) {
+    let failure = |since_ms: i64, failures: u32, why: &str| DestinationFailure {
+        since_ms,
+        last_error: why.into(),
+        failures,
+        next_attempt_ms: since_ms + 10_000,
+    };
+    let Some(none) = store.destination_failures().await.unwrap() else {
+        store
+            .record_destination_failure("d", Some(&failure(1, 1, "x")))
+            .await
+            .unwrap();
+        assert_eq!(store.destination_failures().await.unwrap(), None);
+        return;
+    };
+    assert!(none.is_empty(), "a fresh store has no failing destination");
+    let bucket_gone = failure(1_000, 1, "NoSuchBucket: «acme» was deleted");
+    store
+        .record_destination_failure("s3@b", Some(&bucket_gone))
+        .await
+        .unwrap();
+    store
+        .record_destination_failure("s3@a", Some(&failure(2_000, 1, "timed out")))
+        .await
+        .unwrap();
+    let again = failure(1_000, 2, "still NoSuchBucket");
+    store
+        .record_destination_failure("s3@b", Some(&again))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.destination_failures().await.unwrap(),
+        Some(vec![
+            ("s3@a".to_string(), failure(2_000, 1, "timed out")),
+            ("s3@b".to_string(), again),
+        ]),
+        "in name order, the later record of s3@b in place of the first"
+    );
+    store
+        .record_destination_failure("s3@a", None)
+        .await
+        .unwrap();
+    store
+        .record_destination_failure("never-failed", None)
+        .await
+        .unwrap();
+    let left = store.destination_failures().await.unwrap().unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        ["s3@b"],
+        "only the cleared one is gone"
+    );
 }

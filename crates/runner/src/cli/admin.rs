@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use auditsync_engine::gc::{gc_once, GcOutcome};
+use auditsync_engine::health::rfc3339;
 use auditsync_engine::schedule::EXPORT_SCHEDULE;
+use auditsync_store::DestinationFailure;
 use clap::Subcommand;
 
 use crate::app::App;
@@ -89,6 +91,15 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
         .find(|s| s.name == EXPORT_SCHEDULE)
         .map(|s| schedules::next_fire_summary(&s.schedule, now))
         .unwrap_or_default();
+    // Recorded by whichever process ran each destination last (a store that keeps no
+    // such records leaves the service's /ui and admin API as the only place to see them).
+    let failures: std::collections::HashMap<String, DestinationFailure> = app
+        .store
+        .destination_failures()
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for d in app.exporter.destinations().iter() {
         let (cursor, backlog) =
             auditsync_engine::export::cursor_and_backlog(app.store.as_ref(), d).await?;
@@ -100,6 +111,16 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
                 .map(|b| format!(", pending batch {}", d.backend_key_of_recorded(&b.key)))
                 .unwrap_or_default()
         );
+        if let Some(f) = failures.get(&d.name) {
+            println!(
+                "{}: FAILING since {} ({} failed run(s)), next attempt at {}: {}",
+                d.name,
+                rfc3339(f.since_ms),
+                f.failures,
+                rfc3339(f.next_attempt_ms),
+                f.last_error
+            );
+        }
         if app.config.manifests.is_some() {
             let head = app.store.manifest_head(&d.name).await?;
             println!(

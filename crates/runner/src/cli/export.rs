@@ -35,6 +35,8 @@ pub(crate) async fn export(app: &App) -> anyhow::Result<ExitCode> {
             ),
         }
     });
+    // Asked for now: a destination another process found failing is tried all the same.
+    app.exporter.wait_out_pauses(false);
     let reports = app.exporter.export_once().await;
     if let Some(w) = watcher {
         w.abort();

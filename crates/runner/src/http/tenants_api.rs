@@ -182,6 +182,11 @@ pub(super) async fn put_tenant_destination(
         }
     };
     rewrite(&shared, &file).await?;
+    // Verified just now: the old config's failures hold the new one back no longer.
+    shared
+        .exporter
+        .forget_failure(&crate::config::tenant_destination_name(&tenant, &name))
+        .await;
     let change = if created { "created" } else { "updated" };
     record_change(&shared, &admin, &tenant, &name, change).await?;
     let status = if created {
@@ -217,6 +222,10 @@ pub(super) async fn delete_tenant_destination(
         .ok_or_else(|| no_destination(&tenant, &name))?;
     file.destinations.retain(|d| d.name != name);
     rewrite(&shared, &file).await?;
+    shared
+        .exporter
+        .forget_failure(&crate::config::tenant_destination_name(&tenant, &name))
+        .await;
     record_change(&shared, &admin, &tenant, &name, "deleted").await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
