@@ -138,7 +138,11 @@ pub fn write_file_atomically(path: &Path, text: &[u8]) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&temp);
         return Err(e).with_context(|| format!("cannot write {}", temp.display()));
     }
-    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = std::fs::rename(&temp, path) {
+        // The file keeps its old content; the copy that could not take its place goes.
+        let _ = std::fs::remove_file(&temp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("cannot sync the directory {}", dir.display()))?;
@@ -174,6 +178,33 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn an_atomic_write_that_cannot_take_the_files_place_leaves_no_copy_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.json");
+        write_file_atomically(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        // A directory where the file goes: the rename fails.
+        let blocked = dir.path().join("blocked.json");
+        std::fs::create_dir(&blocked).unwrap();
+        let err = write_file_atomically(&blocked, b"{}").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot write")
+                && format!("{err:#}").contains("blocked.json"),
+            "{err:#}"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["acme.json", "blocked.json"],
+            "no temporary copy left"
+        );
     }
 
     #[test]
