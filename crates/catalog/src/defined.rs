@@ -1,9 +1,12 @@
 //! A schema built from a [`SchemaDefinition`]: parsing, rendering and catalog checks driven by
 //! the column list.
 
+use auditsync_core::canonical_json::{self, CanonicalJson};
+use auditsync_core::event_json::StoredTexts;
 use auditsync_core::{
     Catalog, CatalogError, Column, ColumnType, Entity, Event, Schema, ValidationError,
 };
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::definition::{ActorField, Derive, ResolvedColumn, SchemaDefinition, Target};
@@ -102,6 +105,33 @@ impl DefinedSchema {
             Derive::Year => Value::from(time::year(time_ms)),
             Derive::Month => Value::String(time::month_start(time_ms)),
             Derive::Date => Value::String(time::date(time_ms)),
+        }
+    }
+}
+
+/// The type a stored field's text must have to stand for the field's value.
+#[derive(Clone, Copy)]
+enum Kind {
+    String,
+    Object,
+    I64,
+    U64,
+    Any,
+}
+
+impl Kind {
+    fn holds(self, text: &str) -> bool {
+        match self {
+            Kind::String => text.starts_with('"'),
+            Kind::Object => text.starts_with('{'),
+            // As serde_json writes the number: no sign on zero, no leading zeros.
+            Kind::I64 => text
+                .parse::<i64>()
+                .is_ok_and(|n| itoa::Buffer::new().format(n) == text),
+            Kind::U64 => text
+                .parse::<u64>()
+                .is_ok_and(|n| itoa::Buffer::new().format(n) == text),
+            Kind::Any => true,
         }
     }
 }
@@ -232,6 +262,88 @@ impl Schema for DefinedSchema {
             };
             out.push(value);
         }
+    }
+
+    fn render_texts<'t>(
+        &self,
+        stored: &StoredTexts<'t>,
+        out: &mut Vec<Value>,
+        texts: &mut Vec<(usize, CanonicalJson<'t>)>,
+    ) -> bool {
+        // A definition maps each field to one column at most, so `render` moving a field
+        // out of the event (instead of copying it) is never seen, and copying texts here
+        // gives the same record.
+        let string = |text: Option<&'t RawValue>| text.map(|t| (t, Kind::String));
+        for (column, col) in self.resolved.iter().enumerate() {
+            let text = match &col.target {
+                Target::Id => match stored.id {
+                    Some(id) => Some((id, Kind::String)),
+                    None => {
+                        out.push(Value::String(String::new()));
+                        continue;
+                    }
+                },
+                Target::Time => {
+                    out.push(match col.def.ty {
+                        ColumnType::Timestamp => Value::String(time::timestamp(stored.time)),
+                        _ => Value::from(stored.time),
+                    });
+                    continue;
+                }
+                Target::Derived(d) => {
+                    out.push(Self::derived(*d, stored.time));
+                    continue;
+                }
+                Target::Action => match col.def.ty {
+                    ColumnType::StringArray => match stored.extra.get(&col.def.name) {
+                        Some(names) => Some((names, Kind::Any)),
+                        None => {
+                            let Ok(action) = serde_json::from_str::<String>(stored.action.get())
+                            else {
+                                return false;
+                            };
+                            out.push(Value::from(vec![action]));
+                            continue;
+                        }
+                    },
+                    _ => Some((stored.action, Kind::String)),
+                },
+                Target::Organization => string(stored.organization),
+                Target::Actor(field) => string(field.text(&stored.actor)),
+                Target::EntityKind => string(stored.entity.as_ref().map(|e| e.kind)),
+                Target::EntityId => string(stored.entity.as_ref().and_then(|e| e.id)),
+                Target::OutcomeCode => stored.outcome.code.map(|t| (t, Kind::I64)),
+                Target::OutcomeLatency => stored.outcome.latency_ms.map(|t| (t, Kind::U64)),
+                Target::Params => match stored.params {
+                    Some(params) => Some((params, Kind::Object)),
+                    None => {
+                        out.push(Value::Object(serde_json::Map::new()));
+                        continue;
+                    }
+                },
+                Target::Payload => stored.payload.map(|t| (t, Kind::Any)),
+                Target::Previous => stored.previous.map(|t| (t, Kind::Any)),
+                Target::Next => stored.next.map(|t| (t, Kind::Any)),
+                Target::Extra(key) => stored.extra.get(key).map(|t| (t, Kind::Any)),
+            };
+            match text {
+                None => out.push(Value::Null),
+                Some((text, kind)) => {
+                    // The text stands for the value only if it has the field's type (else
+                    // decoding the event fails, as it must) and is as serde_json writes it.
+                    let Some(canonical) = kind
+                        .holds(text.get())
+                        .then(|| canonical_json::check(text, &mut |_| true))
+                        .flatten()
+                    else {
+                        return false;
+                    };
+                    out.push(Value::Null);
+                    texts.push((column, canonical));
+                }
+            }
+        }
+        true
     }
 
     fn payload_column(&self) -> Option<usize> {

@@ -111,6 +111,24 @@ impl ActorField {
     }
 }
 
+impl ActorField {
+    /// The text of the stored actor's field this names.
+    pub(crate) fn text<'t>(
+        self,
+        actor: &auditsync_core::event_json::ActorTexts<'t>,
+    ) -> Option<&'t serde_json::value::RawValue> {
+        match self {
+            ActorField::UserId => actor.user_id,
+            ActorField::UserEmail => actor.user_email,
+            ActorField::UserName => actor.user_name,
+            ActorField::TokenId => actor.token_id,
+            ActorField::TokenName => actor.token_name,
+            ActorField::Ip => actor.ip,
+            ActorField::UserAgent => actor.user_agent,
+        }
+    }
+}
+
 impl Target {
     fn parse(field: &str) -> Option<Self> {
         use ActorField::*;

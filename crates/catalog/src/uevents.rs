@@ -1,3 +1,5 @@
+use auditsync_core::canonical_json::CanonicalJson;
+use auditsync_core::event_json::StoredTexts;
 use auditsync_core::{strict_json, Catalog, Column, Event, Schema, TextEvent, ValidationError};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -71,6 +73,15 @@ impl Schema for UeventsSchema {
 
     fn render(&self, event: Event, out: &mut Vec<Value>) {
         self.inner.render(event, out)
+    }
+
+    fn render_texts<'t>(
+        &self,
+        stored: &StoredTexts<'t>,
+        out: &mut Vec<Value>,
+        texts: &mut Vec<(usize, CanonicalJson<'t>)>,
+    ) -> bool {
+        self.inner.render_texts(stored, out, texts)
     }
 
     fn payload_column(&self) -> Option<usize> {

@@ -79,6 +79,139 @@ struct EventLeavingTexts<'t> {
     extra: Map<String, Value>,
 }
 
+/// A stored event's fields left as the JSON texts they are in its body
+/// ([`read_stored_texts`]), for an export that copies them into its file instead of
+/// reading them into an [`Event`] and writing them again. The texts are not yet checked
+/// against their types beyond being JSON; see [`crate::Schema::render_texts`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredTexts<'t> {
+    /// The id (a string), if the body has one.
+    #[serde(default, borrow)]
+    pub id: Option<&'t RawValue>,
+    /// The event time, epoch ms.
+    pub time: i64,
+    /// The actor's fields.
+    #[serde(default, borrow)]
+    pub actor: ActorTexts<'t>,
+    /// The action (a string).
+    #[serde(borrow)]
+    pub action: &'t RawValue,
+    /// The entity, if any.
+    #[serde(default, borrow)]
+    pub entity: Option<EntityTexts<'t>>,
+    /// The organization (a string), if any.
+    #[serde(default, borrow)]
+    pub organization: Option<&'t RawValue>,
+    /// The outcome's fields.
+    #[serde(default, borrow)]
+    pub outcome: OutcomeTexts<'t>,
+    /// The parameters (an object), if any.
+    #[serde(default, borrow)]
+    pub params: Option<&'t RawValue>,
+    /// The payload, if any (`null` reads as none).
+    #[serde(default, borrow)]
+    pub payload: Option<&'t RawValue>,
+    /// The state before, if any.
+    #[serde(default, borrow)]
+    pub previous: Option<&'t RawValue>,
+    /// The state after, if any.
+    #[serde(default, borrow)]
+    pub next: Option<&'t RawValue>,
+    /// The other fields, in body order.
+    #[serde(default, borrow)]
+    pub extra: ExtraTexts<'t>,
+}
+
+/// [`crate::Actor`]'s fields as texts (strings).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ActorTexts<'t> {
+    #[serde(default, borrow)]
+    pub user_id: Option<&'t RawValue>,
+    #[serde(default, borrow)]
+    pub user_email: Option<&'t RawValue>,
+    #[serde(default, borrow)]
+    pub user_name: Option<&'t RawValue>,
+    #[serde(default, borrow)]
+    pub token_id: Option<&'t RawValue>,
+    #[serde(default, borrow)]
+    pub token_name: Option<&'t RawValue>,
+    #[serde(default, borrow)]
+    pub ip: Option<&'t RawValue>,
+    #[serde(default, borrow)]
+    pub user_agent: Option<&'t RawValue>,
+}
+
+/// [`crate::Entity`]'s fields as texts (strings).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityTexts<'t> {
+    /// Its kind.
+    #[serde(borrow)]
+    pub kind: &'t RawValue,
+    /// Its id, if known.
+    #[serde(default, borrow)]
+    pub id: Option<&'t RawValue>,
+}
+
+/// [`crate::Outcome`]'s fields as texts (integers).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeTexts<'t> {
+    /// The response code, if any.
+    #[serde(default, borrow)]
+    pub code: Option<&'t RawValue>,
+    /// The latency in ms, if any.
+    #[serde(default, borrow)]
+    pub latency_ms: Option<&'t RawValue>,
+}
+
+/// The event's other fields as `(key, text)`, in body order. A key with an escape in it
+/// does not read (the export then reads the whole event).
+#[derive(Debug, Default)]
+pub struct ExtraTexts<'t>(pub Vec<(&'t str, &'t RawValue)>);
+
+impl<'t> ExtraTexts<'t> {
+    /// The text of `key`; of its last occurrence, as a map read from the body keeps.
+    pub fn get(&self, key: &str) -> Option<&'t RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 't, 't> serde::Deserialize<'de> for ExtraTexts<'t> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<'t>(std::marker::PhantomData<&'t ()>);
+        impl<'de: 't, 't> serde::de::Visitor<'de> for Entries<'t> {
+            type Value = ExtraTexts<'t>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(ExtraTexts(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries(std::marker::PhantomData))
+    }
+}
+
+/// Reads a body written by [`write_event`] leaving every field as its text.
+pub fn read_stored_texts(text: &str) -> Result<StoredTexts<'_>, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
 /// Appends `event` as compact JSON to `out`, exactly as `serde_json::to_string` would.
 pub fn write_event(out: &mut String, event: &Event) {
     write_event_parts(out, event, None);

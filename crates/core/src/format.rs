@@ -98,6 +98,14 @@ pub trait RecordWriter {
         self.append(&record)
     }
 
+    /// True when [`RecordWriter::append_with_texts`] writes the texts as they are (a format
+    /// of JSON records), so that rendering a stored event from its texts
+    /// ([`crate::Schema::render_texts`]) saves work; false (the default) when it reads them
+    /// back into values.
+    fn copies_texts(&self) -> bool {
+        false
+    }
+
     /// Ends the file and flushes what is buffered into the underlying writer.
     fn finish(self: Box<Self>) -> io::Result<()>;
 }

@@ -2,6 +2,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::canonical_json::CanonicalJson;
+use crate::event_json::StoredTexts;
 use crate::{Catalog, Event, ValidationError};
 
 /// The type of a column, as a warehouse would declare it.
@@ -96,6 +98,22 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// (which the caller has cleared). Takes the event by value so that its strings and
     /// maps move into the record instead of being copied.
     fn render(&self, event: Event, out: &mut Vec<Value>);
+
+    /// [`Schema::render`] of a stored event from its texts, without decoding it: a column
+    /// whose value is one of the texts as it is gets `(column, text)` in `texts` and a
+    /// placeholder `null` in `out`; every other column its value in `out`. A record writer
+    /// that writes texts as they are ([`crate::RecordWriter::copies_texts`]) then writes the
+    /// bytes it writes for `render` of the decoded event. `false` when this schema or this
+    /// event cannot be rendered so (the default): the caller then decodes the event and
+    /// calls `render`. `out` and `texts` come cleared.
+    fn render_texts<'t>(
+        &self,
+        _stored: &StoredTexts<'t>,
+        _out: &mut Vec<Value>,
+        _texts: &mut Vec<(usize, CanonicalJson<'t>)>,
+    ) -> bool {
+        false
+    }
 
     /// The column that holds the event's payload as it is (a JSON column), if there is one:
     /// exports then write the stored payload's text into it without reading it. `render`

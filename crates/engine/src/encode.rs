@@ -9,8 +9,9 @@ use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use auditsync_core::canonical_json::{self, CanonicalJson};
+use auditsync_core::event_json;
 use auditsync_core::{ConfigError, Formatter, RecordWriter, Schema};
-use auditsync_store::{ExportEvent, Store, StoreError};
+use auditsync_store::{ExportEvent, ExportPage, Store, StoreError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -329,7 +330,7 @@ pub async fn encode_file(
     up_to: u64,
     limits: FileLimits,
 ) -> Result<Option<EncodedFile>, EncodeError> {
-    let (tx, rx) = mpsc::channel::<Vec<ExportEvent>>(2);
+    let (tx, rx) = mpsc::channel::<ExportPage>(2);
     let format = format.clone();
     let encoder = tokio::task::spawn_blocking(move || encode_pages(rx, &format, limits));
     let mut cursor = after;
@@ -337,17 +338,12 @@ pub async fn encode_file(
     let mut came_up_short = false;
     while wanted > 0 {
         let limit = PAGE.min(wanted as usize);
-        let page = match tenant {
-            Some(tenant) => {
-                store
-                    .read_tenant_for_export(tenant, cursor, up_to, limit)
-                    .await?
-            }
-            None => store.read_for_export(cursor, up_to, limit).await?,
-        };
+        let page = store
+            .read_page_for_export(tenant, cursor, up_to, limit)
+            .await?;
         came_up_short = page.len() < limit;
-        let Some(last) = page.last() else { break };
-        cursor = last.seq;
+        let Some(last) = page.last_seq() else { break };
+        cursor = last;
         wanted = wanted.saturating_sub(page.len() as u64);
         let short = page.len() < PAGE;
         if tx.send(page).await.is_err() || short {
@@ -358,8 +354,7 @@ pub async fn encode_file(
     drop(tx);
     let file = encoder
         .await
-        .map_err(|e| io::Error::other(format!("encoder task failed: {e}")))?
-        .map_err(EncodeError::Io)?;
+        .map_err(|e| io::Error::other(format!("encoder task failed: {e}")))??;
     Ok(file.map(|file| EncodedFile {
         exhausted: came_up_short && file.last_seq == cursor,
         ..file
@@ -423,18 +418,59 @@ fn append_event(
     }
 }
 
+/// What a file holds so far.
+struct Tally {
+    first_seq: Option<u64>,
+    last_seq: u64,
+    earliest_time: i64,
+    latest_time: i64,
+    events: u64,
+}
+
+impl Tally {
+    fn add(&mut self, seq: u64, time: i64) {
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = seq;
+        self.earliest_time = self.earliest_time.min(time);
+        self.latest_time = self.latest_time.max(time);
+        self.events += 1;
+    }
+}
+
+/// Appends a stored body from its texts, without decoding it, when the schema can render
+/// it so ([`Schema::render_texts`]); returns the event's time, or `None` when the body must
+/// be decoded. `record` and `texts` are left as they are; the caller clears them.
+fn append_texts<'t>(
+    writer: &mut dyn RecordWriter,
+    schema: &dyn Schema,
+    body: &'t str,
+    record: &mut Vec<Value>,
+    texts: &mut Vec<(usize, CanonicalJson<'t>)>,
+) -> io::Result<Option<i64>> {
+    let Ok(stored) = event_json::read_stored_texts(body) else {
+        return Ok(None);
+    };
+    if !schema.render_texts(&stored, record, texts) {
+        return Ok(None);
+    }
+    writer.append_with_texts(record, texts)?;
+    Ok(Some(stored.time))
+}
+
 fn encode_pages(
-    mut rx: mpsc::Receiver<Vec<ExportEvent>>,
+    mut rx: mpsc::Receiver<ExportPage>,
     format: &FileFormat,
     limits: FileLimits,
-) -> io::Result<Option<EncodedFile>> {
+) -> Result<Option<EncodedFile>, EncodeError> {
     let capacity = limits.max_bytes.min(8 << 20) as usize;
     let mut output = Output::new(format.compression, capacity)?;
-    let mut first_seq: Option<u64> = None;
-    let mut earliest_time = i64::MAX;
-    let mut latest_time = i64::MIN;
-    let mut last_seq = 0;
-    let mut events = 0u64;
+    let mut tally = Tally {
+        first_seq: None,
+        last_seq: 0,
+        earliest_time: i64::MAX,
+        latest_time: i64::MIN,
+        events: 0,
+    };
     let raw_bytes = Cell::new(0u64);
     {
         let mut counted = Counting {
@@ -443,30 +479,66 @@ fn encode_pages(
         };
         let columns = format.schema.columns().to_vec();
         let text_columns = TextColumns::of(&*format.schema);
+        let schema = &*format.schema;
         {
             let mut writer = format.formatter.begin(&columns, &mut counted)?;
+            // Rendering from the stored texts saves decoding only where they are copied.
+            let from_texts = writer.copies_texts();
             let mut record: Vec<Value> = Vec::with_capacity(columns.len());
+            let full = |tally: &Tally| {
+                tally.events >= limits.max_events || raw_bytes.get() >= limits.max_bytes
+            };
             'pages: while let Some(page) = rx.blocking_recv() {
-                for stored in page {
-                    if events >= limits.max_events {
-                        break 'pages;
+                match page {
+                    ExportPage::Events(page) => {
+                        for stored in page {
+                            if full(&tally) {
+                                break 'pages;
+                            }
+                            record.clear();
+                            let (seq, time) = (stored.seq, stored.event.time);
+                            append_event(&mut *writer, schema, text_columns, stored, &mut record)?;
+                            tally.add(seq, time);
+                            if full(&tally) {
+                                // Dropping the receiver (below) stops the reader.
+                                break 'pages;
+                            }
+                        }
                     }
-                    record.clear();
-                    first_seq.get_or_insert(stored.seq);
-                    earliest_time = earliest_time.min(stored.event.time);
-                    latest_time = latest_time.max(stored.event.time);
-                    let seq = stored.seq;
-                    append_event(
-                        &mut *writer,
-                        &*format.schema,
-                        text_columns,
-                        stored,
-                        &mut record,
-                    )?;
-                    last_seq = seq;
-                    events += 1;
-                    if raw_bytes.get() >= limits.max_bytes {
-                        break 'pages;
+                    ExportPage::Bodies(bodies) => {
+                        let mut texts = Vec::with_capacity(columns.len());
+                        for (seq, body) in bodies.iter() {
+                            if full(&tally) {
+                                break 'pages;
+                            }
+                            record.clear();
+                            texts.clear();
+                            let copied = if from_texts {
+                                append_texts(&mut *writer, schema, body, &mut record, &mut texts)?
+                            } else {
+                                None
+                            };
+                            let time = match copied {
+                                Some(time) => time,
+                                None => {
+                                    record.clear();
+                                    let stored = ExportEvent::from_body(seq, body)?;
+                                    let time = stored.event.time;
+                                    append_event(
+                                        &mut *writer,
+                                        schema,
+                                        text_columns,
+                                        stored,
+                                        &mut record,
+                                    )?;
+                                    time
+                                }
+                            };
+                            tally.add(seq, time);
+                            if full(&tally) {
+                                break 'pages;
+                            }
+                        }
                     }
                 }
             }
@@ -477,17 +549,17 @@ fn encode_pages(
         counted.flush()?;
     }
     let body = output.finish()?;
-    let Some(first_seq) = first_seq else {
+    let Some(first_seq) = tally.first_seq else {
         return Ok(None);
     };
     let sha256 = hex::encode(Sha256::digest(&body));
     Ok(Some(EncodedFile {
         body,
         first_seq,
-        last_seq,
-        earliest_time,
-        latest_time,
-        events,
+        last_seq: tally.last_seq,
+        earliest_time: tally.earliest_time,
+        latest_time: tally.latest_time,
+        events: tally.events,
         raw_bytes: raw_bytes.get(),
         sha256,
         exhausted: false,
@@ -555,7 +627,7 @@ mod tests {
             })
             .collect();
         let (tx, rx) = mpsc::channel(1);
-        tx.try_send(page).unwrap();
+        tx.try_send(ExportPage::Events(page)).unwrap();
         drop(tx);
         let format = FileFormat {
             schema,
@@ -569,6 +641,178 @@ mod tests {
         let file = encode_pages(rx, &format, limits).unwrap().unwrap();
         assert_eq!((file.first_seq, file.last_seq, file.events), (1, 3, 3));
         String::from_utf8(file.body).unwrap()
+    }
+
+    /// Events of every shape a stored body can have: each field present or not, strings
+    /// with escapes and non-ASCII text, nested parameters, payloads of each JSON type, the
+    /// extra fields `uevents` takes columns from (or not).
+    fn varied_events() -> Vec<Event> {
+        use auditsync_core::{Actor, Entity, Outcome};
+        let text = |i: usize| ["plain", "q\"uote\\d", "tab\tnl\n", "é ü 🙂", "\u{2028}</x>"][i % 5];
+        (0..40)
+            .map(|i| {
+                let mut extra = serde_json::Map::new();
+                if i % 3 != 0 {
+                    extra.insert("opType".into(), json!(["Query", "Mutation"][i % 2]));
+                }
+                if i % 4 != 0 {
+                    extra.insert("nameHints".into(), json!(["User", text(i)]));
+                }
+                if i % 7 == 0 {
+                    extra.insert(format!("k{}", text(i)), json!({"n": i, "s": text(i + 1)}));
+                }
+                Event {
+                    id: format!("id-{i}-{}", text(i + 2)),
+                    time: 1_690_610_557_857 + (i as i64) * 3_600_000,
+                    actor: Actor {
+                        user_email: (i % 2 == 0).then(|| format!("u{i}@{}", text(i))),
+                        user_id: (i % 3 == 0).then(|| format!("{i}")),
+                        ip: (i % 5 == 0).then(|| "10.0.0.1".into()),
+                        ..Actor::default()
+                    },
+                    action: format!("act{}", text(i + 3)),
+                    entity: (i % 4 == 1).then(|| Entity {
+                        kind: text(i).into(),
+                        id: (i % 8 == 1).then(|| "e1".into()),
+                    }),
+                    organization: (i % 6 != 5).then(|| format!("org {}", text(i + 4))),
+                    outcome: Outcome {
+                        code: (i % 3 != 2).then_some([200, 500, -1, 0][i % 4]),
+                        latency_ms: (i % 5 != 4).then_some(i as u64 * 7),
+                    },
+                    params: json!({"n": i, "email": format!("\"{}\"", text(i)), "deep": [1, {"a": null}]})
+                        .as_object()
+                        .filter(|_| i % 5 != 1)
+                        .cloned()
+                        .unwrap_or_default(),
+                    payload: match i % 6 {
+                        0 => None,
+                        1 => Some(json!(format!("[\"_id\",\"{}\"]", text(i)))),
+                        2 => Some(json!({"query": text(i), "n": [1.5, -2, true]})),
+                        3 => Some(json!([1, "two", null])),
+                        4 => Some(json!(42)),
+                        _ => Some(json!(text(i))),
+                    },
+                    previous: (i % 9 == 0).then(|| json!({"name": text(i)})),
+                    next: (i % 9 == 0).then(|| json!({"name": text(i + 1)})),
+                    extra,
+                }
+            })
+            .collect()
+    }
+
+    /// The file NDJSON makes of `events` as the store gives them: one page of stored
+    /// bodies (`as_bodies`), or one of events it decoded.
+    fn file_of_page(schema: Arc<dyn Schema>, events: &[Event], as_bodies: bool) -> String {
+        let page = if as_bodies {
+            let mut bodies = auditsync_store::StoredBodies::default();
+            for (i, event) in events.iter().enumerate() {
+                let encoded = auditsync_store::EncodedEvent::new(event).unwrap();
+                bodies.push(i as u64 + 1, &encoded.body);
+            }
+            ExportPage::Bodies(bodies)
+        } else {
+            ExportPage::Events(
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, event)| {
+                        let encoded = auditsync_store::EncodedEvent::new(event).unwrap();
+                        ExportEvent::from_body(i as u64 + 1, &encoded.body).unwrap()
+                    })
+                    .collect(),
+            )
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(page).unwrap();
+        drop(tx);
+        let format = FileFormat {
+            schema,
+            formatter: Arc::new(NdjsonFormatter),
+            compression: Compression::None,
+        };
+        let limits = FileLimits {
+            max_events: 1_000,
+            max_bytes: 1 << 20,
+        };
+        let file = encode_pages(rx, &format, limits).unwrap().unwrap();
+        assert_eq!(file.events, events.len() as u64);
+        String::from_utf8(file.body).unwrap()
+    }
+
+    #[test]
+    fn stored_bodies_rendered_from_their_texts_make_the_same_file_as_decoded_events() {
+        let events = varied_events();
+        let uevents: Arc<dyn Schema> = Arc::new(UeventsSchema::new());
+        // The texts route is taken for most of them (else the test shows little). Not for a
+        // fraction in the payload (a text serde_json might write otherwise), nor for an
+        // extra key with an escape in it: those are decoded.
+        let mut rendered_from_texts = 0;
+        for (i, event) in events.iter().enumerate() {
+            let encoded = auditsync_store::EncodedEvent::new(event).unwrap();
+            let (mut record, mut texts) = (Vec::new(), Vec::new());
+            let rendered = event_json::read_stored_texts(&encoded.body)
+                .is_ok_and(|stored| uevents.render_texts(&stored, &mut record, &mut texts));
+            if i % 6 == 2 {
+                assert!(!rendered, "{}", encoded.body);
+            }
+            if rendered {
+                assert_eq!(record.len(), uevents.columns().len());
+                rendered_from_texts += 1;
+            }
+        }
+        assert!(rendered_from_texts >= 30, "{rendered_from_texts} of 40");
+        let defined = |columns: Value| -> Arc<dyn Schema> {
+            let definition = json!({"name": "t", "version": 1, "columns": columns});
+            Arc::new(
+                auditsync_catalog::DefinedSchema::new(
+                    auditsync_catalog::SchemaDefinition::from_json(&definition.to_string())
+                        .unwrap(),
+                )
+                .unwrap(),
+            )
+        };
+        let column = |name: &str, ty: &str, field: &str| {
+            let mut c = json!({"name": name, "type": ty});
+            if let Some(derive) = field.strip_prefix("derive:") {
+                c["derive"] = json!(derive);
+            } else if !field.is_empty() {
+                c["field"] = json!(field);
+            }
+            c
+        };
+        // Every field in a column of its own (a definition maps a field to one column at
+        // most), and the columns derived from the time.
+        let every_field = defined(json!([
+            column("ID", "string", "id"),
+            column("AT", "timestamp", "time"),
+            column("YEAR", "integer", "derive:year"),
+            column("DAY", "date", "derive:date"),
+            column("ACTION", "string", "action"),
+            column("ORG", "string", "organization"),
+            column("UID", "string", "actor.user_id"),
+            column("EMAIL", "string", "actor.user_email"),
+            column("IP", "string", "actor.ip"),
+            column("KIND", "string", "entity.kind"),
+            column("EID", "string", "entity.id"),
+            column("CODE", "integer", "outcome.code"),
+            column("MS", "integer", "outcome.latency_ms"),
+            column("PARAMS", "json", "params"),
+            column("PAYLOAD", "json", "payload"),
+            column("BEFORE", "json", "previous"),
+            column("AFTER", "json", "next"),
+            column("opType", "string", ""),
+        ]));
+        for schema in [
+            uevents,
+            every_field,
+            // no render_texts at all
+            Arc::new(CanonicalSchema::new()),
+        ] {
+            let from_texts = file_of_page(schema.clone(), &events, true);
+            assert_eq!(from_texts, file_of_page(schema, &events, false));
+            assert_eq!(from_texts.lines().count(), events.len());
+        }
     }
 
     #[test]

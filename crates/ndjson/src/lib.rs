@@ -91,6 +91,10 @@ impl RecordWriter for NdjsonWriter<'_> {
         self.write_line(record, texts)
     }
 
+    fn copies_texts(&self) -> bool {
+        true
+    }
+
     fn finish(self: Box<Self>) -> io::Result<()> {
         self.out.flush()
     }

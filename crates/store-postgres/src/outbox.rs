@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use auditsync_store::{
     Appended, Batch, BulkItem, BulkOutcome, DestinationFailure, EncodedEvent, ExportEvent,
-    GcBounds, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoreStats,
-    StoredEvent, Takers,
+    ExportPage, GcBounds, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoreStats,
+    StoredBodies, StoredEvent, Takers,
 };
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
@@ -154,7 +154,7 @@ impl PostgresStore {
         after: u64,
         up_to: u64,
         limit: usize,
-        decode: impl Fn(u64, &str) -> Result<T, StoreError>,
+        mut decode: impl FnMut(u64, &str) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let client = self.client("read").await?;
         let (after, up_to, limit) = (
@@ -263,6 +263,22 @@ impl Store for PostgresStore {
     ) -> Result<Vec<ExportEvent>, StoreError> {
         self.read_bodies(Some(tenant), after, up_to, limit, ExportEvent::from_body)
             .await
+    }
+
+    async fn read_page_for_export(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<ExportPage, StoreError> {
+        let mut bodies = StoredBodies::default();
+        self.read_bodies(tenant, after, up_to, limit, |seq, body| {
+            bodies.push(seq, body);
+            Ok(())
+        })
+        .await?;
+        Ok(ExportPage::Bodies(bodies))
     }
 
     async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {

@@ -12,8 +12,8 @@ use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
     Appended, Batch, BulkItem, BulkOutcome, DestinationFailure, EncodedEvent, ExportClaim,
-    ExportEvent, ExportStart, GcBounds, IdRetention, LeaseOutcome, ManifestRecord, ScheduleRun,
-    Store, StoreError, StoreFactory, StoreStats, StoredEvent, Takers,
+    ExportEvent, ExportPage, ExportStart, GcBounds, IdRetention, LeaseOutcome, ManifestRecord,
+    ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredBodies, StoredEvent, Takers,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -433,6 +433,41 @@ fn read_bodies<T>(
     limit: usize,
     decode: impl Fn(u64, &str) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    let mut events = Vec::with_capacity(limit.min(4096));
+    for_each_body(conn, tenant, after, up_to, limit, |seq, body| {
+        events.push(decode(seq, body)?);
+        Ok(())
+    })?;
+    Ok(events)
+}
+
+/// Up to `limit` stored bodies with `after < seq <= up_to`, in sequence order, as they are.
+fn read_body_texts(
+    conn: &mut Connection,
+    tenant: Option<&str>,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<StoredBodies, StoreError> {
+    // Stored bodies run to about half a kilobyte; the buffer grows if they are larger.
+    let mut bodies = StoredBodies::with_capacity(limit.min(4096), limit.min(4096) * 512);
+    for_each_body(conn, tenant, after, up_to, limit, |seq, body| {
+        bodies.push(seq, body);
+        Ok(())
+    })?;
+    Ok(bodies)
+}
+
+/// Calls `visit` with each of up to `limit` stored bodies with `after < seq <= up_to`, in
+/// sequence order, read in place.
+fn for_each_body(
+    conn: &mut Connection,
+    tenant: Option<&str>,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+    mut visit: impl FnMut(u64, &str) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let err = backend("read");
     let up_to = up_to.min(i64::MAX as u64);
     let limit_param = limit as i64;
@@ -459,14 +494,13 @@ fn read_bodies<T>(
         }
     }
     .map_err(&err)?;
-    let mut events = Vec::with_capacity(limit.min(4096));
     while let Some(row) = rows.next().map_err(&err)? {
         let seq: u64 = row.get(0).map_err(&err)?;
-        // Read in place: no copy of the body before decoding it.
+        // Read in place: no copy of the body before it is visited.
         let body = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&err)?;
-        events.push(decode(seq, body)?);
+        visit(seq, body)?;
     }
-    Ok(events)
+    Ok(())
 }
 
 /// The index of events by tenant. It is built the first time a tenant's destination reads
@@ -771,6 +805,24 @@ impl Store for SqliteStore {
             ensure_tenant_index(conn, &index_ready)?;
             let tenant = Some(tenant.as_str());
             read_bodies(conn, tenant, after, up_to, limit, ExportEvent::from_body)
+        })
+        .await
+    }
+
+    async fn read_page_for_export(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<ExportPage, StoreError> {
+        let tenant = tenant.map(str::to_string);
+        let index_ready = Arc::clone(&self.tenant_index_ready);
+        self.with_conn(move |conn| {
+            if tenant.is_some() {
+                ensure_tenant_index(conn, &index_ready)?;
+            }
+            read_body_texts(conn, tenant.as_deref(), after, up_to, limit).map(ExportPage::Bodies)
         })
         .await
     }

@@ -112,6 +112,104 @@ pub struct ExportEvent {
     pub params_text: Option<Box<RawValue>>,
 }
 
+/// A page of events read for an export ([`Store::read_page_for_export`]): decoded by the
+/// store, or still their stored bodies, which the export decodes on threads of its own
+/// while the store reads the next page.
+#[derive(Debug)]
+pub enum ExportPage {
+    /// Events the store decoded.
+    Events(Vec<ExportEvent>),
+    /// Bodies as stored, decoded by [`ExportPage::decode`].
+    Bodies(StoredBodies),
+}
+
+impl ExportPage {
+    /// Number of events in it.
+    pub fn len(&self) -> usize {
+        match self {
+            ExportPage::Events(events) => events.len(),
+            ExportPage::Bodies(bodies) => bodies.len(),
+        }
+    }
+
+    /// True when it holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sequence number of its last event.
+    pub fn last_seq(&self) -> Option<u64> {
+        match self {
+            ExportPage::Events(events) => events.last().map(|e| e.seq),
+            ExportPage::Bodies(bodies) => bodies.last_seq(),
+        }
+    }
+
+    /// Its events, decoded ([`ExportEvent::from_body`]) if they are still bodies.
+    pub fn decode(self) -> Result<Vec<ExportEvent>, StoreError> {
+        match self {
+            ExportPage::Events(events) => Ok(events),
+            ExportPage::Bodies(bodies) => bodies.decode(),
+        }
+    }
+}
+
+/// Stored event bodies (as [`EncodedEvent`] wrote them) with their sequence numbers, in
+/// one buffer: a page costs two allocations, not one per event.
+#[derive(Debug, Default)]
+pub struct StoredBodies {
+    text: String,
+    /// Each body's sequence number and where it ends in `text`.
+    ends: Vec<(u64, usize)>,
+}
+
+impl StoredBodies {
+    /// An empty page with room for `events` bodies of `bytes` in all.
+    pub fn with_capacity(events: usize, bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(events),
+        }
+    }
+
+    /// Appends the body of event `seq`.
+    pub fn push(&mut self, seq: u64, body: &str) {
+        self.text.push_str(body);
+        self.ends.push((seq, self.text.len()));
+    }
+
+    /// Number of bodies.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when it holds no body.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Sequence number of the last body.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.ends.last().map(|(seq, _)| *seq)
+    }
+
+    /// Each `(seq, body)` in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|(_, end)| *end));
+        self.ends
+            .iter()
+            .zip(starts)
+            .map(|((seq, end), start)| (*seq, &self.text[start..*end]))
+    }
+
+    /// The events, each read by [`ExportEvent::from_body`].
+    pub fn decode(&self) -> Result<Vec<ExportEvent>, StoreError> {
+        self.iter()
+            .map(|(seq, body)| ExportEvent::from_body(seq, body))
+            .collect()
+    }
+}
+
 impl StoredEvent {
     /// Reads a stored body (as [`EncodedEvent`] wrote it); one that does not read is
     /// [`StoreError::Corrupt`].
@@ -512,6 +610,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         }
         found.truncate(limit);
         Ok(found)
+    }
+
+    /// One page of an export's events: up to `limit` events with `after < seq <= up_to`,
+    /// of `tenant` only when given ([`Store::read_tenant_for_export`]) or of all
+    /// ([`Store::read_for_export`]), in sequence order. A store that can should answer with
+    /// the bodies as stored ([`ExportPage::Bodies`]): the export then decodes pages on
+    /// other threads while this one reads the next. The default gives the events those two
+    /// methods decode.
+    async fn read_page_for_export(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<ExportPage, StoreError> {
+        Ok(ExportPage::Events(match tenant {
+            Some(tenant) => {
+                self.read_tenant_for_export(tenant, after, up_to, limit)
+                    .await?
+            }
+            None => self.read_for_export(after, up_to, limit).await?,
+        }))
     }
 
     /// Number of `tenant`'s events held with `seq > after` (a tenant destination's

@@ -49,6 +49,7 @@ where
     gc_keeps_what_a_tenant_destination_lacks(fresh().await).await;
     an_export_starts_only_with_work_to_do(fresh().await).await;
     destination_failures_are_kept_until_cleared(fresh().await).await;
+    an_export_page_gives_the_events_an_export_read_gives(fresh().await).await;
 }
 
 /// An event with an id and a time, valid for any store.
@@ -676,4 +677,42 @@ pub async fn destination_failures_are_kept_until_cleared(store: Arc<dyn Store>) 
         ["s3@b"],
         "only the cleared one is gone"
     );
+}
+
+/// [`Store::read_page_for_export`] gives, once decoded, the events
+/// [`Store::read_for_export`] and [`Store::read_tenant_for_export`] give, within the same
+/// bounds, and says how many and which is last without decoding.
+pub async fn an_export_page_gives_the_events_an_export_read_gives(store: Arc<dyn Store>) {
+    let stored = append_four_tenants(store.as_ref()).await;
+    let seqs = |events: &[ExportEvent]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let texts = |events: Vec<ExportEvent>| {
+        events
+            .into_iter()
+            .map(|e| (e.seq, format!("{:?}", e.into_event().unwrap())))
+            .collect::<Vec<_>>()
+    };
+    let (after, up_to) = (stored[1].0, stored[10].0);
+    for (tenant, limit) in [(None, 100), (None, 3), (Some("a"), 100), (Some("b"), 1)] {
+        let page = store
+            .read_page_for_export(tenant, after, up_to, limit)
+            .await
+            .unwrap();
+        let read = match tenant {
+            Some(tenant) => store.read_tenant_for_export(tenant, after, up_to, limit),
+            None => store.read_for_export(after, up_to, limit),
+        }
+        .await
+        .unwrap();
+        assert!(!read.is_empty(), "{tenant:?}: the check needs events");
+        assert_eq!(page.len(), read.len(), "{tenant:?}, limit {limit}");
+        assert_eq!(page.last_seq(), read.last().map(|e| e.seq));
+        let decoded = page.decode().unwrap();
+        assert_eq!(seqs(&decoded), seqs(&read), "{tenant:?}, limit {limit}");
+        assert_eq!(texts(decoded), texts(read));
+    }
+    assert!(store
+        .read_page_for_export(Some("nobody"), 0, u64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
