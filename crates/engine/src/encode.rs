@@ -485,6 +485,7 @@ fn encode_pages(
             // Rendering from the stored texts saves decoding only where they are copied.
             let from_texts = writer.copies_texts();
             let mut record: Vec<Value> = Vec::with_capacity(columns.len());
+            // Checked after each event: a file holds at least one, however small the limit.
             let full = |tally: &Tally| {
                 tally.events >= limits.max_events || raw_bytes.get() >= limits.max_bytes
             };
@@ -492,9 +493,6 @@ fn encode_pages(
                 match page {
                     ExportPage::Events(page) => {
                         for stored in page {
-                            if full(&tally) {
-                                break 'pages;
-                            }
                             record.clear();
                             let (seq, time) = (stored.seq, stored.event.time);
                             append_event(&mut *writer, schema, text_columns, stored, &mut record)?;
@@ -508,9 +506,6 @@ fn encode_pages(
                     ExportPage::Bodies(bodies) => {
                         let mut texts = Vec::with_capacity(columns.len());
                         for (seq, body) in bodies.iter() {
-                            if full(&tally) {
-                                break 'pages;
-                            }
                             record.clear();
                             texts.clear();
                             let copied = if from_texts {
