@@ -5,7 +5,7 @@
 //! encoding overlap and no batch is ever held as a list of events.
 
 use std::cell::Cell;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use auditsync_core::canonical_json::{self, CanonicalJson};
@@ -474,7 +474,8 @@ fn encode_pages(
     let raw_bytes = Cell::new(0u64);
     {
         let mut counted = Counting {
-            inner: BufWriter::with_capacity(64 * 1024, &mut output),
+            // No buffer between: the output gathers chunks itself (or is the file's bytes).
+            inner: &mut output,
             count: &raw_bytes,
         };
         let columns = format.schema.columns().to_vec();

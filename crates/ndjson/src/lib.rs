@@ -43,7 +43,11 @@ impl Formatter for NdjsonFormatter {
                 Ok(key)
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Box::new(NdjsonWriter { keys, out }))
+        Ok(Box::new(NdjsonWriter {
+            keys,
+            out,
+            line: Vec::with_capacity(1024),
+        }))
     }
 
     fn read<'r>(
@@ -76,6 +80,9 @@ fn read_lines<'r>(input: Box<dyn BufRead + 'r>) -> Records<'r> {
 struct NdjsonWriter<'w> {
     keys: Vec<Vec<u8>>,
     out: &'w mut dyn Write,
+    /// The line being written, whole before it goes out (a value that fails to serialize
+    /// leaves nothing half-written); kept from line to line.
+    line: Vec<u8>,
 }
 
 impl RecordWriter for NdjsonWriter<'_> {
@@ -117,7 +124,8 @@ impl NdjsonWriter<'_> {
                 ),
             ));
         }
-        let mut line = Vec::with_capacity(256);
+        let line = &mut self.line;
+        line.clear();
         line.push(b'{');
         for (i, (key, value)) in self.keys.iter().zip(record).enumerate() {
             if i > 0 {
@@ -126,11 +134,11 @@ impl NdjsonWriter<'_> {
             line.extend_from_slice(key);
             match texts.iter().find(|(column, _)| *column == i) {
                 Some((_, text)) => line.extend_from_slice(text.as_str().as_bytes()),
-                None => serde_json::to_writer(&mut line, value).map_err(io::Error::other)?,
+                None => serde_json::to_writer(&mut *line, value).map_err(io::Error::other)?,
             }
         }
         line.extend_from_slice(b"}\n");
-        self.out.write_all(&line)
+        self.out.write_all(line)
     }
 }
 
