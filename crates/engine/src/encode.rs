@@ -462,7 +462,13 @@ fn encode_pages(
     format: &FileFormat,
     limits: FileLimits,
 ) -> Result<Option<EncodedFile>, EncodeError> {
-    let capacity = limits.max_bytes.min(8 << 20) as usize;
+    // A plain file is the output itself: room for all of it from the start (memory the
+    // allocator maps is only taken when written) saves copying it as it grows. A
+    // compressed one starts smaller.
+    let capacity = match format.compression {
+        Compression::None => limits.max_bytes.saturating_add(1 << 20).min(128 << 20),
+        _ => limits.max_bytes.min(8 << 20),
+    } as usize;
     let mut output = Output::new(format.compression, capacity)?;
     let mut tally = Tally {
         first_seq: None,
