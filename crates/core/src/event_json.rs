@@ -123,23 +123,29 @@ pub struct StoredTexts<'t> {
     pub extra: ExtraTexts<'t>,
 }
 
-/// [`crate::Actor`]'s fields as texts (strings).
+/// [`crate::Actor`]'s fields as texts (strings), each as [`crate::Actor`] names it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
 pub struct ActorTexts<'t> {
+    /// Stable user id.
     #[serde(default, borrow)]
     pub user_id: Option<&'t RawValue>,
+    /// User's email address.
     #[serde(default, borrow)]
     pub user_email: Option<&'t RawValue>,
+    /// User's display or login name.
     #[serde(default, borrow)]
     pub user_name: Option<&'t RawValue>,
+    /// Id of the access token used.
     #[serde(default, borrow)]
     pub token_id: Option<&'t RawValue>,
+    /// Name of the access token used.
     #[serde(default, borrow)]
     pub token_name: Option<&'t RawValue>,
+    /// Client IP address.
     #[serde(default, borrow)]
     pub ip: Option<&'t RawValue>,
+    /// Client user agent.
     #[serde(default, borrow)]
     pub user_agent: Option<&'t RawValue>,
 }
