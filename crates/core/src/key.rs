@@ -10,7 +10,7 @@ pub const TEMP_MARKER: &str = ".auditsync-tmp";
 /// A relative, `/`-separated object key that cannot escape a sink's root.
 ///
 /// Rejected: empty keys, absolute paths, empty segments (`a//b`, trailing `/`), `.` and `..`
-/// segments, backslashes, control characters, keys over [`MAX_KEY_LEN`] bytes and segments
+/// segments, backslashes, control characters, keys over `MAX_KEY_LEN` (1,024) bytes and segments
 /// that start with the temporary-file marker.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey(String);

@@ -3,7 +3,7 @@
 //! The engine talks only to the [`Store`] trait and never assumes it is the store's only
 //! user. This crate carries no database driver: each backend is a crate of its own
 //! (`auditsync-store-sqlite` is the embedded default) that registers a [`StoreFactory`] under
-//! its `store.type`, and runs the conformance suite of [`testkit`] (feature `testkit`).
+//! its `store.type`, and runs the conformance suite of `testkit` (feature `testkit`).
 
 pub mod holder;
 pub mod registry;

@@ -14,8 +14,8 @@
 //!   (where the clocks skip midnight, as in Havana, a midnight schedule skips that day); a
 //!   time in the hour that fall-back repeats fires in both.
 //!
-//! croner reads the fields' syntax into bit sets ([`fields`]); robfig's grammar, its rule for
-//! the day fields and its search through local time ([`search`]) are kept here, because
+//! croner reads the fields' syntax into bit sets (`fields`); robfig's grammar, its rule for
+//! the day fields and its search through local time (`search`) are kept here, because
 //! croner differs from robfig in each of them.
 
 mod duration;
