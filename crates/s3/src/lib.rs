@@ -320,7 +320,7 @@ impl S3Sink {
     }
 
     /// The SDK client, built once: static credentials when configured, else the chain.
-    /// Sinks of the same account, region and endpoint share one (see [`shared_client`]).
+    /// Sinks of the same account, region and endpoint share one (see `shared_client`).
     pub async fn client(&self) -> &aws_sdk_s3::Client {
         self.client
             .get_or_init(|| shared_client(&self.config))
