@@ -628,8 +628,15 @@ mod tests {
                 }
             })
             .collect();
+        let file = ndjson_file_of(schema, ExportPage::Events(page));
+        assert_eq!((file.first_seq, file.last_seq, file.events), (1, 3, 3));
+        String::from_utf8(file.body).unwrap()
+    }
+
+    /// The uncompressed NDJSON file `schema` makes of one page.
+    fn ndjson_file_of(schema: Arc<dyn Schema>, page: ExportPage) -> EncodedFile {
         let (tx, rx) = mpsc::channel(1);
-        tx.try_send(ExportPage::Events(page)).unwrap();
+        tx.try_send(page).unwrap();
         drop(tx);
         let format = FileFormat {
             schema,
@@ -637,12 +644,10 @@ mod tests {
             compression: Compression::None,
         };
         let limits = FileLimits {
-            max_events: 100,
+            max_events: 1_000,
             max_bytes: 1 << 20,
         };
-        let file = encode_pages(rx, &format, limits).unwrap().unwrap();
-        assert_eq!((file.first_seq, file.last_seq, file.events), (1, 3, 3));
-        String::from_utf8(file.body).unwrap()
+        encode_pages(rx, &format, limits).unwrap().unwrap()
     }
 
     /// Events of every shape a stored body can have: each field present or not, strings
@@ -725,19 +730,7 @@ mod tests {
                     .collect(),
             )
         };
-        let (tx, rx) = mpsc::channel(1);
-        tx.try_send(page).unwrap();
-        drop(tx);
-        let format = FileFormat {
-            schema,
-            formatter: Arc::new(NdjsonFormatter),
-            compression: Compression::None,
-        };
-        let limits = FileLimits {
-            max_events: 1_000,
-            max_bytes: 1 << 20,
-        };
-        let file = encode_pages(rx, &format, limits).unwrap().unwrap();
+        let file = ndjson_file_of(schema, page);
         assert_eq!(file.events, events.len() as u64);
         String::from_utf8(file.body).unwrap()
     }
