@@ -330,6 +330,17 @@ impl Server {
     }
 }
 
+/// A server still running when its test ends, or fails, is stopped: a failed test left its
+/// replicas running once.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Files under `root`, sorted.
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
