@@ -113,8 +113,8 @@ pub struct ExportEvent {
 }
 
 /// A page of events read for an export ([`Store::read_page_for_export`]): decoded by the
-/// store, or still their stored bodies, which the export decodes on threads of its own
-/// while the store reads the next page.
+/// store, or still their stored bodies, which the export renders from their texts where it
+/// can and decodes otherwise.
 #[derive(Debug)]
 pub enum ExportPage {
     /// Events the store decoded.
@@ -615,8 +615,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// One page of an export's events: up to `limit` events with `after < seq <= up_to`,
     /// of `tenant` only when given ([`Store::read_tenant_for_export`]) or of all
     /// ([`Store::read_for_export`]), in sequence order. A store that can should answer with
-    /// the bodies as stored ([`ExportPage::Bodies`]): the export then decodes pages on
-    /// other threads while this one reads the next. The default gives the events those two
+    /// the bodies as stored ([`ExportPage::Bodies`]): the export then renders most of them
+    /// from their texts without decoding them. The default gives the events those two
     /// methods decode.
     async fn read_page_for_export(
         &self,
@@ -750,12 +750,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let cursor = self.cursor(claim.destination).await?;
         let idle = pending.is_none()
             && (cursor >= claim.up_to
-                || match claim.tenant {
-                    Some(tenant) => self.read_tenant_for_export(tenant, cursor, claim.up_to, 1),
-                    None => self.read_for_export(cursor, claim.up_to, 1),
-                }
-                .await?
-                .is_empty());
+                || self
+                    .read_page_for_export(claim.tenant, cursor, claim.up_to, 1)
+                    .await?
+                    .is_empty());
         if idle {
             self.release_lease(claim.lease, claim.holder).await?;
             return Ok(ExportStart::Idle);
