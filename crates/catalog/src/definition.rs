@@ -109,9 +109,7 @@ impl ActorField {
             ActorField::UserAgent => &mut actor.user_agent,
         }
     }
-}
 
-impl ActorField {
     /// The text of the stored actor's field this names.
     pub(crate) fn text<'t>(
         self,

@@ -437,24 +437,36 @@ impl Tally {
     }
 }
 
-/// Appends a stored body from its texts, without decoding it, when the schema can render
-/// it so ([`Schema::render_texts`]); returns the event's time, or `None` when the body must
-/// be decoded. `record` and `texts` are left as they are; the caller clears them.
-fn append_texts<'t>(
+/// Appends a stored body: from its texts, without decoding it, when the writer copies
+/// texts and the schema can render it so ([`Schema::render_texts`]), else decoded
+/// ([`append_event`]). Returns the event's time. `record` and `texts` may hold anything;
+/// they are cleared first.
+fn append_body<'t>(
     writer: &mut dyn RecordWriter,
     schema: &dyn Schema,
+    columns: TextColumns,
+    seq: u64,
     body: &'t str,
     record: &mut Vec<Value>,
     texts: &mut Vec<(usize, CanonicalJson<'t>)>,
-) -> io::Result<Option<i64>> {
-    let Ok(stored) = event_json::read_stored_texts(body) else {
-        return Ok(None);
-    };
-    if !schema.render_texts(&stored, record, texts) {
-        return Ok(None);
+) -> Result<i64, EncodeError> {
+    record.clear();
+    texts.clear();
+    // Rendering from the stored texts saves decoding only where they are copied.
+    if writer.copies_texts() {
+        if let Ok(stored) = event_json::read_stored_texts(body) {
+            if schema.render_texts(&stored, record, texts) {
+                writer.append_with_texts(record, texts)?;
+                return Ok(stored.time);
+            }
+            // What it rendered before it gave up is not used.
+            record.clear();
+        }
     }
-    writer.append_with_texts(record, texts)?;
-    Ok(Some(stored.time))
+    let stored = ExportEvent::from_body(seq, body)?;
+    let time = stored.event.time;
+    append_event(writer, schema, columns, stored, record)?;
+    Ok(time)
 }
 
 fn encode_pages(
@@ -489,8 +501,6 @@ fn encode_pages(
         let schema = &*format.schema;
         {
             let mut writer = format.formatter.begin(&columns, &mut counted)?;
-            // Rendering from the stored texts saves decoding only where they are copied.
-            let from_texts = writer.copies_texts();
             let mut record: Vec<Value> = Vec::with_capacity(columns.len());
             // Checked after each event: a file holds at least one, however small the limit.
             let full = |tally: &Tally| {
@@ -513,29 +523,15 @@ fn encode_pages(
                     ExportPage::Bodies(bodies) => {
                         let mut texts = Vec::with_capacity(columns.len());
                         for (seq, body) in bodies.iter() {
-                            record.clear();
-                            texts.clear();
-                            let copied = if from_texts {
-                                append_texts(&mut *writer, schema, body, &mut record, &mut texts)?
-                            } else {
-                                None
-                            };
-                            let time = match copied {
-                                Some(time) => time,
-                                None => {
-                                    record.clear();
-                                    let stored = ExportEvent::from_body(seq, body)?;
-                                    let time = stored.event.time;
-                                    append_event(
-                                        &mut *writer,
-                                        schema,
-                                        text_columns,
-                                        stored,
-                                        &mut record,
-                                    )?;
-                                    time
-                                }
-                            };
+                            let time = append_body(
+                                &mut *writer,
+                                schema,
+                                text_columns,
+                                seq,
+                                body,
+                                &mut record,
+                                &mut texts,
+                            )?;
                             tally.add(seq, time);
                             if full(&tally) {
                                 break 'pages;
