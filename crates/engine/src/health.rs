@@ -13,17 +13,9 @@ use auditsync_store::DestinationFailure;
 pub enum DestinationState {
     /// Its last run ended well (or it has not run yet).
     Active,
-    /// Its last runs failed.
-    Failing {
-        /// When the first of them failed, epoch ms.
-        since_ms: i64,
-        /// Why the last one failed.
-        last_error: String,
-        /// Runs that failed in a row.
-        failures: u32,
-        /// Not tried again before this, epoch ms.
-        next_attempt_ms: i64,
-    },
+    /// Its last runs failed: since when, why, how many, and when it is tried again (as
+    /// the store shares it).
+    Failing(DestinationFailure),
 }
 
 /// A destination's state and the time of its last good run.
@@ -103,15 +95,11 @@ impl HealthBook {
     /// passed.
     pub fn waiting(&self, destination: &str, now_ms: i64) -> Option<String> {
         match self.get(destination).state {
-            DestinationState::Failing {
-                since_ms,
-                failures,
-                next_attempt_ms,
-                ..
-            } if now_ms < next_attempt_ms => Some(format!(
-                "failing since {} ({failures} failed run(s)); next attempt at {}",
-                rfc3339(since_ms),
-                rfc3339(next_attempt_ms)
+            DestinationState::Failing(f) if now_ms < f.next_attempt_ms => Some(format!(
+                "failing since {} ({} failed run(s)); next attempt at {}",
+                rfc3339(f.since_ms),
+                f.failures,
+                rfc3339(f.next_attempt_ms)
             )),
             _ => None,
         }
@@ -122,9 +110,9 @@ impl HealthBook {
     pub fn succeeded(&self, destination: &str, now_ms: i64) -> bool {
         let mut book = self.book();
         let health = book.entry(destination.to_string()).or_default();
-        let recovered = match health.state {
-            DestinationState::Failing { since_ms, .. } => {
-                tracing::info!(destination, failing_since = %rfc3339(since_ms), "destination recovered");
+        let recovered = match &health.state {
+            DestinationState::Failing(f) => {
+                tracing::info!(destination, failing_since = %rfc3339(f.since_ms), "destination recovered");
                 true
             }
             DestinationState::Active => false,
@@ -151,7 +139,8 @@ impl HealthBook {
         for name in destinations.iter().filter(|n| !running.contains(*n)) {
             match recorded.get(name.as_str()) {
                 Some(failure) => {
-                    book.entry(name.clone()).or_default().state = DestinationState::from(*failure)
+                    book.entry(name.clone()).or_default().state =
+                        DestinationState::Failing((*failure).clone())
                 }
                 None => {
                     if let Some(health) = book.get_mut(name) {
@@ -176,9 +165,7 @@ impl HealthBook {
         let mut book = self.book();
         let health = book.entry(destination.to_string()).or_default();
         let (since_ms, failures) = match &health.state {
-            DestinationState::Failing {
-                since_ms, failures, ..
-            } => (*since_ms, failures + 1),
+            DestinationState::Failing(f) => (f.since_ms, f.failures + 1),
             DestinationState::Active => (now_ms, 1),
         };
         let pause = self.backoff.pause(failures).as_millis() as i64;
@@ -189,19 +176,8 @@ impl HealthBook {
             failures,
             next_attempt_ms,
         };
-        health.state = DestinationState::from(&failure);
+        health.state = DestinationState::Failing(failure.clone());
         failure
-    }
-}
-
-impl From<&DestinationFailure> for DestinationState {
-    fn from(failure: &DestinationFailure) -> Self {
-        DestinationState::Failing {
-            since_ms: failure.since_ms,
-            last_error: failure.last_error.clone(),
-            failures: failure.failures,
-            next_attempt_ms: failure.next_attempt_ms,
-        }
     }
 }
 
@@ -245,13 +221,8 @@ mod tests {
             "40 s, capped at 35"
         );
         match book.get("d").state {
-            DestinationState::Failing {
-                since_ms,
-                last_error,
-                failures,
-                ..
-            } => assert_eq!(
-                (since_ms, last_error.as_str(), failures),
+            DestinationState::Failing(f) => assert_eq!(
+                (f.since_ms, f.last_error.as_str(), f.failures),
                 (1_000, "still none", 3)
             ),
             other => panic!("{other:?}"),
@@ -304,17 +275,17 @@ mod tests {
         assert_eq!(book.get("mine").state, DestinationState::Active);
         assert_eq!(
             book.get("theirs").state,
-            DestinationState::from(&failing(2))
+            DestinationState::Failing(failing(2))
         );
         assert_eq!(book.get("theirs").last_export_ms, Some(7), "kept");
         assert_eq!(
             book.get("unseen").state,
-            DestinationState::from(&failing(3))
+            DestinationState::Failing(failing(3))
         );
         assert!(
             matches!(
                 book.get("running").state,
-                DestinationState::Failing { since_ms: 5, .. }
+                DestinationState::Failing(DestinationFailure { since_ms: 5, .. })
             ),
             "a running destination keeps what this process knows"
         );

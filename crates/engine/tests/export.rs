@@ -419,7 +419,7 @@ async fn a_destination_failure_is_shared_by_every_process_on_the_store() {
     );
     assert_eq!(
         b.health().get("local").state,
-        DestinationState::from(&recorded[0].1),
+        DestinationState::Failing(recorded[0].1.clone()),
         "b shows a's failure"
     );
 

@@ -88,17 +88,11 @@ pub async fn status_of(
         oldest_age_secs: oldest_ms.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0),
         sink: dest.sink.describe(),
     };
-    if let DestinationState::Failing {
-        since_ms,
-        last_error,
-        next_attempt_ms,
-        ..
-    } = health.state
-    {
+    if let DestinationState::Failing(f) = health.state {
         status.state = "failing";
-        status.failing_since = Some(rfc3339(since_ms));
-        status.last_error = Some(last_error);
-        status.next_attempt = Some(rfc3339(next_attempt_ms));
+        status.failing_since = Some(rfc3339(f.since_ms));
+        status.last_error = Some(f.last_error);
+        status.next_attempt = Some(rfc3339(f.next_attempt_ms));
     }
     if dest.pause.is_some() {
         status.state = "paused";
