@@ -30,6 +30,12 @@ fn tenant(t: usize) -> String {
 }
 
 /// Event `n` of `customer` (or of no tenant).
+/// Writes `<dir>/<stem>.json`: the tenant file of `tenant` with these destinations.
+fn write_tenant_file(dir: &std::path::Path, stem: &str, tenant: &str, destinations: Value) {
+    let file = json!({"tenant": tenant, "destinations": destinations});
+    std::fs::write(dir.join(format!("{stem}.json")), file.to_string()).unwrap();
+}
+
 fn event(n: usize, customer: Option<&str>) -> Value {
     let mut line = json!({
         "opType": "Query",
@@ -137,15 +143,16 @@ fn each_tenants_events_reach_its_own_places_once_and_gc_keeps_what_is_not_taken(
         s3_dest["name"] = json!("s3");
         s3_dest["prefix"] = json!(format!("t{t:03}"));
         s3_dest["compression"] = json!("gzip");
-        let file = json!({
-            "tenant": tenant(t),
-            "destinations": [
+        write_tenant_file(
+            &tenants_dir,
+            &format!("{t:03}"),
+            &tenant(t),
+            json!([
                 {"name": "vol", "type": "pv", "root": volume, "prefix": format!("t{t:03}"),
                  "max_events": 3},
                 s3_dest,
-            ],
-        });
-        std::fs::write(tenants_dir.join(format!("{t:03}.json")), file.to_string()).unwrap();
+            ]),
+        );
     }
     // A file that is not JSON by name is not a tenant file.
     std::fs::write(tenants_dir.join("README"), "not a tenant").unwrap();
@@ -349,8 +356,12 @@ fn a_tenant_whose_bucket_is_deleted_fails_alone_and_gets_its_backlog_once_it_is_
         };
         dest["name"] = json!(if t == 0 { "s3" } else { "vol" });
         dest["prefix"] = json!(format!("t{t:03}"));
-        let file = json!({"tenant": format!("tenant-{t:03}"), "destinations": [dest]});
-        std::fs::write(tenants_dir.join(format!("{t:03}.json")), file.to_string()).unwrap();
+        write_tenant_file(
+            &tenants_dir,
+            &format!("{t:03}"),
+            &format!("tenant-{t:03}"),
+            json!([dest]),
+        );
     }
     env.write_config(json!({
         "enableUserEvents": true, "namespace": "acme", "ueventsSchedule": "@every 1s",
@@ -643,8 +654,12 @@ fn a_tenant_whose_sink_hangs_delays_no_other_tenant() {
     slow["name"] = json!("s3");
     let quick = json!({"name": "vol", "type": "pv", "root": volume});
     for (t, dest) in [(0, slow), (1, quick)] {
-        let file = json!({"tenant": format!("tenant-{t}"), "destinations": [dest]});
-        std::fs::write(tenants_dir.join(format!("{t}.json")), file.to_string()).unwrap();
+        write_tenant_file(
+            &tenants_dir,
+            &t.to_string(),
+            &format!("tenant-{t}"),
+            json!([dest]),
+        );
     }
     env.write_config(json!({
         "enableUserEvents": true, "namespace": "acme", "ueventsSchedule": "@every 1s",
@@ -867,11 +882,12 @@ fn tenant_destinations_are_configured_over_the_api_verified_first_and_reloaded_f
 
     // A file written by hand is picked up without a restart; a broken one changes nothing.
     let b_volume = env.path("b-volume");
-    std::fs::write(
-        tenants_dir.join("b.json"),
-        json!({"tenant": "tenant-b", "destinations": [{"name": "vol", "type": "pv", "root": b_volume}]}).to_string(),
-    )
-    .unwrap();
+    write_tenant_file(
+        &tenants_dir,
+        "b",
+        "tenant-b",
+        json!([{"name": "vol", "type": "pv", "root": b_volume}]),
+    );
     let mut call = |method: &str, path: &str, auth: &str| {
         client
             .request(method, path, &[("Authorization", auth)], b"")
@@ -907,11 +923,12 @@ fn tenant_destinations_are_configured_over_the_api_verified_first_and_reloaded_f
         200
     );
     // SIGHUP after the fix.
-    std::fs::write(
-        tenants_dir.join("c.json"),
-        json!({"tenant": "tenant-c", "destinations": [{"name": "vol", "type": "pv", "root": env.path("c-volume")}]}).to_string(),
-    )
-    .unwrap();
+    write_tenant_file(
+        &tenants_dir,
+        "c",
+        "tenant-c",
+        json!([{"name": "vol", "type": "pv", "root": env.path("c-volume")}]),
+    );
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &server.child.id().to_string()])
         .status()
