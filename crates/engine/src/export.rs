@@ -625,6 +625,11 @@ impl Exporter {
     }
 
     /// Exports files up to `up_to`, from where [`Exporter::start`] found the destination.
+    ///
+    /// The next file is encoded while the one before it is put: encoding only reads the
+    /// store, so the store's records keep their order (a batch is recorded only once the
+    /// one before it is complete) and a crash leaves what it left before. At most two files
+    /// are held at once.
     async fn run(
         &self,
         dest: &Destination,
@@ -641,23 +646,12 @@ impl Exporter {
             self.resume(dest, batch, report).await?;
             cursor = store.cursor(&dest.name).await?;
         }
-        loop {
-            if cursor >= up_to {
-                return Ok(());
-            }
-            let started = Instant::now();
-            let Some(file) = encode_file(
-                store,
-                &dest.format,
-                dest.tenant.as_deref(),
-                cursor,
-                up_to,
-                dest.limits,
-            )
-            .await?
-            else {
-                return Ok(());
-            };
+        if cursor >= up_to {
+            return Ok(());
+        }
+        let mut started = Instant::now();
+        let mut next = self.encode_after(dest, cursor, up_to).await?;
+        while let Some(file) = next {
             let key = batch_key(
                 "",
                 &self.namespace,
@@ -678,24 +672,55 @@ impl Exporter {
                 earliest_ms: Some(file.earliest_time),
                 latest_ms: Some(file.latest_time),
             };
-            let (exhausted, last_seq) = (file.exhausted, file.last_seq);
+            // The read came up short, or reached `up_to`: nothing follows this file.
+            let last = file.exhausted || file.last_seq >= up_to;
+            let following_from = file.last_seq;
             store.begin_batch(&batch).await?;
-            self.deliver(dest, &key, file, started, report).await?;
-            if exhausted {
-                // The read came up short: nothing more to export up to `up_to`.
-                return Ok(());
+            if last {
+                return self.deliver(dest, &key, file, started, report).await;
             }
+            let (delivered, following) =
+                tokio::join!(self.deliver(dest, &key, file, started, report), async {
+                    let started = Instant::now();
+                    (
+                        self.encode_after(dest, following_from, up_to).await,
+                        started,
+                    )
+                });
+            delivered?;
+            let (following, following_started) = following;
+            next = following?;
+            started = following_started;
             // Renewed before the next file once a tenth of it has passed: a run longer than
             // the lease keeps it, and a run of one file (most tenants') takes it once.
-            if leased_at.elapsed() >= Duration::from_millis(EXPORT_LEASE_MS as u64 / 10) {
+            if next.is_some()
+                && leased_at.elapsed() >= Duration::from_millis(EXPORT_LEASE_MS as u64 / 10)
+            {
                 if !self.hold_lease(lease, report).await? {
                     return Ok(());
                 }
                 leased_at = Instant::now();
             }
-            // Where the delivered batch moved it.
-            cursor = last_seq;
         }
+        Ok(())
+    }
+
+    /// Encodes the destination's next file: its events after `cursor`, up to `up_to`.
+    async fn encode_after(
+        &self,
+        dest: &Destination,
+        cursor: u64,
+        up_to: u64,
+    ) -> Result<Option<EncodedFile>, ExportError> {
+        Ok(encode_file(
+            self.store.as_ref(),
+            &dest.format,
+            dest.tenant.as_deref(),
+            cursor,
+            up_to,
+            dest.limits,
+        )
+        .await?)
     }
 
     /// Finishes a batch recorded before a crash: same events, same bytes, same key.

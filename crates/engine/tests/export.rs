@@ -278,6 +278,47 @@ async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
     assert!(f.root.exists());
 }
 
+/// The next file is encoded while the one before it is put: when that put fails, the file
+/// encoded beside it is neither recorded nor put, and the cursor stays after the last file
+/// that went in. The next run, once the cause is gone, exports the rest once.
+#[tokio::test]
+async fn a_failed_put_stops_the_run_before_the_file_encoded_beside_it() {
+    let f = fixture();
+    f.store
+        .append_events((0..30).map(uevent).collect())
+        .await
+        .unwrap();
+    let dest = destination(&f, Compression::None, 10);
+    let second = batch_key("pre", "acme", uevent(10).time, 11, 20, "ndjson").unwrap();
+    f.sink
+        .put(&second, Bytes::from("someone else's file\n"))
+        .await
+        .unwrap();
+    let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
+    exporter.wait_out_pauses(false);
+    let report = exporter.export_once().await.remove(0);
+    assert!(report.error.is_some(), "the second file conflicts");
+    assert_eq!((report.files, report.events), (1, 10));
+    assert_eq!(f.store.cursor("local").await.unwrap(), 10);
+    let pending = f
+        .store
+        .pending_batch("local")
+        .await
+        .unwrap()
+        .expect("pending");
+    assert_eq!((pending.first_seq, pending.last_seq), (11, 20));
+    assert_eq!(keys(&f.sink).await.len(), 2, "{:?}", keys(&f.sink).await);
+
+    f.sink.delete(&second).await.unwrap();
+    let report = exporter.export_once().await.remove(0);
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!((report.files, report.events), (2, 20));
+    let (files, by_n) = exported(&f.sink).await;
+    assert_eq!(files, 3);
+    assert_eq!(by_n.len(), 30);
+    assert_eq!(f.store.cursor("local").await.unwrap(), 30);
+}
+
 /// Issue 10, point 8: auditsync's own event (time: now) stored first, then events backfilled
 /// from months earlier: the file's key took the own event's date, misleading a reader that
 /// prunes by key date. The key's date is now the file's earliest event's, so no event in a
