@@ -114,7 +114,7 @@ impl ActorField {
     pub(crate) fn text<'t>(
         self,
         actor: &auditsync_core::event_json::ActorTexts<'t>,
-    ) -> Option<&'t serde_json::value::RawValue> {
+    ) -> Option<auditsync_core::canonical_json::CanonicalJson<'t>> {
         match self {
             ActorField::UserId => actor.user_id,
             ActorField::UserEmail => actor.user_email,

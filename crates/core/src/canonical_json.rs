@@ -52,6 +52,55 @@ pub fn check<'t>(
     (scanner.value(0) && scanner.at == text.len()).then_some(CanonicalJson(text))
 }
 
+/// Walks the object `text` in one pass, handing `member` each key and its value, if the
+/// whole text is an object in serde_json's form (as [`check`] says) whose keys have no
+/// escape and no repeat, and holds no control character (which serde_json refuses even
+/// inside a string, so a text with one must go the way that reports it). `false` as soon as
+/// it is not, or `member` refuses one.
+///
+/// A stored event's body is read so for an export: serde_json borrowing each field's text,
+/// then [`check`] on every text, passed over every byte twice.
+pub(crate) fn members<'t>(
+    text: &'t str,
+    member: &mut dyn FnMut(&'t str, CanonicalJson<'t>) -> bool,
+) -> bool {
+    let mut accept = |_: Seen<'t>| true;
+    let mut scanner = Scanner {
+        bytes: text.as_bytes(),
+        text,
+        at: 0,
+        accept: &mut accept,
+    };
+    if !scanner.eat(b'{') {
+        return false;
+    }
+    if scanner.eat(b'}') {
+        return scanner.at == text.len();
+    }
+    let mut keys = SeenKeys::default();
+    loop {
+        if scanner.bytes.get(scanner.at) != Some(&b'"') {
+            return false;
+        }
+        let Some(key) = scanner.string() else {
+            return false;
+        };
+        if key.contains('\\') || !keys.first_time(key) {
+            return false;
+        }
+        if !scanner.eat(b':') {
+            return false;
+        }
+        let start = scanner.at;
+        if !scanner.value(1) || !member(key, CanonicalJson(&text[start..scanner.at])) {
+            return false;
+        }
+        if !scanner.eat(b',') {
+            return scanner.eat(b'}') && scanner.at == text.len();
+        }
+    }
+}
+
 struct Scanner<'t, 'a> {
     text: &'t str,
     bytes: &'t [u8],
@@ -113,19 +162,36 @@ impl<'t> Scanner<'t, '_> {
             }
     }
 
-    /// A string's text between its quotes, if its escapes are serde_json's.
+    /// A string's text between its quotes, if its escapes are serde_json's and it holds no
+    /// control character (which serde_json refuses).
     fn string(&mut self) -> Option<&'t str> {
+        let bytes = self.bytes;
         let start = self.at + 1;
         let mut at = start;
         loop {
-            at += memchr::memchr2(b'"', b'\\', &self.bytes[at..])?;
-            if self.bytes[at] == b'"' {
-                self.at = at + 1;
-                return Some(&self.text[start..at]);
+            // Eight bytes at a time up to the next byte that needs a look: most strings
+            // have none, or few.
+            while let Some(chunk) = bytes.get(at..at + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+                let look = needs_a_look(word);
+                if look != 0 {
+                    // The lowest flag is exact (a false one only follows a true one).
+                    at += look.trailing_zeros() as usize / 8;
+                    break;
+                }
+                at += 8;
             }
-            match self.bytes.get(at + 1) {
-                Some(b'"' | b'\\' | b'n' | b'r' | b't') => at += 2,
-                _ => return None,
+            match *bytes.get(at)? {
+                b'"' => {
+                    self.at = at + 1;
+                    return Some(&self.text[start..at]);
+                }
+                b'\\' => match bytes.get(at + 1) {
+                    Some(b'"' | b'\\' | b'n' | b'r' | b't') => at += 2,
+                    _ => return None,
+                },
+                0..0x20 => return None,
+                _ => at += 1,
             }
         }
     }
@@ -151,7 +217,7 @@ impl<'t> Scanner<'t, '_> {
             return true;
         }
         // Canonical escapes stand for one text each: equal raw keys are equal keys.
-        let mut keys: Vec<&str> = Vec::new();
+        let mut keys = SeenKeys::default();
         loop {
             if self.bytes.get(self.at) != Some(&b'"') {
                 return false;
@@ -159,10 +225,9 @@ impl<'t> Scanner<'t, '_> {
             let Some(key) = self.string() else {
                 return false;
             };
-            if keys.contains(&key) || !(self.accept)(Seen::Key(key)) {
+            if !keys.first_time(key) || !(self.accept)(Seen::Key(key)) {
                 return false;
             }
-            keys.push(key);
             if !self.eat(b':') || !self.value(depth + 1) {
                 return false;
             }
@@ -170,6 +235,45 @@ impl<'t> Scanner<'t, '_> {
                 return self.eat(b'}');
             }
         }
+    }
+}
+
+/// The high bit of each of the eight bytes of `word` (read little-endian) that is a quote, a
+/// backslash or a control character; a byte above a flagged one may be flagged wrongly
+/// (the bit tricks of "Bit Twiddling Hacks": a zero byte, a byte less than n).
+fn needs_a_look(word: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGHS: u64 = ONES * 0x80;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    quote | backslash | control
+}
+
+/// The keys of one object so far, to find a repeat: on the stack up to 16 (an event's
+/// objects have fewer), in a `Vec` beyond.
+#[derive(Default)]
+struct SeenKeys<'t> {
+    few: [&'t str; 16],
+    len: usize,
+    more: Vec<&'t str>,
+}
+
+impl<'t> SeenKeys<'t> {
+    /// Adds `key`; false if it was there already.
+    fn first_time(&mut self, key: &'t str) -> bool {
+        let few = &self.few[..self.len.min(16)];
+        if few.contains(&key) || self.more.contains(&key) {
+            return false;
+        }
+        if self.len < 16 {
+            self.few[self.len] = key;
+        } else {
+            self.more.push(key);
+        }
+        self.len += 1;
+        true
     }
 }
 
@@ -184,6 +288,18 @@ mod tests {
 
     fn canonical(text: &str) -> bool {
         check(&raw(text), &mut |_| true).is_some()
+    }
+
+    /// [`check`] of a text serde_json may refuse (a raw control character in a string).
+    fn check_text(text: &str) -> bool {
+        let mut accept = |_: Seen<'_>| true;
+        let mut scanner = Scanner {
+            bytes: text.as_bytes(),
+            text,
+            at: 0,
+            accept: &mut accept,
+        };
+        scanner.value(0) && scanner.at == text.len()
     }
 
     #[test]
@@ -224,8 +340,70 @@ mod tests {
                 assert_eq!(serde_json::to_string(&value).unwrap(), text);
             }
         }
+        // A control character, a quote or a backslash at every place in and around the
+        // eight-byte steps of the string scan.
+        for len in 0..20 {
+            for at in 0..=len {
+                for (special, accepted) in [
+                    ("\u{1}", false),
+                    ("\u{1f}", false),
+                    ("\\\"", true),
+                    ("\\\\", true),
+                    ("\\u0041", false),
+                    (" ", true),
+                    ("é😀", true),
+                ] {
+                    let mut body = "x".repeat(len);
+                    body.insert_str(at, special);
+                    let text = format!("\"{body}\"");
+                    assert_eq!(check_text(&text), accepted, "{text:?}");
+                }
+            }
+        }
+        // Repeated keys, also past the first sixteen.
+        let keys: Vec<String> = (0..20).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(canonical(&format!("{{{}}}", keys.join(","))));
+        let repeat = format!("{{{},\"k2\":0}}", keys.join(","));
+        assert!(!canonical(&repeat));
+        let late_repeat = format!("{{{},\"k18\":0}}", keys.join(","));
+        assert!(!canonical(&late_repeat));
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 2), "]".repeat(MAX_DEPTH + 2));
         assert!(!canonical(&deep), "deep nesting is left to serde_json");
+    }
+
+    #[test]
+    fn members_are_those_serde_json_reads_and_anything_else_is_refused() {
+        let members_of = |text: &str| {
+            let mut seen = Vec::new();
+            members(text, &mut |k, v| {
+                seen.push((k.to_string(), v.as_str().to_string()));
+                true
+            })
+            .then_some(seen)
+        };
+        let text = r#"{"a":1,"b":{"c":[true,null]},"d":"x\"y"}"#;
+        let seen = members_of(text).unwrap();
+        let value: serde_json::Map<String, Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(seen.len(), value.len());
+        for (k, v) in &seen {
+            assert_eq!(serde_json::to_string(&value[k]).unwrap(), *v);
+        }
+        assert_eq!(members_of("{}"), Some(vec![]));
+        for refused in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a\"b":1}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":1} "#,
+            r#"{"a":1}{}"#,
+            "{\"a\":\"tab\tinside\"}",
+            r#"{"a":1.5}"#,
+            r#"["a"]"#,
+            r#"{"a":1"#,
+            "",
+        ] {
+            assert_eq!(members_of(refused), None, "{refused}");
+        }
+        assert!(!members(r#"{"a":1,"b":2}"#, &mut |k, _| k == "a"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::canonical_json::CanonicalJson;
+use crate::canonical_json::{self, CanonicalJson};
 use crate::{Actor, Entity, Event, Outcome};
 
 /// An event read for an export ([`read_event_for_export`]): its payload and parameters
@@ -81,141 +81,175 @@ struct EventLeavingTexts<'t> {
 
 /// A stored event's fields left as the JSON texts they are in its body
 /// ([`read_stored_texts`]), for an export that copies them into its file instead of
-/// reading them into an [`Event`] and writing them again. The texts are not yet checked
-/// against their types beyond being JSON; see [`crate::Schema::render_texts`].
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// reading them into an [`Event`] and writing them again. Every text is in serde_json's
+/// form; their types are not yet checked (see [`crate::Schema::render_texts`]).
+#[derive(Debug)]
 pub struct StoredTexts<'t> {
     /// The id (a string), if the body has one.
-    #[serde(default, borrow)]
-    pub id: Option<&'t RawValue>,
+    pub id: Option<CanonicalJson<'t>>,
     /// The event time, epoch ms.
     pub time: i64,
     /// The actor's fields.
-    #[serde(default, borrow)]
     pub actor: ActorTexts<'t>,
     /// The action (a string).
-    #[serde(borrow)]
-    pub action: &'t RawValue,
+    pub action: CanonicalJson<'t>,
     /// The entity, if any.
-    #[serde(default, borrow)]
     pub entity: Option<EntityTexts<'t>>,
     /// The organization (a string), if any.
-    #[serde(default, borrow)]
-    pub organization: Option<&'t RawValue>,
+    pub organization: Option<CanonicalJson<'t>>,
     /// The outcome's fields.
-    #[serde(default, borrow)]
     pub outcome: OutcomeTexts<'t>,
     /// The parameters (an object), if any.
-    #[serde(default, borrow)]
-    pub params: Option<&'t RawValue>,
-    /// The payload, if any (`null` reads as none).
-    #[serde(default, borrow)]
-    pub payload: Option<&'t RawValue>,
+    pub params: Option<CanonicalJson<'t>>,
+    /// The payload, if any.
+    pub payload: Option<CanonicalJson<'t>>,
     /// The state before, if any.
-    #[serde(default, borrow)]
-    pub previous: Option<&'t RawValue>,
+    pub previous: Option<CanonicalJson<'t>>,
     /// The state after, if any.
-    #[serde(default, borrow)]
-    pub next: Option<&'t RawValue>,
+    pub next: Option<CanonicalJson<'t>>,
     /// The other fields, in body order.
-    #[serde(default, borrow)]
     pub extra: ExtraTexts<'t>,
 }
 
 /// [`crate::Actor`]'s fields as texts (strings), each as [`crate::Actor`] names it.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct ActorTexts<'t> {
     /// Stable user id.
-    #[serde(default, borrow)]
-    pub user_id: Option<&'t RawValue>,
+    pub user_id: Option<CanonicalJson<'t>>,
     /// User's email address.
-    #[serde(default, borrow)]
-    pub user_email: Option<&'t RawValue>,
+    pub user_email: Option<CanonicalJson<'t>>,
     /// User's display or login name.
-    #[serde(default, borrow)]
-    pub user_name: Option<&'t RawValue>,
+    pub user_name: Option<CanonicalJson<'t>>,
     /// Id of the access token used.
-    #[serde(default, borrow)]
-    pub token_id: Option<&'t RawValue>,
+    pub token_id: Option<CanonicalJson<'t>>,
     /// Name of the access token used.
-    #[serde(default, borrow)]
-    pub token_name: Option<&'t RawValue>,
+    pub token_name: Option<CanonicalJson<'t>>,
     /// Client IP address.
-    #[serde(default, borrow)]
-    pub ip: Option<&'t RawValue>,
+    pub ip: Option<CanonicalJson<'t>>,
     /// Client user agent.
-    #[serde(default, borrow)]
-    pub user_agent: Option<&'t RawValue>,
+    pub user_agent: Option<CanonicalJson<'t>>,
 }
 
 /// [`crate::Entity`]'s fields as texts (strings).
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct EntityTexts<'t> {
     /// Its kind.
-    #[serde(borrow)]
-    pub kind: &'t RawValue,
+    pub kind: CanonicalJson<'t>,
     /// Its id, if known.
-    #[serde(default, borrow)]
-    pub id: Option<&'t RawValue>,
+    pub id: Option<CanonicalJson<'t>>,
 }
 
 /// [`crate::Outcome`]'s fields as texts (integers).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct OutcomeTexts<'t> {
     /// The response code, if any.
-    #[serde(default, borrow)]
-    pub code: Option<&'t RawValue>,
+    pub code: Option<CanonicalJson<'t>>,
     /// The latency in ms, if any.
-    #[serde(default, borrow)]
-    pub latency_ms: Option<&'t RawValue>,
+    pub latency_ms: Option<CanonicalJson<'t>>,
 }
 
-/// The event's other fields as `(key, text)`, in body order. A key with an escape in it
-/// does not read (the export then reads the whole event).
+/// The event's other fields as `(key, text)`, in body order.
 #[derive(Debug, Default)]
-pub struct ExtraTexts<'t>(pub Vec<(&'t str, &'t RawValue)>);
+pub struct ExtraTexts<'t>(pub Vec<(&'t str, CanonicalJson<'t>)>);
 
 impl<'t> ExtraTexts<'t> {
-    /// The text of `key`; of its last occurrence, as a map read from the body keeps.
-    pub fn get(&self, key: &str) -> Option<&'t RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
+    /// The text of `key`.
+    pub fn get(&self, key: &str) -> Option<CanonicalJson<'t>> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 }
 
-impl<'de: 't, 't> serde::Deserialize<'de> for ExtraTexts<'t> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries<'t>(std::marker::PhantomData<&'t ()>);
-        impl<'de: 't, 't> serde::de::Visitor<'de> for Entries<'t> {
-            type Value = ExtraTexts<'t>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(ExtraTexts(entries))
-            }
+/// Sets `slot` to `value` (`null` reads as none, as serde_json reads an `Option`).
+fn optional<'t>(slot: &mut Option<CanonicalJson<'t>>, value: CanonicalJson<'t>) -> bool {
+    if value.as_str() != "null" {
+        *slot = Some(value);
+    }
+    true
+}
+
+/// Reads a body written by [`write_event`] leaving every field as its text, in one pass
+/// over it. `None` unless the whole body is in serde_json's form, with no field an [`Event`]
+/// does not have, no repeated key and no escape in a key (such a body is rare, and the
+/// caller reads it as an [`Event`] instead, which also reports what is wrong with it).
+pub fn read_stored_texts(text: &str) -> Option<StoredTexts<'_>> {
+    let (mut id, mut time, mut action, mut entity) = (None, None, None, None);
+    let (mut organization, mut params, mut payload) = (None, None, None);
+    let (mut previous, mut next) = (None, None);
+    let mut actor = ActorTexts::default();
+    let mut outcome = OutcomeTexts::default();
+    let mut extra = ExtraTexts::default();
+    let whole = canonical_json::members(text, &mut |key, value| match key {
+        "id" => optional(&mut id, value),
+        "time" => {
+            time = value.as_str().parse::<i64>().ok();
+            time.is_some()
         }
-        deserializer.deserialize_map(Entries(std::marker::PhantomData))
+        "action" => {
+            action = Some(value);
+            true
+        }
+        "organization" => optional(&mut organization, value),
+        "params" => optional(&mut params, value),
+        "payload" => optional(&mut payload, value),
+        "previous" => optional(&mut previous, value),
+        "next" => optional(&mut next, value),
+        "actor" => canonical_json::members(value.as_str(), &mut |key, value| {
+            let slot = match key {
+                "user_id" => &mut actor.user_id,
+                "user_email" => &mut actor.user_email,
+                "user_name" => &mut actor.user_name,
+                "token_id" => &mut actor.token_id,
+                "token_name" => &mut actor.token_name,
+                "ip" => &mut actor.ip,
+                "user_agent" => &mut actor.user_agent,
+                _ => return false,
+            };
+            optional(slot, value)
+        }),
+        "outcome" => canonical_json::members(value.as_str(), &mut |key, value| match key {
+            "code" => optional(&mut outcome.code, value),
+            "latency_ms" => optional(&mut outcome.latency_ms, value),
+            _ => false,
+        }),
+        "entity" => {
+            let (mut kind, mut entity_id) = (None, None);
+            let read = canonical_json::members(value.as_str(), &mut |key, value| match key {
+                "kind" => {
+                    kind = Some(value);
+                    true
+                }
+                "id" => optional(&mut entity_id, value),
+                _ => false,
+            });
+            entity = kind.map(|kind| EntityTexts {
+                kind,
+                id: entity_id,
+            });
+            read && entity.is_some()
+        }
+        "extra" => canonical_json::members(value.as_str(), &mut |key, value| {
+            extra.0.push((key, value));
+            true
+        }),
+        _ => false,
+    });
+    if !whole {
+        return None;
     }
-}
-
-/// Reads a body written by [`write_event`] leaving every field as its text.
-pub fn read_stored_texts(text: &str) -> Result<StoredTexts<'_>, serde_json::Error> {
-    serde_json::from_str(text)
+    Some(StoredTexts {
+        id,
+        time: time?,
+        actor,
+        action: action?,
+        entity,
+        organization,
+        outcome,
+        params,
+        payload,
+        previous,
+        next,
+        extra,
+    })
 }
 
 /// Appends `event` as compact JSON to `out`, exactly as `serde_json::to_string` would.
@@ -448,6 +482,73 @@ mod tests {
         let mut ours = String::new();
         write_event(&mut ours, event);
         assert_eq!(ours, serde_json::to_string(event).unwrap());
+    }
+
+    /// The texts of a body written by [`write_event`] are its fields as serde_json writes
+    /// them; a body serde_json would read otherwise, or refuse, gives none.
+    #[test]
+    fn stored_texts_are_the_fields_as_serde_json_writes_them() {
+        let mut event = Event {
+            id: "e-1".into(),
+            time: 1_690_000_000_123,
+            action: "user.login".into(),
+            ..Event::default()
+        };
+        event.actor.user_email = Some("a@example.com".into());
+        event.entity = Some(Entity {
+            kind: "user".into(),
+            id: Some("u \"7\"".into()),
+        });
+        event.organization = Some("Ünïcode\n".into());
+        event.outcome = Outcome {
+            code: Some(-1),
+            latency_ms: Some(25),
+        };
+        event.params.insert("n".into(), json!({"a": [1, "b"]}));
+        event.payload = Some(json!("[\"_id\"]"));
+        event.extra.insert("opType".into(), json!("Query"));
+        let mut body = String::new();
+        write_event(&mut body, &event);
+        let texts = read_stored_texts(&body).expect("texts");
+        fn text<T: serde::Serialize>(value: &T) -> String {
+            serde_json::to_string(value).unwrap()
+        }
+        assert_eq!(texts.id.unwrap().as_str(), text(&event.id));
+        assert_eq!(texts.time, event.time);
+        assert_eq!(texts.action.as_str(), text(&event.action));
+        assert_eq!(
+            texts.actor.user_email.unwrap().as_str(),
+            text(&event.actor.user_email)
+        );
+        let entity = texts.entity.unwrap();
+        assert_eq!(entity.kind.as_str(), "\"user\"");
+        assert_eq!(entity.id.unwrap().as_str(), r#""u \"7\"""#);
+        assert_eq!(
+            texts.organization.unwrap().as_str(),
+            text(&event.organization)
+        );
+        assert_eq!(texts.outcome.code.unwrap().as_str(), "-1");
+        assert_eq!(texts.params.unwrap().as_str(), text(&event.params));
+        assert_eq!(texts.payload.unwrap().as_str(), text(&event.payload));
+        assert_eq!(texts.extra.get("opType").unwrap().as_str(), "\"Query\"");
+        assert!(texts.previous.is_none() && texts.next.is_none());
+
+        let nulls = r#"{"id":null,"time":1,"action":"a","payload":null}"#;
+        let texts = read_stored_texts(nulls).expect("null reads as none");
+        assert!(texts.id.is_none() && texts.payload.is_none());
+        for refused in [
+            r#"{"time":1,"action":"a","color":"red"}"#,
+            r#"{"time":1,"action":"a","actor":{"shoe":"x"}}"#,
+            r#"{"time":1}"#,
+            r#"{"action":"a"}"#,
+            r#"{"time":1.0,"action":"a"}"#,
+            r#"{"time":1,"action":"a","time":2}"#,
+            r#"{"time":1, "action":"a"}"#,
+            "{\"time\":1,\"action\":\"a\u{1}\"}",
+            r#"{"time":1,"action":"a","entity":{"id":"x"}}"#,
+        ] {
+            assert!(read_stored_texts(refused).is_none(), "{refused}");
+        }
     }
 
     /// Every byte that may need an escape, at every position around a word's edges.

@@ -454,7 +454,7 @@ fn append_body<'t>(
     texts.clear();
     // Rendering from the stored texts saves decoding only where they are copied.
     if writer.copies_texts() {
-        if let Ok(stored) = event_json::read_stored_texts(body) {
+        if let Some(stored) = event_json::read_stored_texts(body) {
             if schema.render_texts(&stored, record, texts) {
                 writer.append_with_texts(record, texts)?;
                 return Ok(stored.time);
@@ -743,7 +743,7 @@ mod tests {
             let encoded = auditsync_store::EncodedEvent::new(event).unwrap();
             let (mut record, mut texts) = (Vec::new(), Vec::new());
             let rendered = event_json::read_stored_texts(&encoded.body)
-                .is_ok_and(|stored| uevents.render_texts(&stored, &mut record, &mut texts));
+                .is_some_and(|stored| uevents.render_texts(&stored, &mut record, &mut texts));
             if i % 6 == 2 {
                 assert!(!rendered, "{}", encoded.body);
             }
