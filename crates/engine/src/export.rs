@@ -536,8 +536,26 @@ impl Exporter {
             holder: &self.holder,
             ttl_ms: EXPORT_LEASE_MS,
         };
-        let mut result = match self.start(&claim, report).await? {
-            Some((pending, cursor)) => self.run(dest, up_to, &lease, pending, cursor, report).await,
+        // While the store holds writes back (an integrity check at open), taking the lease
+        // waits: the first file is read meanwhile, and used if the lease shows it was the
+        // right one.
+        let (start, ahead) = if self.store.holds_writes() {
+            tokio::join!(self.start(&claim, report), self.read_ahead(dest, up_to))
+        } else {
+            (self.start(&claim, report).await, None)
+        };
+        let mut result = match start? {
+            Some((pending, cursor)) => {
+                let first = ahead
+                    .filter(|(from, _)| pending.is_none() && *from == cursor)
+                    .map(|(_, file)| file);
+                let from = RunStart {
+                    pending,
+                    cursor,
+                    first,
+                };
+                self.run(dest, up_to, &lease, from, report).await
+            }
             // Nothing to export, but manifests may be due after an earlier run that failed
             // to write them.
             None if self.manifests.is_some() && report.skipped.is_none() => {
@@ -635,10 +653,14 @@ impl Exporter {
         dest: &Destination,
         up_to: u64,
         lease: &str,
-        pending: Option<Batch>,
-        mut cursor: u64,
+        from: RunStart,
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
+        let RunStart {
+            pending,
+            mut cursor,
+            first,
+        } = from;
         let store = self.store.as_ref();
         // The caller has just taken it.
         let mut leased_at = Instant::now();
@@ -649,8 +671,13 @@ impl Exporter {
         if cursor >= up_to {
             return Ok(());
         }
-        let mut started = Instant::now();
-        let mut next = self.encode_after(dest, cursor, up_to).await?;
+        let (mut next, mut started) = match first {
+            Some((file, started)) => (Some(file), started),
+            None => {
+                let started = Instant::now();
+                (self.encode_after(dest, cursor, up_to).await?, started)
+            }
+        };
         while let Some(file) = next {
             let key = batch_key(
                 "",
@@ -703,6 +730,23 @@ impl Exporter {
             }
         }
         Ok(())
+    }
+
+    /// The destination's first file, read before its lease is taken: the cursor it starts
+    /// after, the file, and when its reading began. `None` if there is none or the reading
+    /// failed (the run then reads it again, and reports what fails).
+    async fn read_ahead(
+        &self,
+        dest: &Destination,
+        up_to: u64,
+    ) -> Option<(u64, (EncodedFile, Instant))> {
+        let started = Instant::now();
+        let cursor = self.store.cursor(&dest.name).await.ok()?;
+        if cursor >= up_to {
+            return None;
+        }
+        let file = self.encode_after(dest, cursor, up_to).await.ok()??;
+        Some((cursor, (file, started)))
     }
 
     /// Encodes the destination's next file: its events after `cursor`, up to `up_to`.
@@ -814,6 +858,14 @@ impl Exporter {
         );
         Ok(())
     }
+}
+
+/// Where a run starts: what [`Exporter::start`] found, and the first file if it was read
+/// ahead of the lease (from that same cursor).
+struct RunStart {
+    pending: Option<Batch>,
+    cursor: u64,
+    first: Option<(EncodedFile, Instant)>,
 }
 
 /// Records in `report` that the export is left to `holder`, whose lease runs until

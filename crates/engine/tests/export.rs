@@ -319,6 +319,46 @@ async fn a_failed_put_stops_the_run_before_the_file_encoded_beside_it() {
     assert_eq!(f.store.cursor("local").await.unwrap(), 30);
 }
 
+/// While the store's check at open holds writes back, an export reads its first file
+/// before it takes its lease. That file is used only if the lease shows the destination
+/// still where it was read from: here another process exports the first events meanwhile,
+/// and the file read ahead (events 1 to 10) must not go out beside its file (1 to 5).
+#[tokio::test]
+async fn a_file_read_ahead_of_the_lease_is_dropped_when_the_destination_moved_meanwhile() {
+    let f = fixture();
+    f.store
+        .append_events((0..30).map(uevent).collect())
+        .await
+        .unwrap();
+    let (held, release) = SqliteStore::open_with_check_held(f.store.path()).unwrap();
+    assert!(held.holds_writes());
+    let held = Arc::new(held);
+    let dest = destination(&f, Compression::None, 10);
+    let waiting = Arc::new(Exporter::new(held.clone(), "acme".into(), vec![dest]));
+    let run = tokio::spawn({
+        let waiting = Arc::clone(&waiting);
+        async move { waiting.export_once().await.remove(0) }
+    });
+    // The waiting export reads ahead: its cursor, then its first page.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let other = Exporter::new(
+        f.store.clone(),
+        "acme".into(),
+        vec![destination(&f, Compression::None, 10)],
+    );
+    let first = other
+        .export_destination(&destination(&f, Compression::None, 10), 5)
+        .await;
+    assert_eq!((first.files, first.events), (1, 5), "{:?}", first.error);
+    drop(release);
+    let report = run.await.unwrap();
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!((report.files, report.events), (3, 25));
+    let (files, by_n) = exported(&f.sink).await;
+    assert_eq!((files, by_n.len()), (4, 30));
+    assert_eq!(f.store.cursor("local").await.unwrap(), 30);
+}
+
 /// Issue 10, point 8: auditsync's own event (time: now) stored first, then events backfilled
 /// from months earlier: the file's key took the own event's date, misleading a reader that
 /// prunes by key date. The key's date is now the file's earliest event's, so no event in a

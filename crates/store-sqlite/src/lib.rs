@@ -94,6 +94,37 @@ pub struct SqliteStore {
     tenant_index_ready: Arc<AtomicBool>,
     /// Batches waiting to be recorded by [`Store::begin_batch`], in groups.
     begins: Arc<batch_records::BeginQueue>,
+    /// Ends when the integrity check at open has given its verdict.
+    check: Arc<CheckGate>,
+}
+
+/// Open until the integrity check at open has given its verdict, which it runs on a
+/// connection of its own: a large store takes about a second per GiB, and the first reads
+/// of an export need not wait for it. Everything else does, writes above all, so that
+/// nothing is written to a store before it is known to be sound.
+#[derive(Debug, Default)]
+struct CheckGate {
+    done: Mutex<bool>,
+    ended: std::sync::Condvar,
+}
+
+impl CheckGate {
+    fn is_done(&self) -> bool {
+        *lock(&self.done)
+    }
+
+    fn finish(&self) {
+        *lock(&self.done) = true;
+        self.ended.notify_all();
+    }
+
+    /// Blocks until the check has ended.
+    fn wait(&self) {
+        let mut done = lock(&self.done);
+        while !*done {
+            done = self.ended.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Whether [`SqliteStore::open_with`] checks the database before use.
@@ -223,8 +254,30 @@ impl SqliteStore {
 
     /// Opens the database at `path` with the given check. A damaged database opens, but
     /// refuses writes ([`StoreError::Corrupted`]); one SQLite cannot read at all is an error.
+    ///
+    /// The check runs on a thread of its own: until it ends, writes and most
+    /// reads wait, and [`Store::holds_writes`] says so.
     pub fn open_with(path: impl AsRef<Path>, check: IntegrityCheck) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_checking(path.as_ref(), check, None)
+    }
+
+    /// [`Self::open`] whose integrity check does not end until the returned sender is
+    /// dropped: for tests of what waits for it and what does not.
+    #[doc(hidden)]
+    pub fn open_with_check_held(
+        path: impl AsRef<Path>,
+    ) -> Result<(Self, std::sync::mpsc::Sender<()>), StoreError> {
+        let (release, held) = std::sync::mpsc::channel();
+        let store = Self::open_checking(path.as_ref(), IntegrityCheck::Quick, Some(held))?;
+        Ok((store, release))
+    }
+
+    fn open_checking(
+        path: &Path,
+        check: IntegrityCheck,
+        held: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend {
                 operation: "open",
@@ -242,32 +295,59 @@ impl SqliteStore {
                 Err(backend(operation)(e))
             }
         };
-        let mut damage = match Self::configure(&conn) {
+        let damage = match Self::configure(&conn) {
             Ok(()) => None,
             Err(e) => found(e, "open")?,
         };
-        if damage.is_none() && check == IntegrityCheck::Quick {
-            damage = quick_check(&conn).or_else(|e| found(e, "integrity check"))?;
-        }
         if let Some(d) = &damage {
             tracing::error!(store = %path.display(), damage = %d, "the store is corrupted: writes are refused");
         }
+        let gate = Arc::new(CheckGate::default());
+        let sound = damage.is_none();
+        let corruption = Arc::new(Mutex::new(damage));
         let mut conn = conn;
-        if damage.is_none() {
-            // A bulk ingest whose process died holds back every reader and writer.
-            if let Err(e) = bulk::undo_exited_load(&mut conn) {
-                // A read-only store still opens; its next writer undoes the load.
-                tracing::warn!(store = %path.display(), error = %e, "could not undo the bulk ingest of a process that exited");
+        if sound && check == IntegrityCheck::Quick {
+            let (path, gate, corruption) =
+                (path.clone(), Arc::clone(&gate), Arc::clone(&corruption));
+            std::thread::Builder::new()
+                .name("store-check".into())
+                .spawn(move || {
+                    check_at_open(&path, &corruption);
+                    if let Some(held) = held {
+                        // Ends when the sender is dropped.
+                        let _ = held.recv();
+                    }
+                    gate.finish();
+                })
+                .map_err(|e| StoreError::Backend {
+                    operation: "integrity check",
+                    source: format!("cannot start the integrity check: {e}").into(),
+                    retryable: false,
+                })?;
+        } else {
+            if sound {
+                undo_exited_load(&path, &mut conn);
             }
+            gate.finish();
         }
-        Ok(Self {
+        Ok(Self::assemble(conn, path, corruption, gate))
+    }
+
+    fn assemble(
+        conn: Connection,
+        path: PathBuf,
+        corruption: Arc<Mutex<Option<String>>>,
+        check: Arc<CheckGate>,
+    ) -> Self {
+        Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
-            corruption: Arc::new(Mutex::new(damage)),
+            corruption,
             retention: IdRetention::default(),
             tenant_index_ready: Arc::new(AtomicBool::new(false)),
             begins: Arc::default(),
-        })
+            check,
+        }
     }
 
     fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -321,8 +401,9 @@ impl SqliteStore {
         self
     }
 
-    /// Refuses a write once damage has been found.
-    fn refuse_if_corrupted(&self) -> Result<(), StoreError> {
+    /// Refuses a write once damage has been found (waiting for the check at open first).
+    async fn refuse_if_corrupted(&self) -> Result<(), StoreError> {
+        self.checked().await;
         match lock(&self.corruption).as_ref() {
             None => Ok(()),
             Some(detail) => Err(StoreError::Corrupted {
@@ -337,8 +418,30 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs blocking SQLite work off the async runtime's worker threads.
+    /// Waits for the integrity check at open to end, if it has not.
+    async fn checked(&self) {
+        if self.check.is_done() {
+            return;
+        }
+        let gate = Arc::clone(&self.check);
+        // The gate cannot fail; a failed join only means the runtime is going away.
+        let _ = tokio::task::spawn_blocking(move || gate.wait()).await;
+    }
+
+    /// Runs blocking SQLite work off the async runtime's worker threads, once the integrity
+    /// check at open has ended.
     async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.checked().await;
+        self.ahead_of_check(work).await
+    }
+
+    /// [`Self::with_conn`] without waiting for the integrity check at open: only for reads
+    /// that write nothing (not even an index), which an export makes while it waits.
+    async fn ahead_of_check<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -381,6 +484,36 @@ impl SqliteStore {
             store: self.path.display().to_string(),
             detail,
         }
+    }
+}
+
+/// The integrity check at open, on a connection of its own: damage it finds (or a check
+/// that cannot run) is remembered in `corruption`, so that every write is refused; a sound
+/// store then has a bulk load its process abandoned undone.
+fn check_at_open(path: &Path, corruption: &Mutex<Option<String>>) {
+    let verdict = Connection::open(path).and_then(|conn| {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok((quick_check(&conn)?, conn))
+    });
+    let damage = match verdict {
+        Ok((None, mut conn)) => {
+            undo_exited_load(path, &mut conn);
+            return;
+        }
+        Ok((Some(damage), _)) => damage,
+        Err(e) if is_corruption(&e) => e.to_string(),
+        Err(e) => format!("the integrity check could not run, so writes are refused: {e}"),
+    };
+    tracing::error!(store = %path.display(), damage = %damage, "the store is corrupted: writes are refused");
+    let mut seen = lock(corruption);
+    seen.get_or_insert(damage);
+}
+
+/// Undoes the bulk load of a process that exited, which holds back every reader and writer.
+fn undo_exited_load(path: &Path, conn: &mut Connection) {
+    if let Err(e) = bulk::undo_exited_load(conn) {
+        // A read-only store still opens; its next writer undoes the load.
+        tracing::warn!(store = %path.display(), error = %e, "could not undo the bulk ingest of a process that exited");
     }
 }
 
@@ -715,14 +848,14 @@ impl Store for SqliteStore {
         &self,
         items: mpsc::Receiver<BulkItem>,
     ) -> Result<BulkOutcome, StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let path = self.path.clone();
         self.with_conn(move |conn| bulk::append_bulk_blocking(conn, &path, items))
             .await
     }
 
     async fn append(&self, rows: Vec<EncodedEvent>) -> Result<Vec<Appended>, StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         self.with_conn(move |conn| bulk::write(conn, |tx| {
             let err = backend("append");
             let mut out = Vec::with_capacity(rows.len());
@@ -816,13 +949,18 @@ impl Store for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<ExportPage, StoreError> {
-        let tenant = tenant.map(str::to_string);
+        let Some(tenant) = tenant.map(str::to_string) else {
+            // Writes nothing: may go ahead of the check at open.
+            return self
+                .ahead_of_check(move |conn| {
+                    read_body_texts(conn, None, after, up_to, limit).map(ExportPage::Bodies)
+                })
+                .await;
+        };
         let index_ready = Arc::clone(&self.tenant_index_ready);
         self.with_conn(move |conn| {
-            if tenant.is_some() {
-                ensure_tenant_index(conn, &index_ready)?;
-            }
-            read_body_texts(conn, tenant.as_deref(), after, up_to, limit).map(ExportPage::Bodies)
+            ensure_tenant_index(conn, &index_ready)?;
+            read_body_texts(conn, Some(&tenant), after, up_to, limit).map(ExportPage::Bodies)
         })
         .await
     }
@@ -848,7 +986,8 @@ impl Store for SqliteStore {
 
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError> {
         let destination = destination.to_string();
-        self.with_conn(move |conn| cursor_of(conn, &destination).map_err(backend("cursor")))
+        // Writes nothing: may go ahead of the check at open.
+        self.ahead_of_check(move |conn| cursor_of(conn, &destination).map_err(backend("cursor")))
             .await
     }
 
@@ -859,7 +998,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin_batch(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         // Recorded by whichever begin reaches the connection first, together with every
         // begin waiting then: one commit and one fsync for the exports running at once.
         let outcome = self.begins.push(batch.clone());
@@ -880,7 +1019,7 @@ impl Store for SqliteStore {
     }
 
     async fn complete_batch(&self, destination: &str, first_seq: u64) -> Result<(), StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let destination = destination.to_string();
         // Without an fsync of its own: if a crash loses it, the batch is still pending and
         // is delivered again under its key, where the same bytes count as delivered.
@@ -989,7 +1128,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_manifest(&self, record: &ManifestRecord) -> Result<(), StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let record = record.clone();
         self.with_conn(move |conn| {
             let err = backend("record manifest");
@@ -1037,7 +1176,7 @@ impl Store for SqliteStore {
     }
 
     async fn gc_takers(&self, takers: &Takers) -> Result<u64, StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let takers = takers.clone();
         let retention = self.retention;
         self.with_conn(move |conn| {
@@ -1130,7 +1269,8 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.with_conn(|conn| {
+        // Writes nothing: may go ahead of the check at open.
+        self.ahead_of_check(|conn| {
             let err = backend("stats");
             let (events, first_seq): (u64, Option<u64>) = conn
                 .query_row(
@@ -1172,7 +1312,7 @@ impl Store for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         self.with_conn(|conn| {
             conn.execute(
                 "INSERT INTO store_meta (key, value) VALUES ('last_write_check', ?1)
@@ -1191,7 +1331,7 @@ impl Store for SqliteStore {
         holder: &str,
         ttl_ms: i64,
     ) -> Result<LeaseOutcome, StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let (name, holder) = (name.to_string(), holder.to_string());
         // A lease a crash loses belonged to the process that crashed: no fsync needed.
         self.with_conn(move |conn| {
@@ -1210,7 +1350,7 @@ impl Store for SqliteStore {
     }
 
     async fn start_export(&self, claim: &ExportClaim<'_>) -> Result<ExportStart, StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let (destination, lease, holder) = (
             claim.destination.to_string(),
             claim.lease.to_string(),
@@ -1268,11 +1408,17 @@ impl Store for SqliteStore {
     }
 
     fn corruption(&self) -> Option<String> {
+        // Known once the check at open has ended: at most its time, once per process.
+        self.check.wait();
         lock(&self.corruption).clone()
     }
 
+    fn holds_writes(&self) -> bool {
+        !self.check.is_done()
+    }
+
     async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let run = run.clone();
         self.with_conn(move |conn| {
             conn.execute(
@@ -1293,7 +1439,7 @@ impl Store for SqliteStore {
         destination: &str,
         failure: Option<&DestinationFailure>,
     ) -> Result<(), StoreError> {
-        self.refuse_if_corrupted()?;
+        self.refuse_if_corrupted().await?;
         let destination = destination.to_string();
         let failure = failure.cloned();
         self.with_conn(move |conn| {
@@ -1327,7 +1473,8 @@ impl Store for SqliteStore {
     async fn destination_failures(
         &self,
     ) -> Result<Option<Vec<(String, DestinationFailure)>>, StoreError> {
-        self.with_conn(|conn| {
+        // Writes nothing: may go ahead of the check at open.
+        self.ahead_of_check(|conn| {
             let err = backend("read destination failures");
             let mut stmt = conn
                 .prepare_cached(
@@ -1476,6 +1623,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_the_check_at_open_and_an_exports_reads_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let events = (0..10).map(|i| event(&format!("e{i}"), i)).collect();
+        store.append_events(events).await.unwrap();
+        drop(store);
+        let (store, release) = SqliteStore::open_with_check_held(&path).unwrap();
+        let store = Arc::new(store);
+        assert!(store.holds_writes());
+        let soon = Duration::from_secs(10);
+        let stats = tokio::time::timeout(soon, store.stats())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.last_seq, 10);
+        let cursor = tokio::time::timeout(soon, store.cursor("d")).await.unwrap();
+        assert_eq!(cursor.unwrap(), 0);
+        let page = tokio::time::timeout(soon, store.read_page_for_export(None, 0, 10, 100))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.len(), 10);
+        let writer = Arc::clone(&store);
+        let mut lease = tokio::spawn(async move { writer.acquire_lease("l", "me", 60_000).await });
+        let waited = tokio::time::timeout(Duration::from_millis(300), &mut lease).await;
+        assert!(waited.is_err(), "a write went ahead of the check");
+        drop(release);
+        let taken = tokio::time::timeout(soon, lease).await.unwrap().unwrap();
+        assert!(matches!(taken.unwrap(), LeaseOutcome::Acquired { .. }));
+        assert!(!store.holds_writes());
+        assert_eq!(store.corruption(), None);
     }
 
     #[tokio::test]

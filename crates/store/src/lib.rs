@@ -761,6 +761,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(ExportStart::Started { pending, cursor })
     }
 
+    /// Whether writes are held back, for now, by something reads need not wait for (SQLite's
+    /// integrity check at open): an export then reads its first file while it waits to
+    /// take its lease ([`Store::stats`], [`Store::destination_failures`], [`Store::cursor`]
+    /// and [`Store::read_page_for_export`] of every event go ahead). `false` by default.
+    fn holds_writes(&self) -> bool {
+        false
+    }
+
     /// The damage found in the store's database, if any (see [`StoreError::Corrupted`]);
     /// `/healthz` and `/metrics` report it. A store that cannot detect damage reports none.
     fn corruption(&self) -> Option<String> {
