@@ -71,34 +71,11 @@ pub(crate) fn members<'t>(
         at: 0,
         accept: &mut accept,
     };
-    if !scanner.eat(b'{') {
-        return false;
-    }
-    if scanner.eat(b'}') {
-        return scanner.at == text.len();
-    }
-    let mut keys = SeenKeys::default();
-    loop {
-        if scanner.bytes.get(scanner.at) != Some(&b'"') {
-            return false;
-        }
-        let Some(key) = scanner.string() else {
-            return false;
-        };
-        if key.contains('\\') || !keys.first_time(key) {
-            return false;
-        }
-        if !scanner.eat(b':') {
-            return false;
-        }
-        let start = scanner.at;
-        if !scanner.value(1) || !member(key, CanonicalJson(&text[start..scanner.at])) {
-            return false;
-        }
-        if !scanner.eat(b',') {
-            return scanner.eat(b'}') && scanner.at == text.len();
-        }
-    }
+    scanner.bytes.first() == Some(&b'{')
+        && scanner.object_with(0, &mut |key, value| {
+            !key.contains('\\') && member(key, CanonicalJson(value))
+        })
+        && scanner.at == text.len()
 }
 
 struct Scanner<'t, 'a> {
@@ -212,6 +189,15 @@ impl<'t> Scanner<'t, '_> {
     }
 
     fn object(&mut self, depth: usize) -> bool {
+        self.object_with(depth, &mut |_, _| true)
+    }
+
+    /// An object, handing `member` each key and the text of its value.
+    fn object_with(
+        &mut self,
+        depth: usize,
+        member: &mut dyn FnMut(&'t str, &'t str) -> bool,
+    ) -> bool {
         self.at += 1;
         if self.eat(b'}') {
             return true;
@@ -225,10 +211,11 @@ impl<'t> Scanner<'t, '_> {
             let Some(key) = self.string() else {
                 return false;
             };
-            if !keys.first_time(key) || !(self.accept)(Seen::Key(key)) {
+            if !keys.first_time(key) || !(self.accept)(Seen::Key(key)) || !self.eat(b':') {
                 return false;
             }
-            if !self.eat(b':') || !self.value(depth + 1) {
+            let start = self.at;
+            if !self.value(depth + 1) || !member(key, &self.text[start..self.at]) {
                 return false;
             }
             if !self.eat(b',') {
