@@ -105,7 +105,10 @@ pub struct SqliteStore {
 #[derive(Debug, Default)]
 struct CheckGate {
     done: Mutex<bool>,
+    /// Wakes threads blocked in [`CheckGate::wait`].
     ended: std::sync::Condvar,
+    /// Wakes tasks awaiting [`CheckGate::ended`].
+    ended_for_tasks: tokio::sync::Notify,
 }
 
 impl CheckGate {
@@ -116,13 +119,26 @@ impl CheckGate {
     fn finish(&self) {
         *lock(&self.done) = true;
         self.ended.notify_all();
+        self.ended_for_tasks.notify_waiters();
     }
 
-    /// Blocks until the check has ended.
+    /// Blocks the thread until the check has ended.
     fn wait(&self) {
         let mut done = lock(&self.done);
         while !*done {
             done = self.ended.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Waits, without holding a thread, until the check has ended.
+    async fn ended(&self) {
+        loop {
+            // Made before the look, so that a finish in between still wakes it.
+            let woken = self.ended_for_tasks.notified();
+            if self.is_done() {
+                return;
+            }
+            woken.await;
         }
     }
 }
@@ -420,12 +436,7 @@ impl SqliteStore {
 
     /// Waits for the integrity check at open to end, if it has not.
     async fn checked(&self) {
-        if self.check.is_done() {
-            return;
-        }
-        let gate = Arc::clone(&self.check);
-        // The gate cannot fail; a failed join only means the runtime is going away.
-        let _ = tokio::task::spawn_blocking(move || gate.wait()).await;
+        self.check.ended().await;
     }
 
     /// Runs blocking SQLite work off the async runtime's worker threads, once the integrity
