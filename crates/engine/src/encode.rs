@@ -148,23 +148,40 @@ impl<W: Write> Write for Compressed<W> {
 /// Size of the chunks handed to the compression thread.
 const CHUNK: usize = 256 * 1024;
 
-/// The output of a file: plain bytes are appended in place; compression runs on its own
-/// thread, fed in chunks, so that rendering and compressing use two cores.
-enum Output {
-    Plain(Vec<u8>),
-    Threaded {
-        chunk: Vec<u8>,
-        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-        worker: std::thread::JoinHandle<io::Result<Vec<u8>>>,
-    },
+/// The output of a file. Its bytes are made on a thread of their own, fed in chunks:
+/// compressed (if the format says so), appended to the body and hashed, so that rendering
+/// and the rest use two cores.
+struct Output {
+    chunk: Vec<u8>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    worker: std::thread::JoinHandle<io::Result<Hashed>>,
+}
+
+/// A file's bytes and the SHA-256 of what has been written to them so far.
+struct Hashed {
+    body: Vec<u8>,
+    hasher: Sha256,
+}
+
+impl Write for Hashed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.body.extend_from_slice(buf);
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Output {
     fn new(compression: Compression, capacity: usize) -> io::Result<Self> {
-        let compressor = compression.writer(Vec::with_capacity(capacity))?;
-        if let Compressed::Plain(buf) = compressor {
-            return Ok(Output::Plain(buf));
-        }
+        let hashed = Hashed {
+            body: Vec::with_capacity(capacity),
+            hasher: Sha256::new(),
+        };
+        let compressor = compression.writer(hashed)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let worker = std::thread::Builder::new()
             .name("auditsync-compress".into())
@@ -175,44 +192,38 @@ impl Output {
                 }
                 compressor.finish()
             })?;
-        Ok(Output::Threaded {
+        Ok(Output {
             chunk: Vec::with_capacity(CHUNK),
             tx,
             worker,
         })
     }
 
-    fn finish(self) -> io::Result<Vec<u8>> {
-        match self {
-            Output::Plain(v) => Ok(v),
-            Output::Threaded { chunk, tx, worker } => {
-                // A send fails only if the worker stopped on an error, which join reports.
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
-                drop(tx);
-                worker
-                    .join()
-                    .map_err(|_| io::Error::other("compression thread panicked"))?
-            }
+    /// The file's bytes and their SHA-256, in lowercase hex.
+    fn finish(self) -> io::Result<(Vec<u8>, String)> {
+        let Output { chunk, tx, worker } = self;
+        // A send fails only if the worker stopped on an error, which join reports.
+        if !chunk.is_empty() {
+            let _ = tx.send(chunk);
         }
+        drop(tx);
+        let hashed = worker
+            .join()
+            .map_err(|_| io::Error::other("compression thread panicked"))??;
+        Ok((hashed.body, hex::encode(hashed.hasher.finalize())))
     }
 }
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Output::Plain(v) => v.write(buf),
-            Output::Threaded { chunk, tx, .. } => {
-                chunk.extend_from_slice(buf);
-                if chunk.len() >= CHUNK {
-                    let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
-                    tx.send(full)
-                        .map_err(|_| io::Error::other("compression thread stopped"))?;
-                }
-                Ok(buf.len())
-            }
+        self.chunk.extend_from_slice(buf);
+        if self.chunk.len() >= CHUNK {
+            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            self.tx
+                .send(full)
+                .map_err(|_| io::Error::other("compression thread stopped"))?;
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -474,9 +485,9 @@ fn encode_pages(
     format: &FileFormat,
     limits: FileLimits,
 ) -> Result<Option<EncodedFile>, EncodeError> {
-    // A plain file is the output itself: room for all of it from the start (memory the
-    // allocator maps is only taken when written) saves copying it as it grows. A
-    // compressed one starts smaller.
+    // A plain file's body gets room for all of it from the start (memory the allocator
+    // maps is only taken when written): that saves copying it as it grows. A compressed
+    // one starts smaller.
     let capacity = match format.compression {
         Compression::None => limits.max_bytes.saturating_add(1 << 20).min(128 << 20),
         _ => limits.max_bytes.min(8 << 20),
@@ -546,11 +557,10 @@ fn encode_pages(
         }
         counted.flush()?;
     }
-    let body = output.finish()?;
+    let (body, sha256) = output.finish()?;
     let Some(first_seq) = tally.first_seq else {
         return Ok(None);
     };
-    let sha256 = hex::encode(Sha256::digest(&body));
     Ok(Some(EncodedFile {
         body,
         first_seq,
@@ -729,6 +739,64 @@ mod tests {
         let file = ndjson_file_of(schema, page);
         assert_eq!(file.events, events.len() as u64);
         String::from_utf8(file.body).unwrap()
+    }
+
+    /// The hash is taken of the bytes as they are made, chunk by chunk, on the output's
+    /// thread: it must be that of the whole body, for files of many chunks, compressed or
+    /// not, and the compressed ones must hold the plain one.
+    #[test]
+    fn a_files_hash_is_that_of_its_bytes_for_every_compression() {
+        let events = varied_events();
+        let stored: Vec<String> = (0..6_000)
+            .map(|i| {
+                let event = &events[i % events.len()];
+                auditsync_store::EncodedEvent::new(event).unwrap().body
+            })
+            .collect();
+        let file_of = |compression: Compression| {
+            let mut bodies = auditsync_store::StoredBodies::default();
+            for (i, body) in stored.iter().enumerate() {
+                bodies.push(i as u64 + 1, body);
+            }
+            let (tx, rx) = mpsc::channel(1);
+            tx.try_send(ExportPage::Bodies(bodies)).unwrap();
+            drop(tx);
+            let format = FileFormat {
+                schema: Arc::new(UeventsSchema::new()),
+                formatter: Arc::new(NdjsonFormatter),
+                compression,
+            };
+            let limits = FileLimits {
+                max_events: u64::MAX,
+                max_bytes: u64::MAX,
+            };
+            encode_pages(rx, &format, limits).unwrap().unwrap()
+        };
+        let plain = file_of(Compression::None);
+        assert!(plain.body.len() > 4 * CHUNK, "{} bytes", plain.body.len());
+        assert_eq!(plain.raw_bytes, plain.body.len() as u64);
+        for compression in [
+            Compression::None,
+            Compression::Gzip(6),
+            Compression::Zstd(3),
+        ] {
+            let file = file_of(compression);
+            assert_eq!(file.events, 6_000);
+            assert_eq!(file.sha256, hex::encode(Sha256::digest(&file.body)));
+            let mut text = Vec::new();
+            match compression {
+                Compression::None => text.clone_from(&file.body),
+                Compression::Gzip(_) => {
+                    io::Read::read_to_end(
+                        &mut flate2::read::GzDecoder::new(&file.body[..]),
+                        &mut text,
+                    )
+                    .unwrap();
+                }
+                Compression::Zstd(_) => text = zstd::decode_all(&file.body[..]).unwrap(),
+            }
+            assert!(text == plain.body, "{compression:?}");
+        }
     }
 
     #[test]
