@@ -302,18 +302,12 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(&path).map_err(backend("open"))?;
-        // Damage met while setting up or checking keeps the store open, refusing writes, so
-        // that `status`, `/healthz` and `/metrics` can say what is wrong.
-        let found = |e: rusqlite::Error, operation: &'static str| {
-            if is_corruption(&e) {
-                Ok(Some(e.to_string()))
-            } else {
-                Err(backend(operation)(e))
-            }
-        };
+        // Damage met while setting up (or by the check, below) keeps the store open, refusing
+        // writes, so that `status`, `/healthz` and `/metrics` can say what is wrong.
         let damage = match Self::configure(&conn) {
             Ok(()) => None,
-            Err(e) => found(e, "open")?,
+            Err(e) if is_corruption(&e) => Some(e.to_string()),
+            Err(e) => return Err(backend("open")(e)),
         };
         if let Some(d) = &damage {
             tracing::error!(store = %path.display(), damage = %d, "the store is corrupted: writes are refused");
@@ -346,24 +340,15 @@ impl SqliteStore {
             }
             gate.finish();
         }
-        Ok(Self::assemble(conn, path, corruption, gate))
-    }
-
-    fn assemble(
-        conn: Connection,
-        path: PathBuf,
-        corruption: Arc<Mutex<Option<String>>>,
-        check: Arc<CheckGate>,
-    ) -> Self {
-        Self {
+        Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
             corruption,
             retention: IdRetention::default(),
             tenant_index_ready: Arc::new(AtomicBool::new(false)),
             begins: Arc::default(),
-            check,
-        }
+            check: gate,
+        })
     }
 
     fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -419,7 +404,7 @@ impl SqliteStore {
 
     /// Refuses a write once damage has been found (waiting for the check at open first).
     async fn refuse_if_corrupted(&self) -> Result<(), StoreError> {
-        self.checked().await;
+        self.check.ended().await;
         match lock(&self.corruption).as_ref() {
             None => Ok(()),
             Some(detail) => Err(StoreError::Corrupted {
@@ -434,11 +419,6 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Waits for the integrity check at open to end, if it has not.
-    async fn checked(&self) {
-        self.check.ended().await;
-    }
-
     /// Runs blocking SQLite work off the async runtime's worker threads, once the integrity
     /// check at open has ended.
     async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -446,7 +426,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.checked().await;
+        self.check.ended().await;
         self.ahead_of_check(work).await
     }
 
