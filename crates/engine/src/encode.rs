@@ -145,7 +145,7 @@ impl<W: Write> Write for Compressed<W> {
     }
 }
 
-/// Size of the chunks handed to the compression thread.
+/// Size of the chunks handed to the output thread.
 const CHUNK: usize = 256 * 1024;
 
 /// The output of a file. Its bytes are made on a thread of their own, fed in chunks:
@@ -184,7 +184,7 @@ impl Output {
         let compressor = compression.writer(hashed)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let worker = std::thread::Builder::new()
-            .name("auditsync-compress".into())
+            .name("auditsync-output".into())
             .spawn(move || {
                 let mut compressor = compressor;
                 while let Ok(chunk) = rx.recv() {
@@ -209,7 +209,7 @@ impl Output {
         drop(tx);
         let hashed = worker
             .join()
-            .map_err(|_| io::Error::other("compression thread panicked"))??;
+            .map_err(|_| io::Error::other("output thread panicked"))??;
         Ok((hashed.body, hex::encode(hashed.hasher.finalize())))
     }
 }
@@ -221,7 +221,7 @@ impl Write for Output {
             let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
             self.tx
                 .send(full)
-                .map_err(|_| io::Error::other("compression thread stopped"))?;
+                .map_err(|_| io::Error::other("output thread stopped"))?;
         }
         Ok(buf.len())
     }
@@ -503,7 +503,7 @@ fn encode_pages(
     let raw_bytes = Cell::new(0u64);
     {
         let mut counted = Counting {
-            // No buffer between: the output gathers chunks itself (or is the file's bytes).
+            // No buffer between: the output gathers its chunks itself.
             inner: &mut output,
             count: &raw_bytes,
         };
@@ -641,17 +641,27 @@ mod tests {
 
     /// The uncompressed NDJSON file `schema` makes of one page.
     fn ndjson_file_of(schema: Arc<dyn Schema>, page: ExportPage) -> EncodedFile {
+        let limits = FileLimits {
+            max_events: 1_000,
+            max_bytes: 1 << 20,
+        };
+        compressed_ndjson_file_of(schema, page, Compression::None, limits)
+    }
+
+    /// The NDJSON file `schema` makes of one page, in `compression`, within `limits`.
+    fn compressed_ndjson_file_of(
+        schema: Arc<dyn Schema>,
+        page: ExportPage,
+        compression: Compression,
+        limits: FileLimits,
+    ) -> EncodedFile {
         let (tx, rx) = mpsc::channel(1);
         tx.try_send(page).unwrap();
         drop(tx);
         let format = FileFormat {
             schema,
             formatter: Arc::new(NdjsonFormatter),
-            compression: Compression::None,
-        };
-        let limits = FileLimits {
-            max_events: 1_000,
-            max_bytes: 1 << 20,
+            compression,
         };
         encode_pages(rx, &format, limits).unwrap().unwrap()
     }
@@ -758,19 +768,12 @@ mod tests {
             for (i, body) in stored.iter().enumerate() {
                 bodies.push(i as u64 + 1, body);
             }
-            let (tx, rx) = mpsc::channel(1);
-            tx.try_send(ExportPage::Bodies(bodies)).unwrap();
-            drop(tx);
-            let format = FileFormat {
-                schema: Arc::new(UeventsSchema::new()),
-                formatter: Arc::new(NdjsonFormatter),
-                compression,
-            };
-            let limits = FileLimits {
+            let whole = FileLimits {
                 max_events: u64::MAX,
                 max_bytes: u64::MAX,
             };
-            encode_pages(rx, &format, limits).unwrap().unwrap()
+            let uevents = Arc::new(UeventsSchema::new());
+            compressed_ndjson_file_of(uevents, ExportPage::Bodies(bodies), compression, whole)
         };
         let plain = file_of(Compression::None);
         assert!(plain.body.len() > 4 * CHUNK, "{} bytes", plain.body.len());
