@@ -4,7 +4,8 @@
 //! final name (which fails if the name exists: create-if-absent without a race), removes the
 //! temporary name and fsyncs the directory. A reader therefore sees a whole file or none,
 //! and a crash leaves at most a hidden `.auditsync-tmp-*` file, which is never listed and is
-//! swept by a later put into the same directory.
+//! swept by a later put into the same directory. On Linux a body of 1 MiB or more is
+//! written past the page cache (`O_DIRECT`) where the filesystem allows it.
 //!
 //! Keys are [`ObjectKey`]s, which cannot be absolute or contain `..`; in addition the sink
 //! refuses to follow symbolic links below its root, so no key can reach outside it.
@@ -86,6 +87,100 @@ impl PvSink {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Writes `body` into the new file `path` and returns the file, not yet synced.
+///
+/// A large body goes past the page cache (`O_DIRECT`) where the filesystem allows it: its
+/// pages would be written once and not read again, and on a virtual machine whose free
+/// memory is handed back to the host, filling fresh page-cache pages cost about five times
+/// the write itself (448 MB: 1.1 s buffered, 0.22 s direct, both with their fsync).
+fn write_new_file(path: &Path, body: &[u8]) -> io::Result<File> {
+    #[cfg(target_os = "linux")]
+    if body.len() >= direct::MIN_BODY {
+        if let Some(file) = direct::write_new_file(path, body)? {
+            return Ok(file);
+        }
+    }
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(body)?;
+    Ok(file)
+}
+
+#[cfg(target_os = "linux")]
+mod direct {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{self, Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    /// Bodies from this size on are written direct: below it the page cache costs little
+    /// (a tenant's file of a few dozen KB), and a direct write waits for the device.
+    pub(super) const MIN_BODY: usize = 1 << 20;
+
+    /// Offsets, lengths and buffer addresses of direct writes are multiples of this (the
+    /// largest logical block size in common use).
+    const ALIGN: usize = 4096;
+
+    /// Bytes per direct write, copied through one aligned buffer.
+    const CHUNK: usize = 4 << 20;
+
+    /// Writes the whole blocks of `body` direct and the rest through the page cache.
+    /// `None`, with nothing left at `path`, when the filesystem refuses direct writes
+    /// (tmpfs before Linux 6.6, some FUSE filesystems): the caller writes it buffered.
+    pub(super) fn write_new_file(path: &Path, body: &[u8]) -> io::Result<Option<File>> {
+        let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        let mut file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if refused(&e) => {
+                // The file may have been created before the flag was refused.
+                remove_if_there(path)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let whole_blocks = body.len() / ALIGN * ALIGN;
+        let chunk = CHUNK.min(whole_blocks);
+        let mut buffer = vec![0u8; chunk + ALIGN];
+        let start = buffer.as_ptr().align_offset(ALIGN);
+        let aligned = &mut buffer[start..start + chunk];
+        for (i, piece) in body[..whole_blocks].chunks(chunk).enumerate() {
+            let out = &mut aligned[..piece.len()];
+            out.copy_from_slice(piece);
+            match file.write_all(out) {
+                Ok(()) => {}
+                // Stricter alignment than ours: nothing is written yet, go buffered.
+                Err(e) if i == 0 && refused(&e) => {
+                    drop(file);
+                    remove_if_there(path)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if whole_blocks == body.len() {
+            return Ok(Some(file));
+        }
+        // The last, partial block cannot be written direct: the same file, opened again
+        // without the flag.
+        drop(file);
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.seek(SeekFrom::Start(whole_blocks as u64))?;
+        file.write_all(&body[whole_blocks..])?;
+        Ok(Some(file))
+    }
+
+    fn remove_if_there(path: &Path) -> io::Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn escape_error(op: SinkOp, key: &str, path: &Path) -> SinkError {
@@ -188,13 +283,7 @@ impl Inner {
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            file.write_all(body)?;
-            file.sync_all()?;
-            drop(file);
+            write_new_file(&temp, body)?.sync_all()?;
             match fs::hard_link(&temp, &target) {
                 Ok(()) => Ok(PutOutcome::Created),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),

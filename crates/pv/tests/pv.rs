@@ -116,3 +116,38 @@ fn registered_with_typed_options() {
     let err = auditsync_core::registry::build_sink("pv", options.as_object().unwrap()).unwrap_err();
     assert!(err.to_string().contains("`rooot`"), "{err}");
 }
+
+/// Large bodies go past the page cache in whole blocks and the rest through it: every byte
+/// must land where it belongs, whatever the length, and a second put of the key must still
+/// find it there.
+#[tokio::test]
+async fn large_bodies_are_written_whole_at_any_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(&dir.path().join("root"));
+    // Below the direct threshold, a whole number of blocks, a partial last block, and more
+    // than one direct chunk with a partial block.
+    for (i, len) in [(1 << 20) - 1, 2 << 20, (1 << 20) + 1234, (9 << 20) + 4095]
+        .into_iter()
+        .enumerate()
+    {
+        let body: Vec<u8> = (0..len as u64)
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let key = ObjectKey::new(format!("big/{i}.ndjson")).unwrap();
+        let outcome = sink.put(&key, Bytes::from(body.clone())).await.unwrap();
+        assert_eq!(outcome, PutOutcome::Created, "{len} bytes");
+        let back = sink.get(&key).await.unwrap();
+        assert_eq!(back.len(), len, "{len} bytes");
+        assert!(back[..] == body[..], "{len} bytes read back differ");
+        let again = sink.put(&key, Bytes::from(body)).await.unwrap();
+        assert_eq!(again, PutOutcome::AlreadyExists, "{len} bytes");
+    }
+    let listed = sink.list("big/").await.unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("root/big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".auditsync-tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
