@@ -172,28 +172,39 @@ fn optional<'t>(slot: &mut Option<CanonicalJson<'t>>, value: CanonicalJson<'t>) 
 /// does not have, no repeated key and no escape in a key (such a body is rare, and the
 /// caller reads it as an [`Event`] instead, which also reports what is wrong with it).
 pub fn read_stored_texts(text: &str) -> Option<StoredTexts<'_>> {
-    let (mut id, mut time, mut action, mut entity) = (None, None, None, None);
+    let (mut id, mut time, mut action) = (None, None, None);
     let (mut organization, mut params, mut payload) = (None, None, None);
     let (mut previous, mut next) = (None, None);
     let mut actor = ActorTexts::default();
     let mut outcome = OutcomeTexts::default();
     let mut extra = ExtraTexts::default();
-    let whole = canonical_json::members(text, &mut |key, value| match key {
-        "id" => optional(&mut id, value),
-        "time" => {
-            time = value.as_str().parse::<i64>().ok();
-            time.is_some()
-        }
-        "action" => {
-            action = Some(value);
-            true
-        }
-        "organization" => optional(&mut organization, value),
-        "params" => optional(&mut params, value),
-        "payload" => optional(&mut payload, value),
-        "previous" => optional(&mut previous, value),
-        "next" => optional(&mut next, value),
-        "actor" => canonical_json::members(value.as_str(), &mut |key, value| {
+    let (mut entity_seen, mut entity_kind, mut entity_id) = (false, None, None);
+    let objects = |key: &str| matches!(key, "actor" | "outcome" | "entity" | "extra");
+    let whole = canonical_json::members(text, &objects, &mut |parent, key, value| match parent {
+        None => match key {
+            "id" => optional(&mut id, value),
+            "time" => {
+                time = value.as_str().parse::<i64>().ok();
+                time.is_some()
+            }
+            "action" => {
+                action = Some(value);
+                true
+            }
+            "organization" => optional(&mut organization, value),
+            "params" => optional(&mut params, value),
+            "payload" => optional(&mut payload, value),
+            "previous" => optional(&mut previous, value),
+            "next" => optional(&mut next, value),
+            // Their fields came just before.
+            "actor" | "outcome" | "extra" => true,
+            "entity" => {
+                entity_seen = true;
+                true
+            }
+            _ => false,
+        },
+        Some("actor") => {
             let slot = match key {
                 "user_id" => &mut actor.user_id,
                 "user_email" => &mut actor.user_email,
@@ -205,37 +216,38 @@ pub fn read_stored_texts(text: &str) -> Option<StoredTexts<'_>> {
                 _ => return false,
             };
             optional(slot, value)
-        }),
-        "outcome" => canonical_json::members(value.as_str(), &mut |key, value| match key {
+        }
+        Some("outcome") => match key {
             "code" => optional(&mut outcome.code, value),
             "latency_ms" => optional(&mut outcome.latency_ms, value),
             _ => false,
-        }),
-        "entity" => {
-            let (mut kind, mut entity_id) = (None, None);
-            let read = canonical_json::members(value.as_str(), &mut |key, value| match key {
-                "kind" => {
-                    kind = Some(value);
-                    true
-                }
-                "id" => optional(&mut entity_id, value),
-                _ => false,
-            });
-            entity = kind.map(|kind| EntityTexts {
-                kind,
-                id: entity_id,
-            });
-            read && entity.is_some()
-        }
-        "extra" => canonical_json::members(value.as_str(), &mut |key, value| {
+        },
+        Some("entity") => match key {
+            "kind" => {
+                entity_kind = Some(value);
+                true
+            }
+            "id" => optional(&mut entity_id, value),
+            _ => false,
+        },
+        // The only other object walked: "extra".
+        Some(_) => {
             extra.0.push((key, value));
             true
-        }),
-        _ => false,
+        }
     });
     if !whole {
         return None;
     }
+    // An entity without its kind is read the slow way, which says what is wrong.
+    let entity = match (entity_seen, entity_kind) {
+        (false, _) => None,
+        (true, Some(kind)) => Some(EntityTexts {
+            kind,
+            id: entity_id,
+        }),
+        (true, None) => return None,
+    };
     Some(StoredTexts {
         id,
         time: time?,
