@@ -14,6 +14,12 @@ use serde_json::value::RawValue;
 pub struct CanonicalJson<'t>(&'t str);
 
 impl<'t> CanonicalJson<'t> {
+    /// A text of a stored event in the packed form, whose checksum shows it is the text
+    /// its writer checked ([`crate::packed_event`]).
+    pub(crate) fn stored(text: &'t str) -> Self {
+        Self(text)
+    }
+
     /// The text.
     pub fn as_str(&self) -> &'t str {
         self.0

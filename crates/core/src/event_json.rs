@@ -167,11 +167,16 @@ fn optional<'t>(slot: &mut Option<CanonicalJson<'t>>, value: CanonicalJson<'t>) 
     true
 }
 
-/// Reads a body written by [`write_event`] leaving every field as its text, in one pass
-/// over it. `None` unless the whole body is in serde_json's form, with no field an [`Event`]
-/// does not have, no repeated key and no escape in a key (such a body is rare, and the
-/// caller reads it as an [`Event`] instead, which also reports what is wrong with it).
+/// Reads a stored body leaving every field as its text. A packed body
+/// ([`crate::packed_event`]) is split at its separators; `None` when its checksum does not
+/// match. A JSON body (written by [`write_event`]) is read in one pass over it; `None`
+/// unless the whole body is in serde_json's form, with no field an [`Event`] does not have,
+/// no repeated key and no escape in a key. The caller reads a body this refuses as an
+/// [`Event`] instead, which also reports what is wrong with it (such a body is rare).
 pub fn read_stored_texts(text: &str) -> Option<StoredTexts<'_>> {
+    if crate::packed_event::is_packed(text) {
+        return crate::packed_event::texts(text);
+    }
     let (mut id, mut time, mut action) = (None, None, None);
     let (mut organization, mut params, mut payload) = (None, None, None);
     let (mut previous, mut next) = (None, None);
@@ -276,7 +281,11 @@ pub fn write_event_with_payload(out: &mut String, event: &Event, payload: Canoni
     write_event_parts(out, event, Some(payload));
 }
 
-fn write_event_parts(out: &mut String, event: &Event, payload_text: Option<CanonicalJson<'_>>) {
+pub(crate) fn write_event_parts(
+    out: &mut String,
+    event: &Event,
+    payload_text: Option<CanonicalJson<'_>>,
+) {
     out.push_str("{\"id\":");
     write_str(out, &event.id);
     out.push_str(",\"time\":");
@@ -393,7 +402,7 @@ fn write_actor(out: &mut String, actor: &Actor) {
     fields.end();
 }
 
-fn write_map(out: &mut String, map: &Map<String, Value>) {
+pub(crate) fn write_map(out: &mut String, map: &Map<String, Value>) {
     let mut fields = Fields::new(out);
     for (key, value) in map {
         write_value(fields.key(key), value);

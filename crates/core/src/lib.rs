@@ -19,6 +19,7 @@ mod event;
 pub mod event_json;
 mod format;
 mod key;
+pub mod packed_event;
 pub mod registry;
 mod schema;
 mod sink;

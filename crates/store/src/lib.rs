@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use auditsync_core::canonical_json::CanonicalJson;
-use auditsync_core::{event_json, Event};
+use auditsync_core::{event_json, packed_event, Event};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -33,7 +33,8 @@ pub struct EncodedEvent {
     pub time: i64,
     /// Its organization (tenant), if any.
     pub tenant: Option<String>,
-    /// The canonical event as JSON.
+    /// The event as stored: its texts packed behind a checksum
+    /// ([`auditsync_core::packed_event`]).
     pub body: String,
 }
 
@@ -48,21 +49,21 @@ impl EncodedEvent {
             id: event.id.clone(),
             time: event.time,
             tenant: event.organization.clone(),
-            body: encode(|out| event_json::write_event(out, event)),
+            body: encode(|out| packed_event::write(out, event, None)),
         })
     }
 
     /// Serializes `event` (whose id must be set), keeping its id and organization without
     /// copying them.
     pub fn from_event(event: Event) -> Self {
-        let body = encode(|out| event_json::write_event(out, &event));
+        let body = encode(|out| packed_event::write(out, &event, None));
         Self::from_parts(event, body)
     }
 
     /// [`EncodedEvent::from_event`] for an event whose payload is still the text it came in
     /// (see [`event_json::write_event_with_payload`]).
     pub fn with_payload_text(event: Event, payload: CanonicalJson<'_>) -> Self {
-        let body = encode(|out| event_json::write_event_with_payload(out, &event, payload));
+        let body = encode(|out| packed_event::write(out, &event, Some(payload)));
         Self::from_parts(event, body)
     }
 
@@ -214,7 +215,8 @@ impl StoredEvent {
     /// Reads a stored body (as [`EncodedEvent`] wrote it); one that does not read is
     /// [`StoreError::Corrupt`].
     pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
-        let event = serde_json::from_str(body).map_err(|e| corrupt(seq, &e))?;
+        let json = packed_event::json_of(body).map_err(|e| corrupt(seq, &e))?;
+        let event = serde_json::from_str(&json).map_err(|e| corrupt(seq, &e))?;
         Ok(Self { seq, event })
     }
 }
@@ -224,7 +226,8 @@ impl ExportEvent {
     /// ([`event_json::read_event_for_export`]); one that does not read is
     /// [`StoreError::Corrupt`].
     pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
-        let read = event_json::read_event_for_export(body).map_err(|e| corrupt(seq, &e))?;
+        let json = packed_event::json_of(body).map_err(|e| corrupt(seq, &e))?;
+        let read = event_json::read_event_for_export(&json).map_err(|e| corrupt(seq, &e))?;
         Ok(Self {
             seq,
             event: read.event,
@@ -258,7 +261,7 @@ impl ExportEvent {
     }
 }
 
-fn corrupt(seq: u64, e: &serde_json::Error) -> StoreError {
+fn corrupt(seq: u64, e: &dyn std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         seq,
         message: e.to_string(),
