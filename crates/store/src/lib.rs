@@ -914,6 +914,55 @@ pub struct ScheduleRun {
 mod tests {
     use super::*;
 
+    fn event() -> Event {
+        let mut event: Event = serde_json::from_value(serde_json::json!({
+            "id": "e-1", "time": 1_690_000_000_000_i64, "action": "user.login",
+            "actor": {"user_email": "a@example.com"}, "organization": "acme",
+            "params": {"n": 1}, "payload": "[\"_id\"]", "extra": {"opType": "Query"}
+        }))
+        .unwrap();
+        event.outcome.code = Some(200);
+        event
+    }
+
+    /// Stores written before the packed form hold JSON bodies: both read as the same event.
+    #[test]
+    fn packed_and_json_bodies_read_as_the_same_event() {
+        let event = event();
+        let packed = EncodedEvent::new(&event).unwrap().body;
+        assert!(packed_event::is_packed(&packed));
+        let mut json = String::new();
+        event_json::write_event(&mut json, &event);
+        let (a, b) = (
+            StoredEvent::from_body(7, &packed).unwrap(),
+            StoredEvent::from_body(7, &json).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.event, event);
+        let (a, b) = (
+            ExportEvent::from_body(7, &packed).unwrap(),
+            ExportEvent::from_body(7, &json).unwrap(),
+        );
+        assert_eq!(a.event, b.event);
+        assert_eq!(a.payload_text.unwrap().get(), b.payload_text.unwrap().get());
+        assert_eq!(a.params_text.unwrap().get(), b.params_text.unwrap().get());
+    }
+
+    #[test]
+    fn a_damaged_packed_body_is_corrupt_naming_its_sequence_number() {
+        let packed = EncodedEvent::new(&event()).unwrap().body;
+        let damaged = packed.replace("acme", "acne");
+        for err in [
+            StoredEvent::from_body(9, &damaged).unwrap_err(),
+            ExportEvent::from_body(9, &damaged).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, StoreError::Corrupt { seq: 9, message } if message.contains("checksum")),
+                "{err}"
+            );
+        }
+    }
+
     fn takers(all: &[&str], by_tenant: &[(&str, &[&str])]) -> Takers {
         Takers {
             all: all.iter().map(|s| s.to_string()).collect(),
