@@ -180,15 +180,21 @@ fn unpack(body: &str) -> Result<Unpacked<'_>, PackedError> {
     if crc != crc32fast::hash(packed.as_bytes()) {
         return Err(PackedError::Checksum);
     }
-    let mut parts = packed.split(SLOT_END);
+    // The separators are ASCII, so every cut falls between characters.
+    let mut ends = memchr::memchr_iter(SLOT_END as u8, packed.as_bytes());
     let mut slots = [""; SLOTS];
-    for slot in &mut slots {
-        *slot = parts.next().ok_or(PackedError::Layout("too few fields"))?;
+    let mut start = 0;
+    for slot in &mut slots[..SLOTS - 1] {
+        let end = ends.next().ok_or(PackedError::Layout("too few fields"))?;
+        *slot = &packed[start..end];
+        start = end + 1;
     }
-    Ok(Unpacked {
-        slots,
-        extra: parts,
-    })
+    let end = ends.next().unwrap_or(packed.len());
+    slots[SLOTS - 1] = &packed[start..end];
+    // Each member of `extra` comes after a separator of its own.
+    let mut extra = packed[end..].split(SLOT_END);
+    extra.next();
+    Ok(Unpacked { slots, extra })
 }
 
 /// The texts of a packed body's fields ([`event_json::read_stored_texts`] reads either
