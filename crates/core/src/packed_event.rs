@@ -250,8 +250,15 @@ pub fn json_of(body: &str) -> Result<Cow<'_, str>, PackedError> {
     if !is_packed(body) {
         return Ok(Cow::Borrowed(body));
     }
-    let Unpacked { slots, extra } = unpack(body)?;
     let mut out = String::with_capacity(body.len() + 160);
+    write_json(&mut out, body)?;
+    Ok(Cow::Owned(out))
+}
+
+/// Appends to `out` the JSON form of the packed `body` ([`json_of`], into a buffer the
+/// caller keeps from event to event).
+pub fn write_json(out: &mut String, body: &str) -> Result<(), PackedError> {
+    let Unpacked { slots, extra } = unpack(body)?;
     let member = |out: &mut String, name: &str, text: &str| {
         if !text.is_empty() {
             out.push_str(",\"");
@@ -264,23 +271,19 @@ pub fn json_of(body: &str) -> Result<Cow<'_, str>, PackedError> {
     out.push_str(slots[0]);
     out.push_str(",\"time\":");
     out.push_str(slots[1]);
-    write_object(
-        &mut out,
-        "actor",
-        ACTOR_FIELDS.into_iter().zip(&slots[4..11]),
-    );
+    write_object(out, "actor", ACTOR_FIELDS.into_iter().zip(&slots[4..11]));
     out.push_str(",\"action\":");
     out.push_str(slots[2]);
     if !slots[11].is_empty() {
         write_object(
-            &mut out,
+            out,
             "entity",
             [("kind", &slots[11]), ("id", &slots[12])].into_iter(),
         );
     }
-    member(&mut out, "organization", slots[3]);
+    member(out, "organization", slots[3]);
     write_object(
-        &mut out,
+        out,
         "outcome",
         [("code", &slots[13]), ("latency_ms", &slots[14])].into_iter(),
     );
@@ -288,7 +291,7 @@ pub fn json_of(body: &str) -> Result<Cow<'_, str>, PackedError> {
         .into_iter()
         .zip(&slots[15..19])
     {
-        member(&mut out, name, slot);
+        member(out, name, slot);
     }
     let mut first = true;
     for pair in extra {
@@ -305,7 +308,7 @@ pub fn json_of(body: &str) -> Result<Cow<'_, str>, PackedError> {
         out.push('}');
     }
     out.push('}');
-    Ok(Cow::Owned(out))
+    Ok(())
 }
 
 /// `,"name":{"field":text,...}` with the fields whose text is not empty; nothing when none is.

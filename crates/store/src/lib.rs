@@ -40,6 +40,8 @@ pub struct EncodedEvent {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// The JSON form of a packed body being read ([`ExportEvent::from_body`]).
+    static JSON: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl EncodedEvent {
@@ -226,13 +228,23 @@ impl ExportEvent {
     /// ([`event_json::read_event_for_export`]); one that does not read is
     /// [`StoreError::Corrupt`].
     pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
-        let json = packed_event::json_of(body).map_err(|e| corrupt(seq, &e))?;
-        let read = event_json::read_event_for_export(&json).map_err(|e| corrupt(seq, &e))?;
-        Ok(Self {
-            seq,
-            event: read.event,
-            payload_text: read.payload.map(ToOwned::to_owned),
-            params_text: read.params.map(ToOwned::to_owned),
+        let read = |json: &str| {
+            let read = event_json::read_event_for_export(json).map_err(|e| corrupt(seq, &e))?;
+            Ok(Self {
+                seq,
+                event: read.event,
+                payload_text: read.payload.map(ToOwned::to_owned),
+                params_text: read.params.map(ToOwned::to_owned),
+            })
+        };
+        if !packed_event::is_packed(body) {
+            return read(body);
+        }
+        // The JSON form is only read, so one buffer serves every event of the thread.
+        JSON.with_borrow_mut(|json| {
+            json.clear();
+            packed_event::write_json(json, body).map_err(|e| corrupt(seq, &e))?;
+            read(json)
         })
     }
 
