@@ -5,7 +5,8 @@
 //! temporary name and fsyncs the directory. A reader therefore sees a whole file or none,
 //! and a crash leaves at most a hidden `.auditsync-tmp-*` file, which is never listed and is
 //! swept by a later put into the same directory. On Linux a body of 1 MiB or more is
-//! written past the page cache (`O_DIRECT`) where the filesystem allows it.
+//! written past the page cache (`O_DIRECT`) on a local block filesystem (ext4, XFS, Btrfs,
+//! F2FS) that allows it.
 //!
 //! Keys are [`ObjectKey`]s, which cannot be absolute or contain `..`; in addition the sink
 //! refuses to follow symbolic links below its root, so no key can reach outside it.
@@ -125,15 +126,29 @@ mod direct {
     /// Bytes per direct write, copied through one aligned buffer.
     const CHUNK: usize = 4 << 20;
 
+    /// Filesystems on a local block device, where a direct write goes to the device:
+    /// ext2-4, XFS, Btrfs and F2FS (their `statfs` magic numbers). Elsewhere (NFS and other
+    /// network filesystems, where each direct write is a round trip; FUSE; tmpfs; ZFS) the
+    /// page cache is used.
+    const LOCAL_BLOCK_FILESYSTEMS: [u32; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0xF2F5_2010];
+
     /// Writes the whole blocks of `body` direct and the rest through the page cache.
-    /// `None`, with nothing left at `path`, when the filesystem refuses direct writes
-    /// (tmpfs before Linux 6.6, some FUSE filesystems): the caller writes it buffered.
+    /// `None`, with nothing left at `path`, when its filesystem is not a local block one or
+    /// refuses direct writes: the caller writes it buffered.
     pub(super) fn write_new_file(path: &Path, body: &[u8]) -> io::Result<Option<File>> {
-        let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        let local = path.parent().is_some_and(|dir| {
+            rustix::fs::statfs(dir)
+                .is_ok_and(|fs| LOCAL_BLOCK_FILESYSTEMS.contains(&(fs.f_type as u32)))
+        });
+        if !local {
+            return Ok(None);
+        }
+        let refused =
+            |e: &io::Error| e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
         let mut file = match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
             .open(path)
         {
             Ok(file) => file,

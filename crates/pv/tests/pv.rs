@@ -122,7 +122,18 @@ fn registered_with_typed_options() {
 /// find it there.
 #[tokio::test]
 async fn large_bodies_are_written_whole_at_any_length() {
-    let dir = tempfile::tempdir().unwrap();
+    // The temporary directory is on the disk's filesystem (direct writes, on Linux).
+    large_bodies_round_trip(tempfile::tempdir().unwrap()).await;
+}
+
+/// On tmpfs large bodies go through the page cache like the rest.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn large_bodies_are_written_whole_on_tmpfs_too() {
+    large_bodies_round_trip(tempfile::tempdir_in("/dev/shm").unwrap()).await;
+}
+
+async fn large_bodies_round_trip(dir: tempfile::TempDir) {
     let sink = sink(&dir.path().join("root"));
     // Below the direct threshold, a whole number of blocks, a partial last block, and more
     // than one direct chunk with a partial block.
