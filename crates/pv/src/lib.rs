@@ -123,8 +123,10 @@ mod direct {
     /// largest logical block size in common use).
     const ALIGN: usize = 4096;
 
-    /// Bytes per direct write, copied through one aligned buffer.
-    const CHUNK: usize = 4 << 20;
+    /// Bytes per direct write, copied through one aligned buffer: as fast as larger writes
+    /// (`dd` of 448 MB direct: 0.21 s in 1 MiB writes, 0.22 s in 4 MiB ones), and the
+    /// buffer is memory the export holds while it puts.
+    const CHUNK: usize = 1 << 20;
 
     /// Filesystems on a local block device, where a direct write goes to the device:
     /// ext2-4, XFS, Btrfs and F2FS (their `statfs` magic numbers). Elsewhere (NFS and other
