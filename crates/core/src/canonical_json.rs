@@ -269,8 +269,10 @@ impl<'t> Scanner<'t, '_> {
 
 /// The high bit of each of the eight bytes of `word` (read little-endian) that is a quote, a
 /// backslash or a control character; a byte above a flagged one may be flagged wrongly
-/// (the bit tricks of "Bit Twiddling Hacks": a zero byte, a byte less than n).
-fn needs_a_look(word: u64) -> u64 {
+/// (the bit tricks of "Bit Twiddling Hacks": a zero byte, a byte less than n), so that none
+/// is flagged exactly when none needs a look. [`crate::event_json::write_str`] skips words
+/// so too: these are the bytes JSON escapes.
+pub(crate) fn needs_a_look(word: u64) -> u64 {
     const ONES: u64 = u64::MAX / 255;
     const HIGHS: u64 = ONES * 0x80;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;

@@ -384,9 +384,9 @@ impl<'o> Fields<'o> {
     }
 }
 
-fn write_actor(out: &mut String, actor: &Actor) {
-    let mut fields = Fields::new(out);
-    for (name, value) in [
+/// The actor's fields with their names, in the order they are written.
+pub(crate) fn actor_fields(actor: &Actor) -> [(&'static str, &Option<String>); 7] {
+    [
         ("user_id", &actor.user_id),
         ("user_email", &actor.user_email),
         ("user_name", &actor.user_name),
@@ -394,7 +394,12 @@ fn write_actor(out: &mut String, actor: &Actor) {
         ("token_name", &actor.token_name),
         ("ip", &actor.ip),
         ("user_agent", &actor.user_agent),
-    ] {
+    ]
+}
+
+fn write_actor(out: &mut String, actor: &Actor) {
+    let mut fields = Fields::new(out);
+    for (name, value) in actor_fields(actor) {
         if let Some(value) = value {
             write_str(fields.key(name), value);
         }
@@ -433,21 +438,8 @@ pub fn write_value(out: &mut String, value: &Value) {
     }
 }
 
-/// Whether any byte of `word` is a quote, a backslash or below 0x20 (the bytes JSON
-/// escapes). The classic "has a byte less than n" and "has a zero byte" bit tricks: exact
-/// as a yes or no for n <= 128.
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    below_space | zero_in(quote) | zero_in(backslash) != 0
-}
-
 /// The JSON escape of `b`, if it needs one (as serde_json writes it).
-fn escape_of(b: u8) -> Option<&'static str> {
+pub(crate) fn escape_of(b: u8) -> Option<&'static str> {
     const CONTROL: [&str; 32] = [
         "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
         "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f", "\\u0010", "\\u0011",
@@ -471,8 +463,9 @@ pub fn write_str(out: &mut String, s: &str) {
     let mut at = 0;
     while at < bytes.len() {
         if let Some(word) = bytes.get(at..at + 8) {
-            let word = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            // Nothing flagged: no quote, backslash or control character in the eight.
+            if canonical_json::needs_a_look(word) == 0 {
                 at += 8;
                 continue;
             }

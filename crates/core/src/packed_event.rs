@@ -28,7 +28,7 @@ use std::borrow::Cow;
 
 use crate::canonical_json::CanonicalJson;
 use crate::event_json::{self, ActorTexts, EntityTexts, ExtraTexts, OutcomeTexts, StoredTexts};
-use crate::Event;
+use crate::{Actor, Event};
 
 /// The first character of a packed body.
 const MARK: char = '\u{1}';
@@ -40,16 +40,6 @@ const KEY_END: char = '\u{1e}';
 const CRC_DIGITS: usize = 8;
 /// The fixed slots.
 const SLOTS: usize = 19;
-/// The actor's fields, in slot order (slots 4 to 10).
-const ACTOR_FIELDS: [&str; 7] = [
-    "user_id",
-    "user_email",
-    "user_name",
-    "token_id",
-    "token_name",
-    "ip",
-    "user_agent",
-];
 
 /// Why a packed body cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +61,11 @@ pub fn is_packed(body: &str) -> bool {
 /// `event.payload`, as [`event_json::write_event_with_payload`] takes it; in the JSON form
 /// when a key of its `extra` needs an escape.
 pub fn write(out: &mut String, event: &Event, payload: Option<CanonicalJson<'_>>) {
-    if event.extra.keys().any(|key| needs_escape(key)) {
+    if event
+        .extra
+        .keys()
+        .any(|key| key.bytes().any(|b| event_json::escape_of(b).is_some()))
+    {
         return event_json::write_event_parts(out, event, payload);
     }
     out.push(MARK);
@@ -91,16 +85,8 @@ pub fn write(out: &mut String, event: &Event, payload: Option<CanonicalJson<'_>>
     event_json::write_str(out, &event.action);
     out.push(SLOT_END);
     optional_str(out, &event.organization);
-    let actor = &event.actor;
-    for field in [
-        &actor.user_id,
-        &actor.user_email,
-        &actor.user_name,
-        &actor.token_id,
-        &actor.token_name,
-        &actor.ip,
-        &actor.user_agent,
-    ] {
+    // Slots 4 to 10.
+    for (_, field) in event_json::actor_fields(&event.actor) {
         optional_str(out, field);
     }
     match &event.entity {
@@ -109,7 +95,10 @@ pub fn write(out: &mut String, event: &Event, payload: Option<CanonicalJson<'_>>
             out.push(SLOT_END);
             optional_str(out, &entity.id);
         }
-        None => out.push_str("\u{1f}\u{1f}"),
+        None => {
+            out.push(SLOT_END);
+            out.push(SLOT_END);
+        }
     }
     if let Some(code) = event.outcome.code {
         out.push_str(itoa::Buffer::new().format(code));
@@ -156,11 +145,6 @@ pub fn write(out: &mut String, event: &Event, payload: Option<CanonicalJson<'_>>
         crc_at..start,
         std::str::from_utf8(&hex).expect("hex digits"),
     );
-}
-
-/// Whether JSON writes `key` with an escape.
-fn needs_escape(key: &str) -> bool {
-    key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
 /// A packed body's slots and `extra` members, its checksum verified.
@@ -271,7 +255,8 @@ pub fn write_json(out: &mut String, body: &str) -> Result<(), PackedError> {
     out.push_str(slots[0]);
     out.push_str(",\"time\":");
     out.push_str(slots[1]);
-    write_object(out, "actor", ACTOR_FIELDS.into_iter().zip(&slots[4..11]));
+    let actor_names = event_json::actor_fields(&Actor::default()).map(|(name, _)| name);
+    write_object(out, "actor", actor_names.into_iter().zip(&slots[4..11]));
     out.push_str(",\"action\":");
     out.push_str(slots[2]);
     if !slots[11].is_empty() {

@@ -671,14 +671,11 @@ impl Exporter {
         if cursor >= up_to {
             return Ok(());
         }
-        let (mut next, mut started) = match first {
-            Some((file, started)) => (Some(file), started),
-            None => {
-                let started = Instant::now();
-                (self.encode_after(dest, cursor, up_to).await?, started)
-            }
+        let mut next = match first {
+            Some(first) => Some(first),
+            None => self.encode_after(dest, cursor, up_to).await?,
         };
-        while let Some(file) = next {
+        while let Some((file, started)) = next {
             let key = batch_key(
                 "",
                 &self.namespace,
@@ -706,18 +703,12 @@ impl Exporter {
             if last {
                 return self.deliver(dest, &key, file, started, report).await;
             }
-            let (delivered, following) =
-                tokio::join!(self.deliver(dest, &key, file, started, report), async {
-                    let started = Instant::now();
-                    (
-                        self.encode_after(dest, following_from, up_to).await,
-                        started,
-                    )
-                });
+            let (delivered, following) = tokio::join!(
+                self.deliver(dest, &key, file, started, report),
+                self.encode_after(dest, following_from, up_to)
+            );
             delivered?;
-            let (following, following_started) = following;
             next = following?;
-            started = following_started;
             // Renewed before the next file once a tenth of it has passed: a run longer than
             // the lease keeps it, and a run of one file (most tenants') takes it once.
             if next.is_some()
@@ -733,30 +724,31 @@ impl Exporter {
     }
 
     /// The destination's first file, read before its lease is taken: the cursor it starts
-    /// after, the file, and when its reading began. `None` if there is none or the reading
+    /// after, the file, and when its encoding began. `None` if there is none or the reading
     /// failed (the run then reads it again, and reports what fails).
     async fn read_ahead(
         &self,
         dest: &Destination,
         up_to: u64,
     ) -> Option<(u64, (EncodedFile, Instant))> {
-        let started = Instant::now();
         let cursor = self.store.cursor(&dest.name).await.ok()?;
         if cursor >= up_to {
             return None;
         }
         let file = self.encode_after(dest, cursor, up_to).await.ok()??;
-        Some((cursor, (file, started)))
+        Some((cursor, file))
     }
 
-    /// Encodes the destination's next file: its events after `cursor`, up to `up_to`.
+    /// Encodes the destination's next file: its events after `cursor`, up to `up_to`, with
+    /// when its encoding began (the delivery's log line counts from there).
     async fn encode_after(
         &self,
         dest: &Destination,
         cursor: u64,
         up_to: u64,
-    ) -> Result<Option<EncodedFile>, ExportError> {
-        Ok(encode_file(
+    ) -> Result<Option<(EncodedFile, Instant)>, ExportError> {
+        let started = Instant::now();
+        let file = encode_file(
             self.store.as_ref(),
             &dest.format,
             dest.tenant.as_deref(),
@@ -764,7 +756,8 @@ impl Exporter {
             up_to,
             dest.limits,
         )
-        .await?)
+        .await?;
+        Ok(file.map(|file| (file, started)))
     }
 
     /// Finishes a batch recorded before a crash: same events, same bytes, same key.

@@ -40,7 +40,7 @@ pub struct EncodedEvent {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    /// The JSON form of a packed body being read ([`ExportEvent::from_body`]).
+    /// The JSON form of a packed body being read ([`with_json`]).
     static JSON: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
@@ -217,9 +217,10 @@ impl StoredEvent {
     /// Reads a stored body (as [`EncodedEvent`] wrote it); one that does not read is
     /// [`StoreError::Corrupt`].
     pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
-        let json = packed_event::json_of(body).map_err(|e| corrupt(seq, &e))?;
-        let event = serde_json::from_str(&json).map_err(|e| corrupt(seq, &e))?;
-        Ok(Self { seq, event })
+        with_json(seq, body, |json| {
+            let event = serde_json::from_str(json).map_err(|e| corrupt(seq, &e))?;
+            Ok(Self { seq, event })
+        })
     }
 }
 
@@ -228,7 +229,7 @@ impl ExportEvent {
     /// ([`event_json::read_event_for_export`]); one that does not read is
     /// [`StoreError::Corrupt`].
     pub fn from_body(seq: u64, body: &str) -> Result<Self, StoreError> {
-        let read = |json: &str| {
+        with_json(seq, body, |json| {
             let read = event_json::read_event_for_export(json).map_err(|e| corrupt(seq, &e))?;
             Ok(Self {
                 seq,
@@ -236,15 +237,6 @@ impl ExportEvent {
                 payload_text: read.payload.map(ToOwned::to_owned),
                 params_text: read.params.map(ToOwned::to_owned),
             })
-        };
-        if !packed_event::is_packed(body) {
-            return read(body);
-        }
-        // The JSON form is only read, so one buffer serves every event of the thread.
-        JSON.with_borrow_mut(|json| {
-            json.clear();
-            packed_event::write_json(json, body).map_err(|e| corrupt(seq, &e))?;
-            read(json)
         })
     }
 
@@ -271,6 +263,23 @@ impl ExportEvent {
     ) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
         serde_json::from_str(text.get())
     }
+}
+
+/// Hands `read` the JSON form of a stored body: the body itself, or the JSON a packed one
+/// stands for. That is only read, so one buffer serves every event of the thread.
+fn with_json<T>(
+    seq: u64,
+    body: &str,
+    read: impl FnOnce(&str) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if !packed_event::is_packed(body) {
+        return read(body);
+    }
+    JSON.with_borrow_mut(|json| {
+        json.clear();
+        packed_event::write_json(json, body).map_err(|e| corrupt(seq, &e))?;
+        read(json)
+    })
 }
 
 fn corrupt(seq: u64, e: &dyn std::fmt::Display) -> StoreError {
