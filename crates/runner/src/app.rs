@@ -35,6 +35,27 @@ pub struct App {
 impl App {
     /// Opens the store and builds every destination; errors name the config key.
     pub fn build(config: Config) -> anyhow::Result<Self> {
+        Self::assemble(config, |config| {
+            Ok(auditsync_store::registry::build_store(
+                &config.store.kind,
+                &config.store.options(),
+            )?)
+        })
+    }
+
+    /// [`App::build`] around a store opened by the caller instead of the one `store` in the
+    /// config describes (an application that opens its own; tests of a store in a given
+    /// state). Every destination is still built from the config.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        Self::assemble(config, |_| Ok(store))
+    }
+
+    /// Builds the destinations first, so that a config they refuse opens (and creates) no
+    /// store.
+    fn assemble(
+        config: Config,
+        open_store: impl FnOnce(&Config) -> anyhow::Result<Arc<dyn Store>>,
+    ) -> anyhow::Result<Self> {
         let retry = config.retry.policy();
         let schemas = config.schemas()?;
         let mut destinations = config
@@ -51,8 +72,7 @@ impl App {
             None => Vec::new(),
         };
         destinations.extend(tenant_destinations(&tenants, retry, &schemas)?);
-        let store =
-            auditsync_store::registry::build_store(&config.store.kind, &config.store.options())?;
+        let store = open_store(&config)?;
         let schema = schemas.get(&config.schema)?;
         let redactor = app_redactor(&config)?;
         let ingestor = Ingestor::new(store.clone(), schema, config.enable_user_events)

@@ -31,3 +31,4 @@ mod tenant_watch;
 pub use app::App;
 pub use cli::main;
 pub use config::Config;
+pub use http::serve_on;

@@ -86,6 +86,7 @@ pub struct Metrics {
     rejected: Family<Reason, Counter>,
     store_events: Family<Vec<(String, String)>, Gauge>,
     store_corrupted: Gauge,
+    starting: Gauge,
     gc_deleted: Counter,
     exported_events: PerDestination<Counter>,
     exported_files: PerDestination<Counter>,
@@ -159,6 +160,7 @@ impl Default for Metrics {
             rejected: register!("auditsync_ingest_rejected", "Ingest requests rejected, by reason; nothing of them was stored", Family::default()),
             store_events: register!("auditsync_store_events", "Events held in the store (absent when the store cannot be counted)", Family::default()),
             store_corrupted: register!("auditsync_store_corrupted", "1 once the store's database was found damaged: writes are refused", Gauge::default()),
+            starting: register!("auditsync_starting", "1 while the service starts: the store has not given its verdict at open, and ingest waits for it", Gauge::default()),
             gc_deleted: register!("auditsync_gc_deleted", "Events deleted by garbage collection", Counter::default()),
             sync_objects: register!("auditsync_sync_objects_copied", "Objects copied and verified by the sync", Family::default()),
             sync_bytes: register!("auditsync_sync_bytes_copied", "Bytes copied by the sync", Family::default()),
@@ -190,6 +192,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Whether the service is still starting (`auditsync_starting`).
+    pub fn starting(&self, starting: bool) {
+        self.starting.set(i64::from(starting));
+    }
+
     /// The schedules whose next fire time `/metrics` shows.
     pub fn schedules_registered(&self, schedules: Vec<(String, Schedule)>) {
         *lock(&self.schedules) = schedules;

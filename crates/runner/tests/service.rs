@@ -1097,6 +1097,90 @@ fn damaged_job_files_are_set_aside_and_expired_jobs_deleted_at_start() {
     assert!(log.contains("export job file is damaged"), "{log}");
 }
 
+/// The store's integrity check at open reads the whole file (about a second per GiB, more
+/// from a cold disk), and `run` used to answer nothing until it ended: a liveness probe
+/// could restart it before it ever listened. It now answers at once: `/livez` 200,
+/// `/healthz` 503 `starting`, `/metrics` with `auditsync_starting 1`, and an ingest request
+/// is held until the verdict, then stored. In process, with the check held by the test.
+#[test]
+fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_verdict() {
+    auditsync::plugins::link();
+    let env = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
+    let config =
+        auditsync::Config::load(&env.config, std::iter::empty::<(String, String)>()).unwrap();
+    let (store, release) =
+        auditsync_store_sqlite::SqliteStore::open_with_check_held(env.path("db/audit.db")).unwrap();
+    let app = auditsync::App::with_store(config, Arc::new(store)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(auditsync::serve_on(app, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let mut client = Client::connect(addr).unwrap();
+    assert_eq!(
+        client.request("GET", "/livez", &[], b"").unwrap().status,
+        200
+    );
+    let health = client.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert_eq!(
+        health.json()["status"],
+        json!("starting"),
+        "{}",
+        health.text()
+    );
+    assert!(
+        health.json()["store"]
+            .as_str()
+            .unwrap()
+            .contains("integrity"),
+        "{}",
+        health.text()
+    );
+    assert!(
+        health.headers.contains(&("retry-after".into(), "1".into())),
+        "{:?}",
+        health.headers
+    );
+    assert_eq!(metric(&mut client, "auditsync_starting"), 1.0);
+
+    let posting = std::thread::spawn(move || {
+        Client::connect(addr)
+            .unwrap()
+            .post("application/x-ndjson", None, &ndjson((0..3).map(line)))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !posting.is_finished(),
+        "ingest answered before the store's verdict"
+    );
+    assert_eq!(
+        client.request("GET", "/healthz", &[], b"").unwrap().status,
+        503
+    );
+    drop(release);
+    let answer = posting.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["stored"], json!(3), "{}", answer.text());
+    assert_eq!(
+        client.request("GET", "/healthz", &[], b"").unwrap().status,
+        200
+    );
+    assert_eq!(metric(&mut client, "auditsync_starting"), 0.0);
+
+    stop.send(()).unwrap();
+    runtime.block_on(server).unwrap().unwrap();
+    drop(runtime);
+    // The three, and the service's record of its (first) config.
+    assert_eq!(env.events_held(), 4);
+}
+
 /// Issue 11, item 1: with 4 KiB of a 20,000-event store overwritten, `ingest` said
 /// "ingested 10 events" and the service answered 200 and `/healthz` ok: acknowledged events
 /// that could never be exported. The damage is now found when the store opens, and every

@@ -105,8 +105,6 @@ pub struct SqliteStore {
 #[derive(Debug, Default)]
 struct CheckGate {
     done: Mutex<bool>,
-    /// Wakes threads blocked in [`CheckGate::wait`].
-    ended: std::sync::Condvar,
     /// Wakes tasks awaiting [`CheckGate::ended`].
     ended_for_tasks: tokio::sync::Notify,
 }
@@ -118,16 +116,7 @@ impl CheckGate {
 
     fn finish(&self) {
         *lock(&self.done) = true;
-        self.ended.notify_all();
         self.ended_for_tasks.notify_waiters();
-    }
-
-    /// Blocks the thread until the check has ended.
-    fn wait(&self) {
-        let mut done = lock(&self.done);
-        while !*done {
-            done = self.ended.wait(done).unwrap_or_else(|p| p.into_inner());
-        }
     }
 
     /// Waits, without holding a thread, until the check has ended.
@@ -1399,9 +1388,11 @@ impl Store for SqliteStore {
     }
 
     fn corruption(&self) -> Option<String> {
-        // Known once the check at open has ended: at most its time, once per process.
-        self.check.wait();
         lock(&self.corruption).clone()
+    }
+
+    async fn checked(&self) {
+        self.check.ended().await;
     }
 
     fn holds_writes(&self) -> bool {
@@ -1656,6 +1647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = damaged_store(dir.path(), false).await;
         let store = SqliteStore::open(&path).unwrap();
+        store.checked().await;
         assert!(store.corruption().is_some());
         let refused = |r: Result<(), StoreError>| match r {
             Err(StoreError::Corrupted { store, .. }) => assert!(store.ends_with("a.db")),

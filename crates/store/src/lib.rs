@@ -793,11 +793,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// The damage found in the store's database, if any (see [`StoreError::Corrupted`]);
-    /// `/healthz` and `/metrics` report it. A store that cannot detect damage reports none.
+    /// The damage found in the store's database so far, if any (see
+    /// [`StoreError::Corrupted`]); `/healthz` and `/metrics` report it. It does not wait:
+    /// while a check at open runs ([`Store::holds_writes`]) it knows only what was found
+    /// before; await [`Store::checked`] first for the check's verdict. A store that cannot
+    /// detect damage reports none.
     fn corruption(&self) -> Option<String> {
         None
     }
+
+    /// Returns once the store's check at open (if it makes one) has given its verdict, which
+    /// [`Store::corruption`] then includes. At once by default.
+    async fn checked(&self) {}
 
     /// Records a scheduled run (export, GC, a sync), replacing that schedule's previous
     /// record, so that `auditsync schedule` and `status` can show when it last ran.

@@ -69,6 +69,7 @@ pub(crate) async fn verify(app: &App) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
+    app.store.checked().await;
     if let Some(damage) = app.store.corruption() {
         println!(
             "store ({}): CORRUPTED: {damage}; writes are refused (see docs/operations.md, \"A corrupted store\")",

@@ -98,6 +98,9 @@ pub(super) async fn ingest(
         BodyKind::Json => shared.ingestor.parse_json(&body)?,
         BodyKind::Ndjson => shared.ingestor.parse_ndjson(&body)?,
     };
+    // Held, not refused, while the store checks itself at open: nothing is lost, and a
+    // client that gives up first may send the same ids again.
+    let _ = shared.started.clone().wait_for(|started| *started).await;
     let appended = shared.recorder.commit(parsed.events).await?;
     let duplicates = appended.iter().filter(|a| a.duplicate).count();
     shared
@@ -125,7 +128,27 @@ pub(super) async fn ingest(
     .into_response())
 }
 
+/// 200 while the service answers at all: for liveness probes, which must not restart a
+/// service that is still checking a large store at open.
+pub(super) async fn livez() -> Response {
+    Json(json!({"status": "live"})).into_response()
+}
+
+/// 200 while the store accepts writes; 503 while it starts or when it cannot (readiness).
 pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    if !*shared.started.borrow() {
+        let store = if shared.store.holds_writes() {
+            "checking its integrity at open; writes wait for the verdict"
+        } else {
+            "opening"
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({"status": "starting", "store": store, "corrupted": false})),
+        )
+            .into_response();
+    }
     match shared.store.check_writable().await {
         Ok(()) => Json(json!({"status": "ok", "store": "writable"})).into_response(),
         Err(e) => (
@@ -142,6 +165,11 @@ pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 
 pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let corrupted = shared.store.corruption().is_some();
+    if !*shared.started.borrow() {
+        // The store's figures would wait for its check at open; the service's own do not.
+        let text = shared.metrics.render(None, &[], corrupted);
+        return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response();
+    }
     let result: Result<String, auditsync_store::StoreError> = async {
         let stats = shared.store.stats().await?;
         let mut backlogs = Vec::new();

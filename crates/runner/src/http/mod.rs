@@ -60,6 +60,9 @@ struct Shared {
     max_body: usize,
     /// One change of the tenant files at a time.
     tenant_edits: tokio::sync::Mutex<()>,
+    /// `true` once the store has given its verdict at open (and a changed config is
+    /// recorded): ingest waits for it, and `/healthz` answers `starting` until then.
+    started: watch::Receiver<bool>,
 }
 
 fn router(shared: Arc<Shared>, max_body: usize) -> Router {
@@ -102,6 +105,7 @@ fn router(shared: Arc<Shared>, max_body: usize) -> Router {
                 .fallback(method_not_allowed),
         )
         .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route("/livez", get(livez).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -119,7 +123,7 @@ fn check_exposure(addr: SocketAddr, tokens: &[[u8; 32]]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal(tx: watch::Sender<bool>) {
+async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -132,7 +136,6 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    let _ = tx.send(true);
 }
 
 /// Records `auditsync.config.changed` when the config differs from the one the service last
@@ -159,12 +162,32 @@ async fn record_config_change(app: &App, recorder: &Recorder) -> anyhow::Result<
     Ok(())
 }
 
-/// Serves until SIGTERM/SIGINT: stops accepting, answers requests in flight, finishes an
-/// export in progress, then returns.
+/// Serves on `ingest.listen` until SIGTERM/SIGINT: stops accepting, answers requests in
+/// flight, finishes an export in progress, then returns.
 pub async fn serve(app: App) -> anyhow::Result<()> {
     let addr = app.config.ingest.listen_addr()?;
+    check_exposure(addr, &app.config.ingest.token_digests()?)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("config key `ingest.listen`: cannot listen on {addr}"))?;
+    serve_on(app, listener, shutdown_signal()).await
+}
+
+/// Serves the HTTP API and runs the schedules on a listener the caller bound, until
+/// `shutdown` completes; then stops accepting, answers requests in flight, finishes an
+/// export in progress, and returns.
+///
+/// It answers at once, even while the store is still checking itself at open (SQLite's
+/// integrity check reads the whole file: seconds for a large store). Until then `/healthz`
+/// answers 503 `starting`, `/livez` 200, and ingest requests wait for the verdict.
+pub async fn serve_on(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
     let tokens = app.config.ingest.token_digests()?;
-    check_exposure(addr, &tokens)?;
+    check_exposure(local, &tokens)?;
     let schedules = crate::schedules::configured(&app.config)?;
     let schedule_named = |name: &str| {
         schedules
@@ -179,7 +202,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
         tracing::warn!("enableUserEvents is false: ingest answers 403 and records nothing; stored events are still exported");
     }
     if tokens.is_empty() {
-        tracing::warn!(%addr, "no ingest.token_hashes: ingest is unauthenticated (loopback only)");
+        tracing::warn!(%local, "no ingest.token_hashes: ingest is unauthenticated (loopback only)");
     }
     let admins = app.config.admin.token_digests()?;
     let (jobs, resume) = Jobs::open(app.config.admin.exports_dir(&app.config.store))?;
@@ -192,24 +215,14 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             .map(|s| (s.name.clone(), s.schedule.clone()))
             .collect(),
     );
+    metrics.starting(true);
     let store: Arc<dyn Store> = app.store.clone();
     let recorder = Recorder::start_with(store, app.redactor.clone());
-    // A corrupted store still serves: ingest answers 503 and /healthz and /metrics say why,
-    // so that producers hold their events and monitoring sees the cause.
-    match app.store.corruption() {
-        None => record_config_change(&app, &recorder).await?,
-        Some(damage) => {
-            tracing::error!(store = %app.store.describe(), %damage, "the store is corrupted: serving with writes refused; see docs/operations.md")
-        }
-    }
     let app = Arc::new(app);
-    for id in resume {
-        tracing::info!(job = %id, "export job resumed after a restart");
-        tokio::spawn(jobs.clone().run(app.clone(), id));
-    }
+    let (started, started_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         app: app.clone(),
-        jobs,
+        jobs: jobs.clone(),
         admins,
         ingestor: app
             .ingestor
@@ -224,18 +237,8 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
         tokens,
         max_body: app.config.ingest.max_body_bytes,
         tenant_edits: tokio::sync::Mutex::new(()),
+        started: started_rx,
     });
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("config key `ingest.listen`: cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    // Tests and supervisors read this line to learn the port (e.g. with `listen` port 0).
-    println!("listening on http://{local}");
-    tracing::info!(%local, "ingest listening");
-
-    let (tx, mut stop) = watch::channel(false);
-    tokio::spawn(crate::tenant_watch::watch(app.clone(), stop.clone()));
-    tokio::spawn(shutdown_signal(tx));
     let mut scheduler = Scheduler::new(app.exporter.clone(), app.store.clone())
         .export_on(export_schedule)
         .gc_on(gc_schedule)
@@ -264,15 +267,74 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
             },
         });
     }
-    let schedules = scheduler.start();
-    axum::serve(listener, router(shared, app.config.ingest.max_body_bytes))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
+
+    // Tests and supervisors read this line to learn the port (e.g. with `listen` port 0).
+    println!("listening on http://{local}");
+    tracing::info!(%local, "ingest listening");
+    let (stop_tx, mut stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let server = {
+        let mut stop = stop.clone();
+        let router = router(shared.clone(), app.config.ingest.max_body_bytes);
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
         })
+    };
+    // Exports read ahead of the store's check at open, and wait for it to write.
+    let schedules = scheduler.start();
+    tokio::spawn(crate::tenant_watch::watch(app.clone(), stop.clone()));
+
+    // Once the store has given its verdict: a corrupted one still serves (ingest answers
+    // 503, and /healthz and /metrics say why) so that producers hold their events and
+    // monitoring sees the cause; a sound one records a changed config before any ingest.
+    let opened = tokio::select! {
+        opened = settle(&app, &shared.recorder) => opened,
+        _ = stop.wait_for(|stop| *stop) => Ok(()),
+    };
+    if let Err(e) = opened {
+        server.abort();
+        schedules.shutdown().await;
+        return Err(e);
+    }
+    if !*stop.borrow() {
+        for id in resume {
+            tracing::info!(job = %id, "export job resumed after a restart");
+            tokio::spawn(jobs.clone().run(app.clone(), id));
+        }
+        metrics.starting(false);
+        let _ = started.send(true);
+        tracing::info!("the store is open: ingest proceeds");
+    }
+
+    server
         .await
+        .context("HTTP server task failed")?
         .context("HTTP server failed")?;
     schedules.shutdown().await;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Waits for the store's verdict at open, then records a changed config; damage is
+/// reported instead of failing.
+async fn settle(app: &App, recorder: &Recorder) -> anyhow::Result<()> {
+    app.store.checked().await;
+    if app.store.corruption().is_none() {
+        match record_config_change(app, recorder).await {
+            Err(_) if app.store.corruption().is_some() => {}
+            other => other?,
+        }
+    }
+    if let Some(damage) = app.store.corruption() {
+        tracing::error!(store = %app.store.describe(), %damage, "the store is corrupted: serving with writes refused; see docs/operations.md");
+    }
     Ok(())
 }
 
