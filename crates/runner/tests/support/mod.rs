@@ -272,7 +272,7 @@ pub struct Server {
 }
 
 /// Starts `auditsync run` with `config` (whose `ingest.listen` should use port 0) and waits
-/// for its "listening on" line.
+/// for its "listening on" line, then until `/healthz` no longer answers `starting`.
 pub fn start_server(binary: &Path, config: &Path, log: &Path) -> Server {
     let log_file = std::fs::File::create(log).unwrap();
     let mut command = Command::new(binary);
@@ -311,6 +311,21 @@ pub fn start_server(binary: &Path, config: &Path, log: &Path) -> Server {
         .unwrap();
     // keep draining stdout so the child never blocks on a full pipe
     std::thread::spawn(move || for _ in lines {});
+    // It listens before the store's check at open ends; wait for that as a readiness probe
+    // would, so that what a test asks first is not answered `starting`.
+    let mut client = Client::connect(addr).unwrap();
+    loop {
+        let health = client.request("GET", "/healthz", &[], b"").unwrap();
+        if health.status != 503 || health.json()["status"] != "starting" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still starting after 30 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Server { child, addr }
 }
 
