@@ -289,6 +289,10 @@ pub async fn serve_on(
     };
     // Exports read ahead of the store's check at open, and wait for it to write.
     let schedules = scheduler.start();
+    let checking = std::time::Instant::now();
+    if app.store.holds_writes() {
+        tracing::info!("the store is checking its integrity at open: /healthz answers `starting`, and ingest waits for the verdict");
+    }
     tokio::spawn(crate::tenant_watch::watch(app.clone(), stop.clone()));
 
     // Once the store has given its verdict: a corrupted one still serves (ingest answers
@@ -310,7 +314,10 @@ pub async fn serve_on(
         }
         metrics.starting(false);
         let _ = started.send(true);
-        tracing::info!("the store is open: ingest proceeds");
+        tracing::info!(
+            waited_ms = checking.elapsed().as_millis() as u64,
+            "the store is open: ingest proceeds"
+        );
     }
 
     server
