@@ -1181,6 +1181,54 @@ fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_
     assert_eq!(env.events_held(), 4);
 }
 
+/// A stop while ingest waits for the store's check at open: the held request is refused
+/// (503 `shutting_down`, nothing stored) and the service stops, instead of the shutdown
+/// waiting for a request that waits for a start that will not come.
+#[test]
+fn a_stop_during_the_check_at_open_refuses_the_held_ingest_and_stops() {
+    auditsync::plugins::link();
+    let env = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
+    let config =
+        auditsync::Config::load(&env.config, std::iter::empty::<(String, String)>()).unwrap();
+    let (store, release) =
+        auditsync_store_sqlite::SqliteStore::open_with_check_held(env.path("db/audit.db")).unwrap();
+    let app = auditsync::App::with_store(config, Arc::new(store)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(auditsync::serve_on(app, listener, async {
+        let _ = stopped.await;
+    }));
+    let posting = std::thread::spawn(move || {
+        Client::connect(addr)
+            .unwrap()
+            .post("application/x-ndjson", None, &ndjson((0..3).map(line)))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!posting.is_finished(), "ingest answered before the verdict");
+    stop.send(()).unwrap();
+    let answer = posting.join().unwrap();
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert_eq!(
+        answer.json()["error"]["code"],
+        json!("shutting_down"),
+        "{}",
+        answer.text()
+    );
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+        .expect("the service did not stop")
+        .unwrap()
+        .unwrap();
+    drop(release);
+    drop(runtime);
+    assert_eq!(env.events_held(), 0);
+}
+
 /// Issue 11, item 1: with 4 KiB of a 20,000-event store overwritten, `ingest` said
 /// "ingested 10 events" and the service answered 200 and `/healthz` ok: acknowledged events
 /// that could never be exported. The damage is now found when the store opens, and every

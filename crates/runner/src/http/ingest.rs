@@ -99,8 +99,21 @@ pub(super) async fn ingest(
         BodyKind::Ndjson => shared.ingestor.parse_ndjson(&body)?,
     };
     // Held, not refused, while the store checks itself at open: nothing is lost, and a
-    // client that gives up first may send the same ids again.
-    let _ = shared.started.clone().wait_for(|started| *started).await;
+    // client that gives up first may send the same ids again. A stop before the verdict
+    // ends the wait (the sender is dropped) and refuses, so that shutdown is not held up.
+    if shared
+        .started
+        .clone()
+        .wait_for(|started| *started)
+        .await
+        .is_err()
+    {
+        return Err(api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service stopped before its store finished checking itself at open; nothing was stored, send again",
+        ));
+    }
     let appended = shared.recorder.commit(parsed.events).await?;
     let duplicates = appended.iter().filter(|a| a.duplicate).count();
     shared

@@ -307,7 +307,10 @@ pub async fn serve_on(
         schedules.shutdown().await;
         return Err(e);
     }
-    if !*stop.borrow() {
+    if *stop.borrow() {
+        // Ingest held for the verdict is refused rather than left waiting.
+        drop(started);
+    } else {
         for id in resume {
             tracing::info!(job = %id, "export job resumed after a restart");
             tokio::spawn(jobs.clone().run(app.clone(), id));
