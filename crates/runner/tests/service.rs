@@ -1097,6 +1097,57 @@ fn damaged_job_files_are_set_aside_and_expired_jobs_deleted_at_start() {
     assert!(log.contains("export job file is damaged"), "{log}");
 }
 
+/// The service run in process (`serve_on`) on `env`'s config, over a store whose
+/// integrity check at open goes on until `release` is dropped.
+struct HeldService {
+    runtime: tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    /// Stops the service.
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Ends the store's check at open when dropped.
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl HeldService {
+    fn start(env: &Env) -> Self {
+        auditsync::plugins::link();
+        let config =
+            auditsync::Config::load(&env.config, std::iter::empty::<(String, String)>()).unwrap();
+        let (store, release) =
+            auditsync_store_sqlite::SqliteStore::open_with_check_held(env.path("db/audit.db"))
+                .unwrap();
+        let app = auditsync::App::with_store(config, Arc::new(store)).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = runtime.spawn(auditsync::serve_on(app, listener, async {
+            let _ = stopped.await;
+        }));
+        HeldService {
+            runtime,
+            addr,
+            stop,
+            server,
+            release,
+        }
+    }
+
+    /// Three events posted on a thread of their own (the answer may be held).
+    fn post_three(&self) -> std::thread::JoinHandle<support::Response> {
+        let addr = self.addr;
+        std::thread::spawn(move || {
+            Client::connect(addr)
+                .unwrap()
+                .post("application/x-ndjson", None, &ndjson((0..3).map(line)))
+                .unwrap()
+        })
+    }
+}
+
 /// The store's integrity check at open reads the whole file (about a second per GiB, more
 /// from a cold disk), and `run` used to answer nothing until it ended: a liveness probe
 /// could restart it before it ever listened. It now answers at once: `/livez` 200,
@@ -1104,24 +1155,10 @@ fn damaged_job_files_are_set_aside_and_expired_jobs_deleted_at_start() {
 /// is held until the verdict, then stored. In process, with the check held by the test.
 #[test]
 fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_verdict() {
-    auditsync::plugins::link();
     let env = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
-    let config =
-        auditsync::Config::load(&env.config, std::iter::empty::<(String, String)>()).unwrap();
-    let (store, release) =
-        auditsync_store_sqlite::SqliteStore::open_with_check_held(env.path("db/audit.db")).unwrap();
-    let app = auditsync::App::with_store(config, Arc::new(store)).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(auditsync::serve_on(app, listener, async {
-        let _ = stopped.await;
-    }));
+    let held = HeldService::start(&env);
 
-    let mut client = Client::connect(addr).unwrap();
+    let mut client = Client::connect(held.addr).unwrap();
     assert_eq!(
         client.request("GET", "/livez", &[], b"").unwrap().status,
         200
@@ -1149,12 +1186,7 @@ fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_
     );
     assert_eq!(metric(&mut client, "auditsync_starting"), 1.0);
 
-    let posting = std::thread::spawn(move || {
-        Client::connect(addr)
-            .unwrap()
-            .post("application/x-ndjson", None, &ndjson((0..3).map(line)))
-            .unwrap()
-    });
+    let posting = held.post_three();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !posting.is_finished(),
@@ -1164,7 +1196,7 @@ fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_
         client.request("GET", "/healthz", &[], b"").unwrap().status,
         503
     );
-    drop(release);
+    drop(held.release);
     let answer = posting.join().unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["stored"], json!(3), "{}", answer.text());
@@ -1174,9 +1206,9 @@ fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_
     );
     assert_eq!(metric(&mut client, "auditsync_starting"), 0.0);
 
-    stop.send(()).unwrap();
-    runtime.block_on(server).unwrap().unwrap();
-    drop(runtime);
+    held.stop.send(()).unwrap();
+    held.runtime.block_on(held.server).unwrap().unwrap();
+    drop(held.runtime);
     // The three, and the service's record of its (first) config.
     assert_eq!(env.events_held(), 4);
 }
@@ -1186,31 +1218,12 @@ fn the_service_answers_while_the_store_checks_itself_and_holds_ingest_until_the_
 /// waiting for a request that waits for a start that will not come.
 #[test]
 fn a_stop_during_the_check_at_open_refuses_the_held_ingest_and_stops() {
-    auditsync::plugins::link();
     let env = Env::new(service_config(json!({"ueventsSchedule": "@yearly"})));
-    let config =
-        auditsync::Config::load(&env.config, std::iter::empty::<(String, String)>()).unwrap();
-    let (store, release) =
-        auditsync_store_sqlite::SqliteStore::open_with_check_held(env.path("db/audit.db")).unwrap();
-    let app = auditsync::App::with_store(config, Arc::new(store)).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(auditsync::serve_on(app, listener, async {
-        let _ = stopped.await;
-    }));
-    let posting = std::thread::spawn(move || {
-        Client::connect(addr)
-            .unwrap()
-            .post("application/x-ndjson", None, &ndjson((0..3).map(line)))
-            .unwrap()
-    });
+    let held = HeldService::start(&env);
+    let posting = held.post_three();
     std::thread::sleep(Duration::from_millis(300));
     assert!(!posting.is_finished(), "ingest answered before the verdict");
-    stop.send(()).unwrap();
+    held.stop.send(()).unwrap();
     let answer = posting.join().unwrap();
     assert_eq!(answer.status, 503, "{}", answer.text());
     assert_eq!(
@@ -1219,13 +1232,13 @@ fn a_stop_during_the_check_at_open_refuses_the_held_ingest_and_stops() {
         "{}",
         answer.text()
     );
-    runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+    held.runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), held.server).await })
         .expect("the service did not stop")
         .unwrap()
         .unwrap();
-    drop(release);
-    drop(runtime);
+    drop(held.release);
+    drop(held.runtime);
     assert_eq!(env.events_held(), 0);
 }
 
