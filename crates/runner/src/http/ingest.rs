@@ -178,7 +178,9 @@ pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 
 pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let corrupted = shared.store.corruption().is_some();
-    if !*shared.started.borrow() {
+    let started = *shared.started.borrow();
+    shared.metrics.starting(!started);
+    if !started {
         // The store's figures would wait for its check at open; the service's own do not.
         let text = shared.metrics.render(None, &[], corrupted);
         return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response();

@@ -166,6 +166,8 @@ async fn record_config_change(app: &App, recorder: &Recorder) -> anyhow::Result<
 /// flight, finishes an export in progress, then returns.
 pub async fn serve(app: App) -> anyhow::Result<()> {
     let addr = app.config.ingest.listen_addr()?;
+    // Before binding, so that an exposed address is never bound (`serve_on` checks the
+    // address it is handed again, for callers that bind their own).
     check_exposure(addr, &app.config.ingest.token_digests()?)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -215,7 +217,6 @@ pub async fn serve_on(
             .map(|s| (s.name.clone(), s.schedule.clone()))
             .collect(),
     );
-    metrics.starting(true);
     let store: Arc<dyn Store> = app.store.clone();
     let recorder = Recorder::start_with(store, app.redactor.clone());
     let app = Arc::new(app);
@@ -315,7 +316,6 @@ pub async fn serve_on(
             tracing::info!(job = %id, "export job resumed after a restart");
             tokio::spawn(jobs.clone().run(app.clone(), id));
         }
-        metrics.starting(false);
         let _ = started.send(true);
         tracing::info!(
             waited_ms = checking.elapsed().as_millis() as u64,
