@@ -199,6 +199,14 @@ impl Output {
         })
     }
 
+    /// Hands the chunk gathered so far to the output thread.
+    fn send_chunk(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::other("output thread stopped"))
+    }
+
     /// The file's bytes and their SHA-256, in lowercase hex.
     fn finish(self) -> io::Result<(Vec<u8>, String)> {
         let Output { chunk, tx, worker } = self;
@@ -216,12 +224,13 @@ impl Output {
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Sent before it would overflow: growing a full chunk copies it all once more.
+        if !self.chunk.is_empty() && self.chunk.len() + buf.len() > CHUNK {
+            self.send_chunk()?;
+        }
         self.chunk.extend_from_slice(buf);
         if self.chunk.len() >= CHUNK {
-            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
-            self.tx
-                .send(full)
-                .map_err(|_| io::Error::other("output thread stopped"))?;
+            self.send_chunk()?;
         }
         Ok(buf.len())
     }

@@ -163,12 +163,23 @@ mod direct {
         };
         let whole_blocks = body.len() / ALIGN * ALIGN;
         let chunk = CHUNK.min(whole_blocks);
-        let mut buffer = vec![0u8; chunk + ALIGN];
-        let start = buffer.as_ptr().align_offset(ALIGN);
-        let aligned = &mut buffer[start..start + chunk];
+        // A body that starts on a block boundary (a large allocation usually does) is
+        // written from where it is; any other is copied through one aligned buffer.
+        let mut buffer = Vec::new();
+        let mut aligned: &mut [u8] = &mut [];
+        if body.as_ptr().align_offset(ALIGN) != 0 {
+            buffer = vec![0u8; chunk + ALIGN];
+            let start = buffer.as_ptr().align_offset(ALIGN);
+            aligned = &mut buffer[start..start + chunk];
+        }
         for (i, piece) in body[..whole_blocks].chunks(chunk).enumerate() {
-            let out = &mut aligned[..piece.len()];
-            out.copy_from_slice(piece);
+            let out: &[u8] = if aligned.is_empty() {
+                piece
+            } else {
+                let out = &mut aligned[..piece.len()];
+                out.copy_from_slice(piece);
+                out
+            };
             match file.write_all(out) {
                 Ok(()) => {}
                 // Stricter alignment than ours: nothing is written yet, go buffered.

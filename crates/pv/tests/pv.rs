@@ -136,16 +136,24 @@ async fn large_bodies_are_written_whole_on_tmpfs_too() {
 async fn large_bodies_round_trip(dir: tempfile::TempDir) {
     let sink = sink(&dir.path().join("root"));
     // Below the direct threshold, a whole number of blocks, a partial last block, and more
-    // than one direct chunk with a partial block.
-    for (i, len) in [(1 << 20) - 1, 2 << 20, (1 << 20) + 1234, (9 << 20) + 4095]
-        .into_iter()
-        .enumerate()
-    {
+    // than one direct chunk with a partial block; each from a body that starts on a block
+    // boundary (written from where it is) and from one that does not (copied).
+    let lengths = [(1 << 20) - 1, 2 << 20, (1 << 20) + 1234, (9 << 20) + 4095];
+    let starts = [0, 1];
+    let cases = lengths
+        .iter()
+        .flat_map(|&len| starts.map(|shift| (len, shift)));
+    for (i, (len, shift)) in cases.enumerate() {
         let body: Vec<u8> = (0..len as u64)
             .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
+        let mut room = vec![0u8; len + 2 * 4096];
+        let start = room.as_ptr().align_offset(4096) + shift;
+        room[start..start + len].copy_from_slice(&body);
+        let placed = Bytes::from(room).slice(start..start + len);
+        assert_eq!(placed.as_ptr() as usize % 4096, shift);
         let key = ObjectKey::new(format!("big/{i}.ndjson")).unwrap();
-        let outcome = sink.put(&key, Bytes::from(body.clone())).await.unwrap();
+        let outcome = sink.put(&key, placed).await.unwrap();
         assert_eq!(outcome, PutOutcome::Created, "{len} bytes");
         let back = sink.get(&key).await.unwrap();
         assert_eq!(back.len(), len, "{len} bytes");
@@ -154,7 +162,7 @@ async fn large_bodies_round_trip(dir: tempfile::TempDir) {
         assert_eq!(again, PutOutcome::AlreadyExists, "{len} bytes");
     }
     let listed = sink.list("big/").await.unwrap();
-    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed.len(), 8, "{listed:?}");
     let left: Vec<_> = std::fs::read_dir(dir.path().join("root/big"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
