@@ -394,8 +394,8 @@ impl Exporter {
     /// destination stops at its failure; the others go on.
     pub async fn export_once(self: &Arc<Self>) -> Vec<DestinationReport> {
         let destinations = self.destinations();
-        let up_to = match self.store.stats().await {
-            Ok(stats) => stats.last_seq,
+        let up_to = match self.store.last_seq().await {
+            Ok(last_seq) => last_seq,
             Err(e) => {
                 return destinations
                     .iter()

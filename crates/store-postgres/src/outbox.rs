@@ -615,6 +615,15 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        let client = self.client("stats").await?;
+        let row = client
+            .query_one("SELECT last_seq FROM sequencer", &[])
+            .await
+            .map_err(backend("stats"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     async fn count_after(&self, after: u64) -> Result<u64, StoreError> {
         let client = self.client("count").await?;
         let row = client

@@ -616,6 +616,20 @@ fn for_each_body(
     Ok(())
 }
 
+/// The highest sequence number readers may see: the highest ever handed out
+/// (`sqlite_sequence` keeps it even after deletes), or below an open bulk load.
+fn visible_last_seq(conn: &mut Connection) -> Result<u64, StoreError> {
+    let last_seq: Option<u64> = conn
+        .query_row(
+            &format!("SELECT MIN(seq, {VISIBLE_HEAD}) FROM sqlite_sequence WHERE name = 'events'"),
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend("stats"))?;
+    Ok(last_seq.unwrap_or_default())
+}
+
 /// The index of events by tenant. It is built the first time a tenant's destination reads
 /// (see [`SqliteStore::read_tenant_for_export`]), not with the table, so that a store
 /// without tenant destinations does not pay for it on every insert. Its rows are
@@ -1259,24 +1273,18 @@ impl Store for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(&err)?;
-            // sqlite_sequence keeps the highest key ever handed out, even after deletes.
-            let last_seq: Option<u64> = conn
-                .query_row(
-                    &format!(
-                        "SELECT MIN(seq, {VISIBLE_HEAD}) FROM sqlite_sequence WHERE name = 'events'"
-                    ),
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(&err)?;
             Ok(StoreStats {
                 events,
                 first_seq,
-                last_seq: last_seq.unwrap_or_default(),
+                last_seq: visible_last_seq(conn)?,
             })
         })
         .await
+    }
+
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        // Writes nothing: may go ahead of the check at open.
+        self.ahead_of_check(visible_last_seq).await
     }
 
     async fn count_after(&self, after: u64) -> Result<u64, StoreError> {
@@ -1624,6 +1632,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.last_seq, 10);
+        let last_seq = tokio::time::timeout(soon, store.last_seq()).await.unwrap();
+        assert_eq!(last_seq.unwrap(), 10);
         let cursor = tokio::time::timeout(soon, store.cursor("d")).await.unwrap();
         assert_eq!(cursor.unwrap(), 0);
         let page = tokio::time::timeout(soon, store.read_page_for_export(None, 0, 10, 100))

@@ -56,6 +56,11 @@ async fn a_load_is_invisible_until_its_last_step_and_writers_wait_for_it() {
 
     let stats = other.stats().await.unwrap();
     assert_eq!((stats.events, stats.last_seq), (1, 1), "{stats:?}");
+    assert_eq!(
+        other.last_seq().await.unwrap(),
+        1,
+        "an export stops below the load"
+    );
     assert_eq!(other.read_after(0, u64::MAX, 100).await.unwrap().len(), 1);
     assert_eq!(other.count_after(0).await.unwrap(), 1);
     assert_eq!(

@@ -732,6 +732,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Current counts.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// The highest sequence number readers may see ([`StoreStats::last_seq`]): where an
+    /// export of everything stored now stops. Asked at every export, so a store whose
+    /// [`Store::stats`] counts its events (a walk over all of them) should answer it
+    /// without; the default asks `stats`.
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.stats().await?.last_seq)
+    }
+
     /// Number of events held with `seq > after` (a destination's backlog).
     async fn count_after(&self, after: u64) -> Result<u64, StoreError>;
 

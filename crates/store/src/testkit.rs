@@ -143,6 +143,7 @@ pub async fn batches_move_cursors_and_gc_keeps_what_a_destination_lacks(store: A
         (stats.events, stats.first_seq, stats.last_seq),
         (2, Some(4), 5)
     );
+    assert_eq!(store.last_seq().await.unwrap(), 5, "GC keeps the head");
 }
 
 /// Completed batches stay listed after GC, in order, without the pending one; manifest heads
@@ -248,9 +249,12 @@ pub async fn an_abandoned_bulk_append_stores_nothing(store: Arc<dyn Store>) {
 /// Counts, backlogs, the write check and the description.
 pub async fn counts_and_health(store: Arc<dyn Store>) {
     assert_eq!(store.stats().await.unwrap().events, 0);
+    assert_eq!(store.last_seq().await.unwrap(), 0);
     store.append(encoded(0..10)).await.unwrap();
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.events, 10);
+    assert_eq!(store.last_seq().await.unwrap(), stats.last_seq);
+    assert!(stats.last_seq >= 10, "{stats:?}");
     assert_eq!(store.count_after(0).await.unwrap(), 10);
     assert_eq!(store.count_after(stats.last_seq).await.unwrap(), 0);
     store.check_writable().await.unwrap();
