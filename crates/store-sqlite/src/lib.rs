@@ -1758,24 +1758,35 @@ mod tests {
         store.append_events(vec![event("e0", 0)]).await.unwrap();
         assert_eq!(store.stats().await.unwrap().events, 1);
         let soon = Duration::from_secs(10);
-        {
-            // A count in progress holds the counting connection.
-            let _counting = lock(&store.counting);
-            let appended = tokio::time::timeout(soon, store.append_events(vec![event("e1", 1)]))
-                .await
-                .expect("an append waited for a count");
-            appended.unwrap();
-        }
-        {
-            // A write in progress holds the writer's connection.
-            let _writing = lock(&store.conn);
-            let stats = tokio::time::timeout(soon, store.stats())
-                .await
-                .expect("a count waited for a write");
-            assert_eq!(stats.unwrap().events, 2);
-            let backlog = tokio::time::timeout(soon, store.count_after(1)).await;
-            assert_eq!(backlog.expect("a count waited for a write").unwrap(), 1);
-        }
+        // A count in progress holds the counting connection.
+        let counting = hold(Arc::clone(&store.counting));
+        let appended = tokio::time::timeout(soon, store.append_events(vec![event("e1", 1)]))
+            .await
+            .expect("an append waited for a count");
+        appended.unwrap();
+        drop(counting);
+        // A write in progress holds the writer's connection.
+        let writing = hold(Arc::clone(&store.conn));
+        let stats = tokio::time::timeout(soon, store.stats())
+            .await
+            .expect("a count waited for a write");
+        assert_eq!(stats.unwrap().events, 2);
+        let backlog = tokio::time::timeout(soon, store.count_after(1)).await;
+        assert_eq!(backlog.expect("a count waited for a write").unwrap(), 1);
+        drop(writing);
+    }
+
+    /// Holds `mutex` on a thread of its own until the returned sender is dropped.
+    fn hold<T: Send + 'static>(mutex: Arc<Mutex<T>>) -> std::sync::mpsc::Sender<()> {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, holding) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _guard = lock(&mutex);
+            held.send(()).unwrap();
+            let _ = released.recv();
+        });
+        holding.recv().unwrap();
+        release
     }
 
     #[tokio::test]
