@@ -436,19 +436,30 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move || {
             // A panic while holding the lock leaves SQLite consistent (transactions roll
             // back on drop), so a poisoned lock is still usable.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             work(&mut guard)
         })
         .await
-        .map_err(|e| StoreError::Backend {
-            operation: "task",
-            source: Box::new(e),
-            retryable: false,
-        })?
-        .map_err(|e| self.note_corruption(e))
+    }
+
+    /// Runs `work` on the blocking pool; damage it meets is remembered
+    /// ([`Self::note_corruption`]).
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| StoreError::Backend {
+                operation: "task",
+                source: Box::new(e),
+                retryable: false,
+            })?
+            .map_err(|e| self.note_corruption(e))
     }
 
     /// Runs a count on the store's counting connection, opened on first use.
@@ -463,7 +474,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (counting, path) = (Arc::clone(&self.counting), self.path.clone());
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move || {
             let mut guard = lock(&counting);
             if guard.is_none() {
                 *guard = Some(open_counting(&path).map_err(backend("open"))?);
@@ -471,12 +482,6 @@ impl SqliteStore {
             work(guard.as_ref().expect("opened above"))
         })
         .await
-        .map_err(|e| StoreError::Backend {
-            operation: "task",
-            source: Box::new(e),
-            retryable: false,
-        })?
-        .map_err(|e| self.note_corruption(e))
     }
 
     /// Turns an error that met damage into [`StoreError::Corrupted`], and remembers it so
