@@ -1154,10 +1154,12 @@ impl Store for SqliteStore {
 
     async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
-        let index_ready = Arc::clone(&self.tenant_index_ready);
         // The index is made (a write) on the writer's connection, then read on the other.
-        self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
-            .await?;
+        if !self.tenant_index_ready.load(Ordering::Acquire) {
+            let index_ready = Arc::clone(&self.tenant_index_ready);
+            self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
+                .await?;
+        }
         self.counting(move |conn| {
             cached_row(
                 conn,
