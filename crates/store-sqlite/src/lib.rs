@@ -1907,6 +1907,25 @@ mod tests {
         }
     }
 
+    /// The store's GC checks, with steps so small that every GC takes several (tenant
+    /// bounds included, where the events a step skips lie between those it deletes).
+    #[tokio::test]
+    async fn gc_in_steps_of_one_or_two_events_passes_the_gc_checks() {
+        use auditsync_store::testkit;
+        for step_events in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let fresh = |name: &str| -> Arc<dyn Store> {
+                let mut store = SqliteStore::open(dir.path().join(name)).unwrap();
+                store.gc_step_events = step_events;
+                Arc::new(store)
+            };
+            testkit::batches_move_cursors_and_gc_keeps_what_a_destination_lacks(fresh("a.db"))
+                .await;
+            testkit::an_id_replayed_after_gc_is_still_a_duplicate(fresh("b.db")).await;
+            testkit::gc_keeps_what_a_tenant_destination_lacks(fresh("c.db")).await;
+        }
+    }
+
     #[tokio::test]
     async fn remembered_ids_are_bounded_by_the_window_and_the_cap() {
         let dir = tempfile::tempdir().unwrap();
