@@ -795,8 +795,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Whether writes are held back, for now, by something reads need not wait for (SQLite's
     /// integrity check at open): an export then reads its first file while it waits to
-    /// take its lease ([`Store::stats`], [`Store::destination_failures`], [`Store::cursor`]
-    /// and [`Store::read_page_for_export`] of every event go ahead). `false` by default.
+    /// take its lease ([`Store::stats`], [`Store::last_seq`], [`Store::destination_failures`],
+    /// [`Store::cursor`] and [`Store::read_page_for_export`] of every event go ahead). `false`
+    /// by default.
     fn holds_writes(&self) -> bool {
         false
     }
