@@ -166,21 +166,16 @@ mod direct {
         let chunk = CHUNK.min(whole_blocks);
         // A body that starts on a block boundary (a large allocation usually does) is
         // written from where it is; any other is copied through one aligned buffer.
-        let mut buffer = match body.as_ptr().align_offset(ALIGN) {
-            0 => Vec::new(),
-            _ => vec![0u8; chunk + ALIGN],
-        };
-        // Empty when the body is aligned.
-        let room = buffer.len();
-        let start = buffer.as_ptr().align_offset(ALIGN).min(room);
-        let aligned = &mut buffer[start..(start + chunk).min(room)];
+        let mut buffer = (body.as_ptr().align_offset(ALIGN) != 0).then(|| vec![0u8; chunk + ALIGN]);
         for (i, piece) in body[..whole_blocks].chunks(chunk).enumerate() {
-            let out: &[u8] = if aligned.is_empty() {
-                piece
-            } else {
-                let out = &mut aligned[..piece.len()];
-                out.copy_from_slice(piece);
-                out
+            let out: &[u8] = match &mut buffer {
+                None => piece,
+                Some(buffer) => {
+                    let start = buffer.as_ptr().align_offset(ALIGN);
+                    let out = &mut buffer[start..start + piece.len()];
+                    out.copy_from_slice(piece);
+                    out
+                }
             };
             match file.write_all(out) {
                 Ok(()) => {}

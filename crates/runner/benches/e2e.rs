@@ -494,7 +494,7 @@ fn main() {
             rows.push(bench.bulk(run, &floors));
         }
         if wanted('e') {
-            settle();
+            // Settles before each of its exports.
             rows.extend(bench.export_volume(&floors));
         }
         if wanted('b') {
