@@ -191,16 +191,39 @@ fn sigkill_during_export_leaves_no_partial_file_and_no_duplicate() {
     ])));
     let total = 20_000;
     env.ingest(&(0..total).map(line).collect::<Vec<_>>());
+    let finished_files = || {
+        files_under(&env.path("out"))
+            .into_iter()
+            .filter(|p| {
+                !p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".auditsync-tmp")
+            })
+            .count()
+    };
     let mut kills = 0;
-    // Deterministic spread of kill moments between 20 ms and 400 ms.
-    for delay_ms in [20u64, 60, 110, 170, 240, 310, 400, 35, 90, 150] {
+    // Each export is killed once it has finished `wait_for` more files: a moment inside its
+    // work however fast this machine exports (a fixed delay let fast exports end first). The
+    // moment within the next file is left to the poll. 0 kills one before its first file.
+    for wait_for in [0usize, 1, 3, 6, 2, 9, 4, 12, 5, 8] {
+        let before = finished_files();
         let mut child = env
             .command(&["export", "--once"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while finished_files() < before + wait_for
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if wait_for == 0 {
+            std::thread::sleep(Duration::from_millis(15));
+        }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
@@ -215,7 +238,7 @@ fn sigkill_during_export_leaves_no_partial_file_and_no_duplicate() {
         }
     }
     assert!(
-        kills >= 5,
+        kills >= 8,
         "only {kills} exports were killed mid-way; the test lost its point"
     );
     env.ok(&["export", "--once"]);
