@@ -19,7 +19,9 @@ use chrono::{DateTime, Datelike, Timelike};
 use sha2::{Digest, Sha256};
 
 pub use crate::encode::FileLimits as BatchLimits;
-use crate::encode::{encode_file, EncodeError, EncodedFile, FileFormat};
+use crate::encode::{
+    encode_file, encode_file_into, EncodeError, EncodedFile, FileFormat, SpareBodies,
+};
 use crate::health::{rfc3339, Backoff, HealthBook};
 use crate::manifests::{write_due, ManifestReport, ManifestSettings};
 
@@ -664,6 +666,8 @@ impl Exporter {
         let store = self.store.as_ref();
         // The caller has just taken it.
         let mut leased_at = Instant::now();
+        // Each file is written into the buffer of one delivered before it.
+        let spare = SpareBodies::default();
         if let Some(batch) = pending {
             self.resume(dest, batch, report).await?;
             cursor = store.cursor(&dest.name).await?;
@@ -673,7 +677,7 @@ impl Exporter {
         }
         let mut next = match first {
             Some(first) => Some(first),
-            None => self.encode_after(dest, cursor, up_to).await?,
+            None => self.encode_after(dest, cursor, up_to, &spare).await?,
         };
         while let Some((file, started)) = next {
             let key = batch_key(
@@ -701,11 +705,13 @@ impl Exporter {
             let following_from = file.last_seq;
             store.begin_batch(&batch).await?;
             if last {
-                return self.deliver(dest, &key, file, started, report).await;
+                return self
+                    .deliver(dest, &key, file, started, report, &spare)
+                    .await;
             }
             let (delivered, following) = tokio::join!(
-                self.deliver(dest, &key, file, started, report),
-                self.encode_after(dest, following_from, up_to)
+                self.deliver(dest, &key, file, started, report, &spare),
+                self.encode_after(dest, following_from, up_to, &spare)
             );
             delivered?;
             next = following?;
@@ -735,26 +741,32 @@ impl Exporter {
         if cursor >= up_to {
             return None;
         }
-        let file = self.encode_after(dest, cursor, up_to).await.ok()??;
+        let file = self
+            .encode_after(dest, cursor, up_to, &SpareBodies::default())
+            .await
+            .ok()??;
         Some((cursor, file))
     }
 
     /// Encodes the destination's next file: its events after `cursor`, up to `up_to`, with
-    /// when its encoding began (the delivery's log line counts from there).
+    /// when its encoding began (the delivery's log line counts from there). It is written
+    /// into a buffer from `spare` if there is one.
     async fn encode_after(
         &self,
         dest: &Destination,
         cursor: u64,
         up_to: u64,
+        spare: &SpareBodies,
     ) -> Result<Option<(EncodedFile, Instant)>, ExportError> {
         let started = Instant::now();
-        let file = encode_file(
+        let file = encode_file_into(
             self.store.as_ref(),
             &dest.format,
             dest.tenant.as_deref(),
             cursor,
             up_to,
             dest.limits,
+            spare.take(),
         )
         .await?;
         Ok(file.map(|file| (file, started)))
@@ -797,10 +809,12 @@ impl Exporter {
         }
         let key = ObjectKey::new(relative_batch_key(&batch.key))?;
         tracing::info!(destination = %dest.name, key = %dest.sink.backend_key(&key), "resuming a batch recorded before a restart");
-        self.deliver(dest, &key, file, started, report).await
+        self.deliver(dest, &key, file, started, report, &SpareBodies::default())
+            .await
     }
 
-    /// Puts the file and, once it is in the sink, moves the cursor.
+    /// Puts the file and, once it is in the sink, moves the cursor. The file's buffer then
+    /// goes to `spare`.
     async fn deliver(
         &self,
         dest: &Destination,
@@ -808,16 +822,17 @@ impl Exporter {
         file: EncodedFile,
         started: Instant,
         report: &mut DestinationReport,
+        spare: &SpareBodies,
     ) -> Result<(), ExportError> {
         let bytes = file.body.len() as u64;
         let options = PutOptions::default()
             .with_content_type(dest.format.content_type())
             .with_metadata("auditsync-schema", dest.format.schema.name())
             .with_metadata("auditsync-sha256", file.sha256.clone());
-        let outcome = dest
-            .sink
-            .put_opts(key, Bytes::from(file.body), &options)
-            .await?;
+        // A handle kept (it shares the bytes, no copy) to give the buffer back after the put.
+        let body = Bytes::from(file.body);
+        let outcome = dest.sink.put_opts(key, body.clone(), &options).await?;
+        spare.give_back(body);
         if outcome == PutOutcome::AlreadyExists {
             // Only a byte-identical object may stand for this batch: anything else means
             // the key was written by something other than this batch.
