@@ -9,7 +9,8 @@
 //!   commit already shapes them for.
 //! - **Leases** (`export:<destination>`) are rows with an expiry, taken in one atomic upsert;
 //!   batches and manifest heads are checked under a per-destination advisory lock; GC runs
-//!   under an advisory lock, one at a time across replicas.
+//!   under an advisory lock, one at a time across replicas, in steps that each commit.
+//!   Advisory locks belong to the database, so their keys name the schema.
 //! - **Migrations** are versioned and run at first use (see [`migrate`]).
 //!
 //! ```json
@@ -150,7 +151,14 @@ pub struct PostgresStore {
     schema: String,
     describe: String,
     retention: IdRetention,
+    /// Events GC deletes per transaction ([`GC_STEP_EVENTS`]; tests make it small).
+    gc_step_events: i64,
 }
+
+/// Events GC deletes per transaction: a long backlog is collected in steps that each
+/// commit, so that no transaction grows with the backlog (nor the WAL, nor the time other
+/// writers wait for GC's locks), and a GC cut short keeps what it did.
+const GC_STEP_EVENTS: i64 = 50_000;
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -273,6 +281,7 @@ impl PostgresStore {
                 window_ms: i64::from(config.dedupe_window_days) * 86_400_000,
                 max_ids: config.dedupe_max_ids,
             },
+            gc_step_events: GC_STEP_EVENTS,
         })
     }
 

@@ -20,9 +20,6 @@ use crate::{backend, PostgresStore};
 /// its whole input) before it fails with a retryable error.
 const WRITER_WAIT: &str = "10s";
 
-/// GC's advisory lock key: one GC at a time across replicas.
-const GC_LOCK: i64 = 0x61_75_64_69_74_67_63;
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -54,14 +51,16 @@ fn read_batch(row: &Row) -> Batch {
 const BATCH_COLUMNS: &str =
     "destination, first_seq, last_seq, object_key, events, bytes, sha256, created_ms, earliest_ms, latest_ms";
 
-/// Serializes checks of one destination's batches and manifests across replicas.
+/// Serializes checks of one destination's batches and manifests across replicas. Advisory
+/// locks are the database's, so the key names the schema: stores in other schemas of the
+/// same database do not wait for each other.
 async fn lock_destination(
     tx: &Transaction<'_>,
     what: &str,
     destination: &str,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1, 0))",
         &[&format!("{what}:{destination}")],
     )
     .await
@@ -503,8 +502,9 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(&err)
     }
 
-    /// Under an advisory lock: a GC that finds another one running deletes nothing and
-    /// returns 0 (the other one collects).
+    /// In steps of [`PostgresStore::gc_step_events`] events, each a transaction of its own
+    /// under an advisory lock: a GC that finds another one running stops and leaves the rest
+    /// to it (at its first step: deletes nothing and returns 0).
     async fn gc(&self, destinations: &[String]) -> Result<u64, StoreError> {
         self.gc_takers(&Takers::all(destinations)).await
     }
@@ -515,86 +515,34 @@ impl Store for PostgresStore {
         }
         let err = backend("gc");
         let mut client = self.client("gc").await?;
-        let tx = client.transaction().await.map_err(&err)?;
-        let mine: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&GC_LOCK])
-            .await
-            .map_err(&err)?
-            .get(0);
-        if !mine {
-            tracing::info!("another replica is collecting; this GC leaves it to it");
-            return Ok(0);
+        let (mut deleted, mut after) = (0u64, 0i64);
+        loop {
+            let tx = client.transaction().await.map_err(&err)?;
+            let step = gc_step(&tx, takers, self.retention, after, self.gc_step_events)
+                .await
+                .map_err(&err)?;
+            tx.commit().await.map_err(&err)?;
+            let next_after = match step {
+                GcStep::LeftToAnother => {
+                    tracing::info!("another replica is collecting; this GC leaves it to it");
+                    break;
+                }
+                GcStep::Done => break,
+                GcStep::Deleted { events, last_seq } => {
+                    if deleted / GC_PROGRESS_EVENTS != (deleted + events) / GC_PROGRESS_EVENTS {
+                        tracing::info!(deleted = deleted + events, "garbage collection goes on");
+                    }
+                    deleted += events;
+                    last_seq
+                }
+            };
+            after = next_after;
         }
-        let mut cursors = HashMap::new();
-        for destination in takers.names() {
-            let seq = cursor_of(&tx, &destination).await.map_err(&err)?;
-            cursors.insert(destination, seq);
+        if deleted > 0 {
+            forget_old_ids(&mut client, self.retention)
+                .await
+                .map_err(&err)?;
         }
-        // Rows appear only when their writer commits: every committed seq is visible.
-        let bounds = GcBounds::of(takers, u64::MAX, |d| cursors[d]);
-        if bounds.is_nothing() {
-            return Ok(0);
-        }
-        // Each row's bound is its tenant's, if listed, else the bound of everything else.
-        let (tenants, tenant_bounds): (Vec<&str>, Vec<i64>) = bounds
-            .by_tenant
-            .iter()
-            .map(|(t, b)| (t.as_str(), *b as i64))
-            .unzip();
-        let (highest, others) = (bounds.highest() as i64, bounds.others as i64);
-        // Without tenant destinations, a range of the primary key.
-        let (doomed, args): (&str, Vec<&(dyn ToSql + Sync)>) = if tenants.is_empty() {
-            ("e.seq <= $1", vec![&highest])
-        } else {
-            (
-                "e.seq <= $1 AND e.seq <= coalesce(
-                    (SELECT b.up_to FROM unnest($2::text[], $3::bigint[]) AS b(tenant, up_to)
-                     WHERE b.tenant = e.tenant), $4)",
-                vec![&highest, &tenants, &tenant_bounds, &others],
-            )
-        };
-        let deleted_at = args.len() + 1;
-        let now = now_ms();
-        let retention = self.retention;
-        if retention.window_ms > 0 && retention.max_ids > 0 {
-            tx.execute(
-                &format!(
-                    "INSERT INTO gc_ids (hash, seq, deleted_ms)
-                     SELECT substring(sha256(convert_to(e.id, 'UTF8')) from 1 for 16), e.seq,
-                         ${deleted_at}
-                     FROM events e WHERE {doomed}
-                     ON CONFLICT (hash) DO UPDATE SET seq = excluded.seq, deleted_ms = excluded.deleted_ms"
-                ),
-                &[&args[..], &[&now]].concat(),
-            )
-            .await
-            .map_err(&err)?;
-        }
-        let deleted = tx
-            .execute(&format!("DELETE FROM events e WHERE {doomed}"), &args)
-            .await
-            .map_err(&err)?;
-        tx.execute(
-            "DELETE FROM gc_ids WHERE deleted_ms < $1",
-            &[&now.saturating_sub(retention.window_ms)],
-        )
-        .await
-        .map_err(&err)?;
-        let held: i64 = tx
-            .query_one("SELECT count(*) FROM gc_ids", &[])
-            .await
-            .map_err(&err)?
-            .get(0);
-        if held as u64 > retention.max_ids {
-            tx.execute(
-                "DELETE FROM gc_ids WHERE hash IN
-                     (SELECT hash FROM gc_ids ORDER BY deleted_ms, seq LIMIT $1)",
-                &[&(held - retention.max_ids as i64)],
-            )
-            .await
-            .map_err(&err)?;
-        }
-        tx.commit().await.map_err(&err)?;
         Ok(deleted)
     }
 
@@ -819,4 +767,279 @@ async fn cursor_of<C: GenericClient>(
         )
         .await?
         .map_or(0, |r| r.get::<_, i64>(0) as u64))
+}
+
+/// Events GC logs its progress after.
+const GC_PROGRESS_EVENTS: u64 = 1_000_000;
+
+/// What one step of GC did.
+enum GcStep {
+    /// Another GC holds the lock: this one stops.
+    LeftToAnother,
+    /// Nothing (more) to delete.
+    Done,
+    /// Deleted `events`, the last of them `last_seq`; the next step starts after it.
+    Deleted { events: u64, last_seq: i64 },
+}
+
+/// One step of GC in `tx`: the first `step_events` events above `after` that every
+/// destination taking them has, deleted, their ids remembered with them. The bounds are
+/// read again at each step (cursors only move forward).
+async fn gc_step(
+    tx: &deadpool_postgres::Transaction<'_>,
+    takers: &Takers,
+    retention: auditsync_store::IdRetention,
+    after: i64,
+    step_events: i64,
+) -> Result<GcStep, tokio_postgres::Error> {
+    // One GC at a time across replicas. Advisory locks are the database's: the key names
+    // the schema, so that a store in another schema of the database collects beside this.
+    let mine: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('gc:' || current_schema(), 0))",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !mine {
+        return Ok(GcStep::LeftToAnother);
+    }
+    let mut cursors = HashMap::new();
+    for destination in takers.names() {
+        let seq = cursor_of(tx, &destination).await?;
+        cursors.insert(destination, seq);
+    }
+    // Rows appear only when their writer commits: every committed seq is visible.
+    let bounds = GcBounds::of(takers, u64::MAX, |d| cursors[d]);
+    if bounds.is_nothing() {
+        return Ok(GcStep::Done);
+    }
+    // Each row's bound is its tenant's, if listed, else the bound of everything else.
+    let (tenants, tenant_bounds): (Vec<&str>, Vec<i64>) = bounds
+        .by_tenant
+        .iter()
+        .map(|(t, b)| (t.as_str(), *b as i64))
+        .unzip();
+    let (highest, others) = (bounds.highest() as i64, bounds.others as i64);
+    // Without tenant destinations, a range of the primary key.
+    let (doomed, mut args): (&str, Vec<&(dyn ToSql + Sync)>) = if tenants.is_empty() {
+        ("e.seq <= $1", vec![&highest])
+    } else {
+        (
+            "e.seq <= $1 AND e.seq <= coalesce(
+                (SELECT b.up_to FROM unnest($2::text[], $3::bigint[]) AS b(tenant, up_to)
+                 WHERE b.tenant = e.tenant), $4)",
+            vec![&highest, &tenants, &tenant_bounds, &others],
+        )
+    };
+    let now = now_ms();
+    let (after_at, limit_at) = (args.len() + 1, args.len() + 2);
+    args.extend([&after as &(dyn ToSql + Sync), &step_events]);
+    // The ids are remembered in the statement that deletes their events.
+    let remember = if retention.window_ms > 0 && retention.max_ids > 0 {
+        args.push(&now);
+        format!(
+            ", remembered AS (
+                 INSERT INTO gc_ids (hash, seq, deleted_ms)
+                 SELECT substring(sha256(convert_to(id, 'UTF8')) from 1 for 16), seq, ${}
+                 FROM step
+                 ON CONFLICT (hash) DO UPDATE SET seq = excluded.seq, deleted_ms = excluded.deleted_ms)",
+            args.len()
+        )
+    } else {
+        String::new()
+    };
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH step AS (
+                     SELECT e.seq, e.id FROM events e
+                     WHERE e.seq > ${after_at} AND {doomed}
+                     ORDER BY e.seq LIMIT ${limit_at}){remember},
+                 gone AS (DELETE FROM events d USING step WHERE d.seq = step.seq RETURNING d.seq)
+                 SELECT count(*), max(seq) FROM gone"
+            ),
+            &args,
+        )
+        .await?;
+    let (events, last_seq): (i64, Option<i64>) = (row.get(0), row.get(1));
+    Ok(match last_seq {
+        Some(last_seq) if events > 0 => GcStep::Deleted {
+            events: events as u64,
+            last_seq,
+        },
+        _ => GcStep::Done,
+    })
+}
+
+/// Forgets remembered ids past the retention window, then the oldest past its cap.
+async fn forget_old_ids(
+    client: &mut deadpool_postgres::Object,
+    retention: auditsync_store::IdRetention,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "DELETE FROM gc_ids WHERE deleted_ms < $1",
+        &[&now_ms().saturating_sub(retention.window_ms)],
+    )
+    .await?;
+    let held: i64 = tx
+        .query_one("SELECT count(*) FROM gc_ids", &[])
+        .await?
+        .get(0);
+    if held as u64 > retention.max_ids {
+        tx.execute(
+            "DELETE FROM gc_ids WHERE hash IN
+                 (SELECT hash FROM gc_ids ORDER BY deleted_ms, seq LIMIT $1)",
+            &[&(held - retention.max_ids as i64)],
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use auditsync_core::testkit::{backend_env, unique_name};
+    use auditsync_store::testkit::{self, batch, event};
+
+    use super::*;
+    use crate::{PostgresConfig, TlsMode};
+
+    /// A store in a schema of its own, collecting in steps of `step_events`.
+    fn fresh(url: &str, step_events: i64) -> PostgresStore {
+        let mut store = PostgresStore::new(PostgresConfig {
+            url: url.to_string(),
+            password_env: None,
+            password_file: None,
+            tls: TlsMode::Off,
+            ca_file: None,
+            schema: unique_name("gc").replace('-', "_"),
+            pool_size: 4,
+            dedupe_window_days: 7,
+            dedupe_max_ids: 10_000_000,
+        })
+        .unwrap();
+        store.gc_step_events = step_events;
+        store
+    }
+
+    /// The store's GC checks, with steps so small that every GC takes several (tenant
+    /// bounds included, where the events a step skips lie between those it deletes).
+    #[tokio::test]
+    async fn gc_in_steps_of_one_or_two_events_passes_the_gc_checks() {
+        let Some(url) = backend_env("EMULATOR_POSTGRES_URL") else {
+            return;
+        };
+        for step_events in [1, 2] {
+            let fresh = || Arc::new(fresh(&url, step_events)) as Arc<dyn Store>;
+            testkit::batches_move_cursors_and_gc_keeps_what_a_destination_lacks(fresh()).await;
+            testkit::an_id_replayed_after_gc_is_still_a_duplicate(fresh()).await;
+            testkit::gc_keeps_what_a_tenant_destination_lacks(fresh()).await;
+        }
+    }
+
+    /// Each step of GC commits on its own: while a step waits (for a row another
+    /// transaction holds), the steps before it are visible to everyone, and nothing of the
+    /// waiting one. Every id deleted, at step borders too, is still a duplicate after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gc_commits_step_by_step_and_remembers_every_id() {
+        let Some(url) = backend_env("EMULATOR_POSTGRES_URL") else {
+            return;
+        };
+        let store = Arc::new(fresh(&url, 100));
+        let n = 1_000;
+        let appended = store
+            .append_events((0..n).map(|i| event(&format!("e{i}"), i as i64)).collect())
+            .await
+            .unwrap();
+        let (first, last) = (appended[0].seq, appended[n - 1].seq);
+        store.begin_batch(&batch(first, last)).await.unwrap();
+        store.complete_batch("d", first).await.unwrap();
+
+        // Holds the 551st event: the sixth step waits for it.
+        let mut holder = store.client("test").await.unwrap();
+        let hold = holder.transaction().await.unwrap();
+        hold.execute(
+            "SELECT seq FROM events WHERE seq = $1 FOR UPDATE",
+            &[&((first + 550) as i64)],
+        )
+        .await
+        .unwrap();
+        let gc = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.gc(&["d".into()]).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let held = store.stats().await.unwrap().events;
+            if held == n as u64 - 500 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the five steps before the held event are not seen: {held} events held"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!gc.is_finished(), "GC went past the held event");
+        hold.rollback().await.unwrap();
+        drop(holder);
+        assert_eq!(gc.await.unwrap().unwrap(), n as u64);
+        assert_eq!(store.stats().await.unwrap().events, 0);
+        for i in [0, 99, 100, 550, n - 1] {
+            let again = store
+                .append_events(vec![event(&format!("e{i}"), i as i64)])
+                .await
+                .unwrap();
+            assert!(again[0].duplicate, "e{i} was forgotten by a step of GC");
+        }
+    }
+
+    /// One GC at a time per store: while another holds the GC lock of this store's schema,
+    /// a GC deletes nothing and returns 0; a store in another schema of the same database
+    /// collects meanwhile.
+    #[tokio::test]
+    async fn gc_leaves_a_store_to_the_gc_running_on_it_and_only_to_that() {
+        let Some(url) = backend_env("EMULATOR_POSTGRES_URL") else {
+            return;
+        };
+        let exported = |store: Arc<PostgresStore>| async move {
+            let appended = store
+                .append_events((0..10).map(|i| event(&format!("e{i}"), i)).collect())
+                .await
+                .unwrap();
+            store
+                .begin_batch(&batch(appended[0].seq, appended[9].seq))
+                .await
+                .unwrap();
+            store.complete_batch("d", appended[0].seq).await.unwrap();
+            store
+        };
+        let (mine, other) = (
+            exported(Arc::new(fresh(&url, 4))).await,
+            exported(Arc::new(fresh(&url, 4))).await,
+        );
+        let mut holder = mine.client("test").await.unwrap();
+        let running = holder.transaction().await.unwrap();
+        running
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('gc:' || current_schema(), 0))",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(mine.gc(&["d".into()]).await.unwrap(), 0);
+        assert_eq!(mine.stats().await.unwrap().events, 10);
+        assert_eq!(
+            other.gc(&["d".into()]).await.unwrap(),
+            10,
+            "another schema's GC waited"
+        );
+        running.rollback().await.unwrap();
+        assert_eq!(mine.gc(&["d".into()]).await.unwrap(), 10);
+    }
 }
