@@ -381,22 +381,10 @@ impl SpareBodies {
 }
 
 /// Encodes the events with `after < seq <= up_to` (of `tenant` only, when given) into one
-/// file, stopping at `limits`.
+/// file, stopping at `limits`, written into `body`: a buffer to reuse (see [`SpareBodies`];
+/// what it holds is dropped), or `Vec::new()`.
 /// Returns `None` when there is no such event.
 pub async fn encode_file(
-    store: &dyn Store,
-    format: &FileFormat,
-    tenant: Option<&str>,
-    after: u64,
-    up_to: u64,
-    limits: FileLimits,
-) -> Result<Option<EncodedFile>, EncodeError> {
-    encode_file_into(store, format, tenant, after, up_to, limits, Vec::new()).await
-}
-
-/// [`encode_file`] into `body`, a buffer to reuse (see [`SpareBodies`]); what it holds is
-/// dropped.
-pub async fn encode_file_into(
     store: &dyn Store,
     format: &FileFormat,
     tenant: Option<&str>,

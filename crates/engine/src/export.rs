@@ -19,9 +19,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use sha2::{Digest, Sha256};
 
 pub use crate::encode::FileLimits as BatchLimits;
-use crate::encode::{
-    encode_file, encode_file_into, EncodeError, EncodedFile, FileFormat, SpareBodies,
-};
+use crate::encode::{encode_file, EncodeError, EncodedFile, FileFormat, SpareBodies};
 use crate::health::{rfc3339, Backoff, HealthBook};
 use crate::manifests::{write_due, ManifestReport, ManifestSettings};
 
@@ -759,7 +757,7 @@ impl Exporter {
         spare: &SpareBodies,
     ) -> Result<Option<(EncodedFile, Instant)>, ExportError> {
         let started = Instant::now();
-        let file = encode_file_into(
+        let file = encode_file(
             self.store.as_ref(),
             &dest.format,
             dest.tenant.as_deref(),
@@ -795,6 +793,7 @@ impl Exporter {
             batch.first_seq - 1,
             batch.last_seq,
             whole,
+            Vec::new(),
         )
         .await?
         .ok_or_else(|| {

@@ -206,6 +206,7 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
                 max_events: 20,
                 max_bytes: u64::MAX,
             },
+            Vec::new(),
         )
         .await
         .unwrap()
@@ -410,6 +411,7 @@ async fn a_file_is_exhausted_only_when_the_store_had_no_more() {
                     max_events,
                     max_bytes,
                 },
+                Vec::new(),
             )
             .await
             .unwrap()
@@ -444,6 +446,7 @@ async fn a_file_is_exhausted_only_when_the_store_had_no_more() {
             max_events: 100,
             max_bytes: u64::MAX,
         },
+        Vec::new(),
     )
     .await
     .unwrap()

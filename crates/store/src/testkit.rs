@@ -78,6 +78,18 @@ pub fn batch(first: u64, last: u64) -> Batch {
     }
 }
 
+/// Asserts that each event `e{i}` ([`event`] with that id and time `i`), collected by GC,
+/// is a duplicate when appended again: its id was remembered, at a border of GC's steps too.
+pub async fn assert_collected_ids_are_remembered(store: &dyn Store, ids: &[usize]) {
+    for &i in ids {
+        let again = store
+            .append_events(vec![event(&format!("e{i}"), i as i64)])
+            .await
+            .unwrap();
+        assert!(again[0].duplicate, "e{i} was forgotten by a step of GC");
+    }
+}
+
 fn encoded(ids: impl IntoIterator<Item = usize>) -> Vec<EncodedEvent> {
     ids.into_iter()
         .map(|i| EncodedEvent::new(&event(&format!("e{i}"), i as i64)).unwrap())
