@@ -667,7 +667,7 @@ impl Exporter {
         // Each file is written into the buffer of one delivered before it.
         let spare = SpareBodies::default();
         if let Some(batch) = pending {
-            self.resume(dest, batch, report).await?;
+            self.resume(dest, batch, report, &spare).await?;
             cursor = store.cursor(&dest.name).await?;
         }
         if cursor >= up_to {
@@ -770,12 +770,14 @@ impl Exporter {
         Ok(file.map(|file| (file, started)))
     }
 
-    /// Finishes a batch recorded before a crash: same events, same bytes, same key.
+    /// Finishes a batch recorded before a crash: same events, same bytes, same key. Its
+    /// buffer then goes to `spare`, for the run's next file.
     async fn resume(
         &self,
         dest: &Destination,
         batch: Batch,
         report: &mut DestinationReport,
+        spare: &SpareBodies,
     ) -> Result<(), ExportError> {
         let started = Instant::now();
         let whole = BatchLimits {
@@ -808,8 +810,7 @@ impl Exporter {
         }
         let key = ObjectKey::new(relative_batch_key(&batch.key))?;
         tracing::info!(destination = %dest.name, key = %dest.sink.backend_key(&key), "resuming a batch recorded before a restart");
-        self.deliver(dest, &key, file, started, report, &SpareBodies::default())
-            .await
+        self.deliver(dest, &key, file, started, report, spare).await
     }
 
     /// Puts the file and, once it is in the sink, moves the cursor. The file's buffer then

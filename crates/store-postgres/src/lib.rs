@@ -151,14 +151,10 @@ pub struct PostgresStore {
     schema: String,
     describe: String,
     retention: IdRetention,
-    /// Events GC deletes per transaction ([`GC_STEP_EVENTS`]; tests make it small).
+    /// Events GC deletes per transaction ([`auditsync_store::GC_STEP_EVENTS`]; tests make
+    /// it small).
     gc_step_events: i64,
 }
-
-/// Events GC deletes per transaction: a long backlog is collected in steps that each
-/// commit, so that no transaction grows with the backlog (nor the WAL, nor the time other
-/// writers wait for GC's locks), and a GC cut short keeps what it did.
-const GC_STEP_EVENTS: i64 = 50_000;
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -281,7 +277,7 @@ impl PostgresStore {
                 window_ms: i64::from(config.dedupe_window_days) * 86_400_000,
                 max_ids: config.dedupe_max_ids,
             },
-            gc_step_events: GC_STEP_EVENTS,
+            gc_step_events: auditsync_store::GC_STEP_EVENTS as i64,
         })
     }
 

@@ -522,21 +522,20 @@ impl Store for PostgresStore {
                 .await
                 .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
-            let next_after = match step {
+            match step {
                 GcStep::LeftToAnother => {
                     tracing::info!("another replica is collecting; this GC leaves it to it");
                     break;
                 }
                 GcStep::Done => break,
                 GcStep::Deleted { events, last_seq } => {
-                    if deleted / GC_PROGRESS_EVENTS != (deleted + events) / GC_PROGRESS_EVENTS {
+                    if auditsync_store::gc_progress_due(deleted, events) {
                         tracing::info!(deleted = deleted + events, "garbage collection goes on");
                     }
                     deleted += events;
-                    last_seq
+                    after = last_seq;
                 }
-            };
-            after = next_after;
+            }
         }
         if deleted > 0 {
             forget_old_ids(&mut client, self.retention)
@@ -768,9 +767,6 @@ async fn cursor_of<C: GenericClient>(
         .await?
         .map_or(0, |r| r.get::<_, i64>(0) as u64))
 }
-
-/// Events GC logs its progress after.
-const GC_PROGRESS_EVENTS: u64 = 1_000_000;
 
 /// What one step of GC did.
 enum GcStep {

@@ -98,7 +98,8 @@ pub struct SqliteStore {
     check: Arc<CheckGate>,
     /// A read-only connection of its own for counting events (opened on first use).
     counting: Arc<Mutex<Option<Connection>>>,
-    /// Events GC deletes per transaction ([`GC_STEP_EVENTS`]; tests make it small).
+    /// Events GC deletes per transaction ([`auditsync_store::GC_STEP_EVENTS`]; tests make
+    /// it small).
     gc_step_events: usize,
 }
 
@@ -345,7 +346,7 @@ impl SqliteStore {
             begins: Arc::default(),
             check: gate,
             counting: Arc::default(),
-            gc_step_events: GC_STEP_EVENTS,
+            gc_step_events: auditsync_store::GC_STEP_EVENTS as usize,
         })
     }
 
@@ -657,12 +658,6 @@ fn for_each_body(
     }
     Ok(())
 }
-
-/// Events GC deletes per transaction. One transaction for all of them held every append
-/// back until it ended (6.9 s for 1,000,000 events) and grew the WAL to their size.
-const GC_STEP_EVENTS: usize = 50_000;
-/// GC logs how far it has come after each this many events.
-const GC_PROGRESS_EVENTS: u64 = 1_000_000;
 
 /// What one step of GC did.
 struct GcStep {
@@ -1383,7 +1378,7 @@ impl Store for SqliteStore {
                     })
                 })
                 .await?;
-            if deleted / GC_PROGRESS_EVENTS != (deleted + step.deleted) / GC_PROGRESS_EVENTS {
+            if auditsync_store::gc_progress_due(deleted, step.deleted) {
                 tracing::info!(
                     deleted = deleted + step.deleted,
                     "garbage collection goes on"
