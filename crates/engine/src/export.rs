@@ -170,6 +170,9 @@ pub struct Exporter {
     running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Whether a failing destination waits out its pause (see [`Exporter::wait_out_pauses`]).
     waits_out_pauses: std::sync::atomic::AtomicBool,
+    /// Set when the schedules stop: a run that follows new full files ends with the file
+    /// it is on (see [`Exporter::export_following`]).
+    stops_following: std::sync::atomic::AtomicBool,
 }
 
 /// A destination's place in [`Exporter::running`], given up when its run ends.
@@ -197,6 +200,11 @@ pub const EXPORTS_AT_ONCE: usize = 16;
 /// before a file once a tenth of it has passed, so a process killed mid-export holds it up
 /// to this long.
 pub const EXPORT_LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// How long a run of [`Exporter::export_following`] goes on taking the full files that fill
+/// up while it runs. Past it the run ends at the head it last read, and leaves its slot to
+/// the destinations waiting for one.
+pub const FOLLOW_AT_MOST: Duration = Duration::from_secs(60);
 
 /// A recorded batch's key relative to its destination's root. Batches recorded before the
 /// prefix moved into the sink carry `<prefix>/` in front; a key has exactly seven segments
@@ -258,6 +266,7 @@ impl Exporter {
             health: HealthBook::default(),
             running: std::sync::Mutex::default(),
             waits_out_pauses: std::sync::atomic::AtomicBool::new(true),
+            stops_following: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -393,6 +402,31 @@ impl Exporter {
     /// Exports every destination concurrently up to the events stored now. A failing
     /// destination stops at its failure; the others go on.
     pub async fn export_once(self: &Arc<Self>) -> Vec<DestinationReport> {
+        self.export_all(None).await
+    }
+
+    /// [`Exporter::export_once`], after which each destination that takes every tenant's
+    /// events goes on while a full file of events stored since waits (at least
+    /// [`BatchLimits::max_events`] of them), for at most [`FOLLOW_AT_MOST`] or until
+    /// [`Exporter::stop_following`]. What a scheduled run does: a backlog of full files goes
+    /// out now rather than one run per tick, and the files stay full instead of ending at
+    /// each run's start. A tenant's destination is not followed: how far the store's head
+    /// moved says nothing of how many of the new events are its tenant's.
+    pub async fn export_following(self: &Arc<Self>) -> Vec<DestinationReport> {
+        self.export_all(Some(Instant::now() + FOLLOW_AT_MOST)).await
+    }
+
+    /// Makes every run of [`Exporter::export_following`] end with the file it is on, now
+    /// and from now on: the schedules are stopping, and the runs they wait for must end
+    /// even while events still arrive.
+    pub fn stop_following(&self) {
+        self.stops_following
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Exports every destination up to the events stored now, following new full files
+    /// until `follow_until` when it is set.
+    async fn export_all(self: &Arc<Self>, follow_until: Option<Instant>) -> Vec<DestinationReport> {
         let destinations = self.destinations();
         let up_to = match self.store.last_seq().await {
             Ok(last_seq) => last_seq,
@@ -419,7 +453,9 @@ impl Exporter {
             let destinations = Arc::clone(&destinations);
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
-                let report = this.export_destination(&destinations[index], up_to).await;
+                let report = this
+                    .export_up_to(&destinations[index], up_to, follow_until)
+                    .await;
                 (index, report)
             });
         }
@@ -485,6 +521,17 @@ impl Exporter {
     /// its pause has not passed (see [`crate::health`]): then the report says so in
     /// `skipped`.
     pub async fn export_destination(&self, dest: &Destination, up_to: u64) -> DestinationReport {
+        self.export_up_to(dest, up_to, None).await
+    }
+
+    /// [`Exporter::export_destination`], going on past `up_to` with full files until
+    /// `follow_until` when it is set (see [`Exporter::export_following`]).
+    async fn export_up_to(
+        &self,
+        dest: &Destination,
+        up_to: u64,
+        follow_until: Option<Instant>,
+    ) -> DestinationReport {
         let mut report = DestinationReport::new(dest);
         if dest.pause.is_some() {
             report.skipped = Some("paused".into());
@@ -501,7 +548,10 @@ impl Exporter {
             report.skipped = Some("still exporting: a run started earlier has not ended".into());
             return report;
         };
-        match self.run_leased(dest, up_to, &mut report).await {
+        match self
+            .run_leased(dest, up_to, follow_until, &mut report)
+            .await
+        {
             Err(e) => {
                 let failure = self.health.failed(&dest.name, &e.to_string(), now_ms());
                 tracing::error!(destination = %dest.name, error = %e, next_attempt = %rfc3339(failure.next_attempt_ms), "export stopped");
@@ -525,6 +575,7 @@ impl Exporter {
         &self,
         dest: &Destination,
         up_to: u64,
+        follow_until: Option<Instant>,
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let lease = format!("export:{}", dest.name);
@@ -554,7 +605,8 @@ impl Exporter {
                     cursor,
                     first,
                 };
-                self.run(dest, up_to, &lease, from, report).await
+                self.run(dest, up_to, follow_until, &lease, from, report)
+                    .await
             }
             // Nothing to export, but manifests may be due after an earlier run that failed
             // to write them.
@@ -642,7 +694,8 @@ impl Exporter {
         }
     }
 
-    /// Exports files up to `up_to`, from where [`Exporter::start`] found the destination.
+    /// Exports files up to `up_to`, from where [`Exporter::start`] found the destination,
+    /// and past it while full files wait, until `follow_until` when it is set.
     ///
     /// The next file is encoded while the one before it is put: encoding only reads the
     /// store, so the store's records keep their order (a batch is recorded only once the
@@ -651,7 +704,8 @@ impl Exporter {
     async fn run(
         &self,
         dest: &Destination,
-        up_to: u64,
+        mut up_to: u64,
+        follow_until: Option<Instant>,
         lease: &str,
         from: RunStart,
         report: &mut DestinationReport,
@@ -698,9 +752,17 @@ impl Exporter {
                 earliest_ms: Some(file.earliest_time),
                 latest_ms: Some(file.latest_time),
             };
-            // The read came up short, or reached `up_to`: nothing follows this file.
-            let last = file.exhausted || file.last_seq >= up_to;
             let following_from = file.last_seq;
+            // The read came up short, or reached `up_to`: nothing follows this file, unless
+            // the run follows full files and one waits past `up_to`.
+            let mut last = file.exhausted || file.last_seq >= up_to;
+            if let Some(head) = self
+                .head_past(dest, following_from, up_to, follow_until)
+                .await
+            {
+                up_to = head;
+                last = false;
+            }
             store.begin_batch(&batch).await?;
             if last {
                 return self
@@ -725,6 +787,35 @@ impl Exporter {
             }
         }
         Ok(())
+    }
+
+    /// The store's head, when a run following full files until `follow_until` should
+    /// move its end there: the next file, after `cursor`, would be cut short by `up_to`,
+    /// and a full file's worth of events lies past `cursor` now. `None` otherwise, also when
+    /// the head cannot be read (the run then ends where it would have).
+    async fn head_past(
+        &self,
+        dest: &Destination,
+        cursor: u64,
+        up_to: u64,
+        follow_until: Option<Instant>,
+    ) -> Option<u64> {
+        let full = dest.limits.max_events;
+        let follows = follow_until.is_some_and(|until| Instant::now() < until)
+            && dest.tenant.is_none()
+            && !self
+                .stops_following
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if !follows || up_to.saturating_sub(cursor) >= full {
+            return None;
+        }
+        match self.store.last_seq().await {
+            Ok(head) => (head.saturating_sub(cursor) >= full).then_some(head),
+            Err(e) => {
+                tracing::debug!(destination = %dest.name, error = %e, "cannot read the store's head; the run ends where it began to");
+                None
+            }
+        }
     }
 
     /// The destination's first file, read before its lease is taken: the cursor it starts

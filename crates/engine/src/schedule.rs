@@ -245,7 +245,9 @@ async fn run_export_and_gc(
             tracing::warn!("neither the export nor the GC schedule will fire again");
         }
         if !wait_until(next_run, &mut stop).await {
-            // Runs in progress finish first (see `RunningSchedules::shutdown`).
+            // Runs in progress finish first (see `RunningSchedules::shutdown`), each with the
+            // file it is on: events that keep arriving do not hold the stop back.
+            exporter.stop_following();
             while let Some(ended) = exports.join_next().await {
                 log_if_failed(ended);
             }
@@ -330,7 +332,7 @@ async fn run_export(
     now: DateTime<Utc>,
 ) {
     let mut ok = true;
-    for report in exporter.export_once().await {
+    for report in exporter.export_following().await {
         ok &= report.error.is_none();
         observer.exported(&report, Utc::now().timestamp_millis());
         if report.files > 0 || report.error.is_some() {

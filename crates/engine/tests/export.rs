@@ -531,3 +531,134 @@ async fn a_destination_failure_is_shared_by_every_process_on_the_store() {
     assert_eq!(a.health().get("local").state, DestinationState::Active);
     assert_eq!(exported(&f.sink).await.1.len(), 10, "each event once");
 }
+
+/// A volume that stores more events in the store as it takes its first file: events that
+/// arrive while a run is under way.
+#[derive(Debug)]
+struct ArrivingDuringTheRun {
+    inner: Arc<PvSink>,
+    store: Arc<SqliteStore>,
+    arriving: std::sync::Mutex<Option<Vec<auditsync_core::Event>>>,
+}
+
+#[async_trait::async_trait]
+impl Sink for ArrivingDuringTheRun {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+    ) -> Result<auditsync_core::PutOutcome, auditsync_core::SinkError> {
+        let arriving = self.arriving.lock().unwrap().take();
+        if let Some(events) = arriving {
+            self.store.append_events(events).await.unwrap();
+        }
+        self.inner.put(key, body).await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, auditsync_core::SinkError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<auditsync_core::ObjectMeta>, auditsync_core::SinkError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), auditsync_core::SinkError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// A scheduled run (`export_following`) goes on past the head it began with while a full
+/// file of newer events waits, and keeps its files full; it does not when less than a file
+/// waits, when told to stop following, or for a tenant's destination; `export_once` ends
+/// at its head. `stored` events are there first, files take 10, and the first put stores
+/// `arriving` more.
+#[tokio::test]
+async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
+    #[derive(Debug, Clone, Copy)]
+    enum Run {
+        Once,
+        Following,
+        FollowingStopped,
+        FollowingTenant,
+    }
+    /// The run, events stored, events arriving, the files' first and last sequence
+    /// numbers, the cursor after.
+    type Case = (Run, u64, u64, &'static [(u64, u64)], u64);
+    let cases: [Case; 7] = [
+        (Run::Once, 15, 25, &[(1, 10), (11, 15)], 15),
+        // After 11-15 the head is 40: 25 wait, so 16-25 and 26-35 are full files, and the
+        // last file, 36-40, is all that is left.
+        (
+            Run::Following,
+            15,
+            25,
+            &[(1, 10), (11, 15), (16, 25), (26, 35), (36, 40)],
+            40,
+        ),
+        // After 11-20 the next file would end at 25, the head the run began with: the
+        // head is read again first, and the file is full (21-30), not cut at 25.
+        (
+            Run::Following,
+            25,
+            20,
+            &[(1, 10), (11, 20), (21, 30), (31, 40), (41, 45)],
+            45,
+        ),
+        // 9 arriving are less than a file: the run ends at 15 and leaves them to the next.
+        (Run::Following, 15, 9, &[(1, 10), (11, 15)], 15),
+        (Run::Following, 15, 10, &[(1, 10), (11, 15), (16, 25)], 25),
+        (Run::FollowingStopped, 15, 25, &[(1, 10), (11, 15)], 15),
+        (Run::FollowingTenant, 15, 25, &[(1, 10), (11, 15)], 15),
+    ];
+    for (run, stored, arriving, files, cursor) in cases {
+        let f = fixture();
+        f.store
+            .append_events((0..stored).map(uevent).collect())
+            .await
+            .unwrap();
+        let mut dest = destination(&f, Compression::None, 10);
+        dest.sink = Arc::new(ArrivingDuringTheRun {
+            inner: f.sink.clone(),
+            store: f.store.clone(),
+            arriving: std::sync::Mutex::new(Some(
+                (stored..stored + arriving).map(uevent).collect(),
+            )),
+        });
+        if matches!(run, Run::FollowingTenant) {
+            dest.tenant = Some("example.com".into());
+        }
+        let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
+        let report = match run {
+            Run::Once => exporter.export_once().await,
+            Run::FollowingStopped => {
+                exporter.stop_following();
+                exporter.export_following().await
+            }
+            Run::Following | Run::FollowingTenant => exporter.export_following().await,
+        }
+        .remove(0);
+        assert!(report.error.is_none(), "{run:?}: {:?}", report.error);
+        let seqs: Vec<(u64, u64)> = keys(&f.sink)
+            .await
+            .iter()
+            .map(|key| {
+                let name = key.rsplit('/').next().unwrap();
+                let (first, last) = name.trim_end_matches(".ndjson").split_once('-').unwrap();
+                (first.parse().unwrap(), last.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(seqs, files, "{run:?} with {arriving} arriving");
+        assert_eq!(report.files as usize, files.len(), "{run:?}");
+        assert_eq!(f.store.cursor("local").await.unwrap(), cursor, "{run:?}");
+        let (_, by_n) = exported(&f.sink).await;
+        assert_eq!(by_n.len() as u64, cursor, "{run:?}: each exported once");
+    }
+}
