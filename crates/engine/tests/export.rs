@@ -532,13 +532,31 @@ async fn a_destination_failure_is_shared_by_every_process_on_the_store() {
     assert_eq!(exported(&f.sink).await.1.len(), 10, "each event once");
 }
 
-/// A volume that stores more events in the store as it takes its first file: events that
-/// arrive while a run is under way.
+/// A volume that stores more events in the store as it takes files: events that arrive
+/// while a run is under way.
 #[derive(Debug)]
 struct ArrivingDuringTheRun {
     inner: Arc<PvSink>,
     store: Arc<SqliteStore>,
+    /// Stored at the first put.
     arriving: std::sync::Mutex<Option<Vec<auditsync_core::Event>>>,
+    /// Stored at every put: this many events, numbered on from `next`.
+    at_every_put: u64,
+    next: std::sync::atomic::AtomicU64,
+    puts: std::sync::atomic::AtomicU64,
+}
+
+impl ArrivingDuringTheRun {
+    fn new(f: &Fixture, arriving: Vec<auditsync_core::Event>, at_every_put: u64) -> Self {
+        Self {
+            inner: f.sink.clone(),
+            store: f.store.clone(),
+            arriving: std::sync::Mutex::new(Some(arriving)),
+            at_every_put,
+            next: std::sync::atomic::AtomicU64::new(0),
+            puts: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -552,10 +570,17 @@ impl Sink for ArrivingDuringTheRun {
         key: &ObjectKey,
         body: Bytes,
     ) -> Result<auditsync_core::PutOutcome, auditsync_core::SinkError> {
+        use std::sync::atomic::Ordering::SeqCst;
         let arriving = self.arriving.lock().unwrap().take();
         if let Some(events) = arriving {
             self.store.append_events(events).await.unwrap();
         }
+        if self.at_every_put > 0 {
+            let from = self.next.fetch_add(self.at_every_put, SeqCst);
+            let events = (from..from + self.at_every_put).map(uevent).collect();
+            self.store.append_events(events).await.unwrap();
+        }
+        self.puts.fetch_add(1, SeqCst);
         self.inner.put(key, body).await
     }
 
@@ -625,13 +650,8 @@ async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
             .await
             .unwrap();
         let mut dest = destination(&f, Compression::None, 10);
-        dest.sink = Arc::new(ArrivingDuringTheRun {
-            inner: f.sink.clone(),
-            store: f.store.clone(),
-            arriving: std::sync::Mutex::new(Some(
-                (stored..stored + arriving).map(uevent).collect(),
-            )),
-        });
+        let events = (stored..stored + arriving).map(uevent).collect();
+        dest.sink = Arc::new(ArrivingDuringTheRun::new(&f, events, 0));
         if matches!(run, Run::FollowingTenant) {
             dest.tenant = Some("example.com".into());
         }
@@ -661,4 +681,49 @@ async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
         let (_, by_n) = exported(&f.sink).await;
         assert_eq!(by_n.len() as u64, cursor, "{run:?}: each exported once");
     }
+}
+
+/// A scheduled run that follows events which never stop arriving (each file's put stores a
+/// full file more) ends with the file it is on when the schedules stop: the shutdown does
+/// not wait out `FOLLOW_AT_MOST` (60 s), and nothing is put after it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_schedules_ends_a_run_that_follows_events_still_arriving() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let f = fixture();
+    f.store
+        .append_events((0..15).map(uevent).collect())
+        .await
+        .unwrap();
+    let sink = Arc::new(ArrivingDuringTheRun::new(&f, Vec::new(), 10));
+    sink.next.store(15, SeqCst);
+    let mut dest = destination(&f, Compression::None, 10);
+    dest.sink = sink.clone();
+    let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
+    let running = auditsync_engine::schedule::Scheduler::new(exporter, f.store.clone())
+        .export_on(auditsync_engine::cron::Schedule::parse("* * * * * *").unwrap())
+        .start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sink.puts.load(SeqCst) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run put {} files in 30 s",
+            sink.puts.load(SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(20), running.shutdown())
+        .await
+        .expect("the shutdown waited for a run that follows arriving events");
+    let puts = sink.puts.load(SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.puts.load(SeqCst),
+        puts,
+        "a file was put after the shutdown"
+    );
+    // Every file that was put is complete and counted: the cursor is at its last event.
+    let (files, by_n) = exported(&f.sink).await;
+    assert_eq!(files as u64, puts);
+    assert_eq!(by_n.len() as u64, f.store.cursor("local").await.unwrap());
+    assert!(by_n.len() as u64 >= 15 + 10, "{} exported", by_n.len());
 }
