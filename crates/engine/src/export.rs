@@ -170,9 +170,20 @@ pub struct Exporter {
     running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Whether a failing destination waits out its pause (see [`Exporter::wait_out_pauses`]).
     waits_out_pauses: std::sync::atomic::AtomicBool,
-    /// Set when the schedules stop: a run that follows new full files ends with the file
-    /// it is on (see [`Exporter::export_following`]).
-    stops_following: std::sync::atomic::AtomicBool,
+}
+
+/// How long a run of [`Exporter::export_following`] goes on past the head it began with.
+#[derive(Debug, Clone)]
+struct Follow {
+    until: Instant,
+    /// True once the schedules stop.
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Follow {
+    fn goes_on(&self) -> bool {
+        Instant::now() < self.until && !*self.stop.borrow()
+    }
 }
 
 /// A destination's place in [`Exporter::running`], given up when its run ends.
@@ -266,7 +277,6 @@ impl Exporter {
             health: HealthBook::default(),
             running: std::sync::Mutex::default(),
             waits_out_pauses: std::sync::atomic::AtomicBool::new(true),
-            stops_following: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -407,26 +417,26 @@ impl Exporter {
 
     /// [`Exporter::export_once`], after which each destination that takes every tenant's
     /// events goes on while a full file of events stored since waits (at least
-    /// [`BatchLimits::max_events`] of them), for at most [`FOLLOW_AT_MOST`] or until
-    /// [`Exporter::stop_following`]. What a scheduled run does: a backlog of full files goes
-    /// out now rather than one run per tick, and the files stay full instead of ending at
-    /// each run's start. A tenant's destination is not followed: how far the store's head
-    /// moved says nothing of how many of the new events are its tenant's.
-    pub async fn export_following(self: &Arc<Self>) -> Vec<DestinationReport> {
-        self.export_all(Some(Instant::now() + FOLLOW_AT_MOST)).await
-    }
-
-    /// Makes every run of [`Exporter::export_following`] end with the file it is on, now
-    /// and from now on: the schedules are stopping, and the runs they wait for must end
-    /// even while events still arrive.
-    pub fn stop_following(&self) {
-        self.stops_following
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+    /// [`BatchLimits::max_events`] of them), for at most [`FOLLOW_AT_MOST`], and until
+    /// `stop` turns true, when each run ends with the file it is on. What a scheduled run
+    /// does: a backlog of full files goes out now rather than one run per tick, and the
+    /// files stay full instead of ending at each run's start. A tenant's destination is not
+    /// followed: how far the store's head moved says nothing of how many of the new events
+    /// are its tenant's.
+    pub async fn export_following(
+        self: &Arc<Self>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<DestinationReport> {
+        self.export_all(Some(Follow {
+            until: Instant::now() + FOLLOW_AT_MOST,
+            stop,
+        }))
+        .await
     }
 
     /// Exports every destination up to the events stored now, following new full files
-    /// until `follow_until` when it is set.
-    async fn export_all(self: &Arc<Self>, follow_until: Option<Instant>) -> Vec<DestinationReport> {
+    /// as `follow` says when it is set.
+    async fn export_all(self: &Arc<Self>, follow: Option<Follow>) -> Vec<DestinationReport> {
         let destinations = self.destinations();
         let up_to = match self.store.last_seq().await {
             Ok(last_seq) => last_seq,
@@ -451,10 +461,11 @@ impl Exporter {
             let this = Arc::clone(self);
             let slots = Arc::clone(&slots);
             let destinations = Arc::clone(&destinations);
+            let follow = follow.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let report = this
-                    .export_up_to(&destinations[index], up_to, follow_until)
+                    .export_up_to(&destinations[index], up_to, follow.as_ref())
                     .await;
                 (index, report)
             });
@@ -524,13 +535,13 @@ impl Exporter {
         self.export_up_to(dest, up_to, None).await
     }
 
-    /// [`Exporter::export_destination`], going on past `up_to` with full files until
-    /// `follow_until` when it is set (see [`Exporter::export_following`]).
+    /// [`Exporter::export_destination`], going on past `up_to` with full files as `follow`
+    /// says when it is set (see [`Exporter::export_following`]).
     async fn export_up_to(
         &self,
         dest: &Destination,
         up_to: u64,
-        follow_until: Option<Instant>,
+        follow: Option<&Follow>,
     ) -> DestinationReport {
         let mut report = DestinationReport::new(dest);
         if dest.pause.is_some() {
@@ -548,10 +559,7 @@ impl Exporter {
             report.skipped = Some("still exporting: a run started earlier has not ended".into());
             return report;
         };
-        match self
-            .run_leased(dest, up_to, follow_until, &mut report)
-            .await
-        {
+        match self.run_leased(dest, up_to, follow, &mut report).await {
             Err(e) => {
                 let failure = self.health.failed(&dest.name, &e.to_string(), now_ms());
                 tracing::error!(destination = %dest.name, error = %e, next_attempt = %rfc3339(failure.next_attempt_ms), "export stopped");
@@ -575,7 +583,7 @@ impl Exporter {
         &self,
         dest: &Destination,
         up_to: u64,
-        follow_until: Option<Instant>,
+        follow: Option<&Follow>,
         report: &mut DestinationReport,
     ) -> Result<(), ExportError> {
         let lease = format!("export:{}", dest.name);
@@ -605,8 +613,7 @@ impl Exporter {
                     cursor,
                     first,
                 };
-                self.run(dest, up_to, follow_until, &lease, from, report)
-                    .await
+                self.run(dest, up_to, follow, &lease, from, report).await
             }
             // Nothing to export, but manifests may be due after an earlier run that failed
             // to write them.
@@ -695,7 +702,7 @@ impl Exporter {
     }
 
     /// Exports files up to `up_to`, from where [`Exporter::start`] found the destination,
-    /// and past it while full files wait, until `follow_until` when it is set.
+    /// and past it while full files wait, as `follow` says when it is set.
     ///
     /// The next file is encoded while the one before it is put: encoding only reads the
     /// store, so the store's records keep their order (a batch is recorded only once the
@@ -705,7 +712,7 @@ impl Exporter {
         &self,
         dest: &Destination,
         mut up_to: u64,
-        follow_until: Option<Instant>,
+        follow: Option<&Follow>,
         lease: &str,
         from: RunStart,
         report: &mut DestinationReport,
@@ -756,10 +763,7 @@ impl Exporter {
             // The read came up short, or reached `up_to`: nothing follows this file, unless
             // the run follows full files and one waits past `up_to`.
             let mut last = file.exhausted || file.last_seq >= up_to;
-            if let Some(head) = self
-                .head_past(dest, following_from, up_to, follow_until)
-                .await
-            {
+            if let Some(head) = self.head_past(dest, following_from, up_to, follow).await {
                 up_to = head;
                 last = false;
             }
@@ -789,23 +793,19 @@ impl Exporter {
         Ok(())
     }
 
-    /// The store's head, when a run following full files until `follow_until` should
-    /// move its end there: the next file, after `cursor`, would be cut short by `up_to`,
-    /// and a full file's worth of events lies past `cursor` now. `None` otherwise, also when
-    /// the head cannot be read (the run then ends where it would have).
+    /// The store's head, when a run that follows full files (`follow`) should move its end
+    /// there: the next file, after `cursor`, would be cut short by `up_to`, and a full
+    /// file's worth of events lies past `cursor` now. `None` otherwise, also when the head
+    /// cannot be read (the run then ends where it would have).
     async fn head_past(
         &self,
         dest: &Destination,
         cursor: u64,
         up_to: u64,
-        follow_until: Option<Instant>,
+        follow: Option<&Follow>,
     ) -> Option<u64> {
         let full = dest.limits.max_events;
-        let follows = follow_until.is_some_and(|until| Instant::now() < until)
-            && dest.tenant.is_none()
-            && !self
-                .stops_following
-                .load(std::sync::atomic::Ordering::Relaxed);
+        let follows = follow.is_some_and(Follow::goes_on) && dest.tenant.is_none();
         if !follows || up_to.saturating_sub(cursor) >= full {
             return None;
         }

@@ -246,8 +246,8 @@ async fn run_export_and_gc(
         }
         if !wait_until(next_run, &mut stop).await {
             // Runs in progress finish first (see `RunningSchedules::shutdown`), each with the
-            // file it is on: events that keep arriving do not hold the stop back.
-            exporter.stop_following();
+            // file it is on (the stop ends their following): events that keep arriving do
+            // not hold the stop back.
             while let Some(ended) = exports.join_next().await {
                 log_if_failed(ended);
             }
@@ -263,10 +263,14 @@ async fn run_export_and_gc(
         if let Some(fire) = next_export.filter(|t| *t <= now) {
             let upcoming = next(export.as_ref());
             if claim_firing(store.as_ref(), &holder, EXPORT_SCHEDULE, fire, upcoming).await {
-                let (exporter, store, observer) =
-                    (exporter.clone(), store.clone(), observer.clone());
+                let (exporter, store, observer, stop) = (
+                    exporter.clone(),
+                    store.clone(),
+                    observer.clone(),
+                    stop.clone(),
+                );
                 exports.spawn(async move {
-                    run_export(&exporter, store.as_ref(), observer.as_ref(), now).await
+                    run_export(&exporter, store.as_ref(), observer.as_ref(), now, stop).await
                 });
             }
             next_export = next(export.as_ref());
@@ -330,9 +334,10 @@ async fn run_export(
     store: &dyn Store,
     observer: &dyn ScheduleObserver,
     now: DateTime<Utc>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut ok = true;
-    for report in exporter.export_following().await {
+    for report in exporter.export_following(stop).await {
         ok &= report.error.is_none();
         observer.exported(&report, Utc::now().timestamp_millis());
         if report.files > 0 || report.error.is_some() {

@@ -659,10 +659,13 @@ async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
         let report = match run {
             Run::Once => exporter.export_once().await,
             Run::FollowingStopped => {
-                exporter.stop_following();
-                exporter.export_following().await
+                let (_stop, stopped) = tokio::sync::watch::channel(true);
+                exporter.export_following(stopped).await
             }
-            Run::Following | Run::FollowingTenant => exporter.export_following().await,
+            Run::Following | Run::FollowingTenant => {
+                let (_stop, going_on) = tokio::sync::watch::channel(false);
+                exporter.export_following(going_on).await
+            }
         }
         .remove(0);
         assert!(report.error.is_none(), "{run:?}: {:?}", report.error);
