@@ -418,7 +418,7 @@ impl Exporter {
     /// [`Exporter::export_once`], after which each destination that takes every tenant's
     /// events goes on while a full file of events stored since waits (at least
     /// [`BatchLimits::max_events`] of them), for at most [`FOLLOW_AT_MOST`], and until
-    /// `stop` turns true, when each run ends with the file it is on. What a scheduled run
+    /// `stop` turns true, when each run ends at the head it last read. What a scheduled run
     /// does: a backlog of full files goes out now rather than one run per tick, and the
     /// files stay full instead of ending at each run's start. A tenant's destination is not
     /// followed: how far the store's head moved says nothing of how many of the new events

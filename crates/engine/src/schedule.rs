@@ -245,9 +245,9 @@ async fn run_export_and_gc(
             tracing::warn!("neither the export nor the GC schedule will fire again");
         }
         if !wait_until(next_run, &mut stop).await {
-            // Runs in progress finish first (see `RunningSchedules::shutdown`), each with the
-            // file it is on (the stop ends their following): events that keep arriving do
-            // not hold the stop back.
+            // Runs in progress finish first (see `RunningSchedules::shutdown`), each at the
+            // head it last read (the stop ends their following): events that keep arriving
+            // do not hold the stop back.
             while let Some(ended) = exports.join_next().await {
                 log_if_failed(ended);
             }

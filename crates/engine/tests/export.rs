@@ -687,8 +687,9 @@ async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
 }
 
 /// A scheduled run that follows events which never stop arriving (each file's put stores a
-/// full file more) ends with the file it is on when the schedules stop: the shutdown does
-/// not wait out `FOLLOW_AT_MOST` (60 s), and nothing is put after it returns.
+/// full file more, so each time it follows it reaches one file further) ends at the head it
+/// last read when the schedules stop: the shutdown does not wait out `FOLLOW_AT_MOST`
+/// (60 s), and nothing is put after it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_schedules_ends_a_run_that_follows_events_still_arriving() {
     use std::sync::atomic::Ordering::SeqCst;
