@@ -36,6 +36,7 @@ where
     Fut: Future<Output = Arc<dyn Store>>,
 {
     ids_are_idempotency_keys_and_seqs_increase(fresh().await).await;
+    a_large_append_keeps_its_order_and_finds_each_first_copy(fresh().await).await;
     batches_move_cursors_and_gc_keeps_what_a_destination_lacks(fresh().await).await;
     completed_batches_stay_listed_and_manifests_chain_one_by_one(fresh().await).await;
     a_committed_bulk_append_stores_everything_once(fresh().await).await;
@@ -94,6 +95,50 @@ fn encoded(ids: impl IntoIterator<Item = usize>) -> Vec<EncodedEvent> {
     ids.into_iter()
         .map(|i| EncodedEvent::new(&event(&format!("e{i}"), i as i64)).unwrap())
         .collect()
+}
+
+/// One append of 200 events, some ids again: one stored before, one earlier in the same
+/// call and far from it, one right after itself, and one three times. New events get
+/// increasing sequence numbers in the call's order; each copy gets its first copy's number,
+/// and the first copy's body is the one stored.
+pub async fn a_large_append_keeps_its_order_and_finds_each_first_copy(store: Arc<dyn Store>) {
+    let before = store.append_events(vec![event("old", 1)]).await.unwrap();
+    let ids: Vec<String> = (0..200)
+        .map(|i| match i {
+            7 => "old".to_string(),
+            150 => "e3".to_string(),
+            41 => "e40".to_string(),
+            90 | 180 => "e89".to_string(),
+            i => format!("e{i}"),
+        })
+        .collect();
+    let events = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| event(id, 1_000 + i as i64))
+        .collect();
+    let appended = store.append_events(events).await.unwrap();
+    assert_eq!(appended.len(), 200);
+    let mut first: std::collections::HashMap<&str, u64> = [("old", before[0].seq)].into();
+    let mut last_new = before[0].seq;
+    for (a, id) in appended.iter().zip(&ids) {
+        assert_eq!(a.id, *id);
+        match first.get(id.as_str()) {
+            Some(&seq) => assert_eq!((a.seq, a.duplicate), (seq, true), "{id}"),
+            None => {
+                assert!(
+                    !a.duplicate && a.seq > last_new,
+                    "{id}: {a:?} after {last_new}"
+                );
+                last_new = a.seq;
+                first.insert(id, a.seq);
+            }
+        }
+    }
+    let read = store.read_after(0, u64::MAX, 1_000).await.unwrap();
+    assert_eq!(read.len(), 196, "old, and 195 new ids");
+    let e89 = read.iter().find(|r| r.event.id == "e89").unwrap();
+    assert_eq!(e89.event.time, 1_089, "the first copy is stored");
 }
 
 /// An id is an idempotency key; sequence numbers increase (gaps allowed); the first copy of
