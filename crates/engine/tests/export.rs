@@ -65,6 +65,16 @@ fn fixture() -> Fixture {
     }
 }
 
+/// A fixture whose store holds `uevent(0)` to `uevent(events - 1)`.
+async fn fixture_with(events: u64) -> Fixture {
+    let f = fixture();
+    f.store
+        .append_events((0..events).map(uevent).collect())
+        .await
+        .unwrap();
+    f
+}
+
 fn format(compression: Compression) -> FileFormat {
     FileFormat {
         schema: build_schema("uevents").unwrap(),
@@ -132,11 +142,7 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
         Compression::Gzip(6),
         Compression::Zstd(3),
     ] {
-        let f = fixture();
-        f.store
-            .append_events((0..2_500).map(uevent).collect())
-            .await
-            .unwrap();
+        let f = fixture_with(2_500).await;
         let exporter = Arc::new(Exporter::new(
             f.store.clone(),
             "acme".into(),
@@ -167,11 +173,7 @@ async fn exports_every_event_once_in_bounded_files_for_each_compression() {
 
 #[tokio::test]
 async fn byte_limit_cuts_files() {
-    let f = fixture();
-    f.store
-        .append_events((0..300).map(uevent).collect())
-        .await
-        .unwrap();
+    let f = fixture_with(300).await;
     let mut dest = destination(&f, Compression::None, u64::MAX);
     dest.limits.max_bytes = 20_000;
     let exporter = Arc::new(Exporter::new(f.store.clone(), "acme".into(), vec![dest]));
@@ -189,11 +191,7 @@ async fn byte_limit_cuts_files() {
 #[tokio::test]
 async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
     for uploaded_before_crash in [false, true] {
-        let f = fixture();
-        f.store
-            .append_events((0..50).map(uevent).collect())
-            .await
-            .unwrap();
+        let f = fixture_with(50).await;
         let dest = destination(&f, Compression::Gzip(6), 20);
         // what the exporter does before it crashes: encode, record, maybe put
         let file = encode_file(
@@ -252,11 +250,7 @@ async fn a_batch_recorded_before_a_crash_is_finished_under_its_key() {
 
 #[tokio::test]
 async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
-    let f = fixture();
-    f.store
-        .append_events((0..10).map(uevent).collect())
-        .await
-        .unwrap();
+    let f = fixture_with(10).await;
     let dest = destination(&f, Compression::None, 100);
     let key = batch_key("pre", "acme", uevent(0).time, 1, 10, "ndjson").unwrap();
     f.sink
@@ -284,11 +278,7 @@ async fn a_different_object_at_the_key_is_a_conflict_and_the_cursor_stays() {
 /// that went in. The next run, once the cause is gone, exports the rest once.
 #[tokio::test]
 async fn a_failed_put_stops_the_run_before_the_file_encoded_beside_it() {
-    let f = fixture();
-    f.store
-        .append_events((0..30).map(uevent).collect())
-        .await
-        .unwrap();
+    let f = fixture_with(30).await;
     let dest = destination(&f, Compression::None, 10);
     let second = batch_key("pre", "acme", uevent(10).time, 11, 20, "ndjson").unwrap();
     f.sink
@@ -326,11 +316,7 @@ async fn a_failed_put_stops_the_run_before_the_file_encoded_beside_it() {
 /// and the file read ahead (events 1 to 10) must not go out beside its file (1 to 5).
 #[tokio::test]
 async fn a_file_read_ahead_of_the_lease_is_dropped_when_the_destination_moved_meanwhile() {
-    let f = fixture();
-    f.store
-        .append_events((0..30).map(uevent).collect())
-        .await
-        .unwrap();
+    let f = fixture_with(30).await;
     let (held, release) = SqliteStore::open_with_check_held(f.store.path()).unwrap();
     assert!(held.holds_writes());
     let held = Arc::new(held);
@@ -392,11 +378,7 @@ async fn a_key_carries_the_date_of_the_files_earliest_event() {
 /// export reads no further.
 #[tokio::test]
 async fn a_file_is_exhausted_only_when_the_store_had_no_more() {
-    let f = fixture();
-    f.store
-        .append_events((0..30).map(uevent).collect())
-        .await
-        .unwrap();
+    let f = fixture_with(30).await;
     let format = format(Compression::None);
     let exhausted = |max_events: u64, max_bytes: u64, up_to: u64| {
         let (store, format) = (f.store.clone(), format.clone());
@@ -644,11 +626,7 @@ async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
         (Run::FollowingTenant, 15, 25, &[(1, 10), (11, 15)], 15),
     ];
     for (run, stored, arriving, files, cursor) in cases {
-        let f = fixture();
-        f.store
-            .append_events((0..stored).map(uevent).collect())
-            .await
-            .unwrap();
+        let f = fixture_with(stored).await;
         let mut dest = destination(&f, Compression::None, 10);
         let events = (stored..stored + arriving).map(uevent).collect();
         dest.sink = Arc::new(ArrivingDuringTheRun::new(&f, events, 0));
@@ -693,11 +671,7 @@ async fn a_scheduled_run_goes_on_while_a_full_file_of_new_events_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_schedules_ends_a_run_that_follows_events_still_arriving() {
     use std::sync::atomic::Ordering::SeqCst;
-    let f = fixture();
-    f.store
-        .append_events((0..15).map(uevent).collect())
-        .await
-        .unwrap();
+    let f = fixture_with(15).await;
     let sink = Arc::new(ArrivingDuringTheRun::new(&f, Vec::new(), 10));
     sink.next.store(15, SeqCst);
     let mut dest = destination(&f, Compression::None, 10);
