@@ -13,6 +13,10 @@
 //! - (f) peak RSS of `export --once` of a large backlog (`--backlog M`, default
 //!   10,000,000) against a 10,000-event one (once, not per run).
 //!
+//! With `AUDITSYNC_BENCH_VECTOR=PATH` (a Vector binary), each run also times Vector on the same
+//! input and moto beside (a) and (c), and prints auditsync's rate over Vector's
+//! (see `common/vector.rs`).
+//!
 //! Before the floors and before each pipeline, `sync` (untimed) writes out what the ones
 //! before left dirty, so that no pipeline waits behind another's write-back.
 //!
@@ -27,6 +31,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::support::{line, new_token, start_server, Server};
+use common::vector::{Reading, Vector};
 use common::{auditsync, measure, LoadClient};
 
 /// Seconds a floor takes; every run needs all three.
@@ -115,6 +120,35 @@ fn stop(server: Server) {
     assert!(server.terminate().success());
 }
 
+// The rows auditsync is compared with Vector by.
+const BULK: &str = "(a) bulk: ingest FILE, export --once -> S3, gzip";
+const HTTP_ACKNOWLEDGED: &str = "(c) HTTP -> S3, acknowledged (fsynced before each 200)";
+const HTTP_END_TO_END: &str = "(c) HTTP -> S3, end to end (until the last is in S3)";
+const VECTOR_BULK_LINES: &str = "(a) Vector: stdin -> S3, gzip, lines as they came";
+const VECTOR_BULK_JSON: &str = "(a) Vector: stdin -> S3, gzip, lines parsed as JSON";
+
+/// The rows of one of Vector's HTTP runs: acknowledged, and end to end.
+fn vector_http_rows(reading: Reading, acknowledgements: bool) -> (&'static str, &'static str) {
+    match (reading, acknowledgements) {
+        (Reading::Lines, true) => (
+            "(c) Vector, lines, acknowledgements on: acknowledged (in S3 before each 200)",
+            "(c) Vector, lines, acknowledgements on: end to end",
+        ),
+        (Reading::Lines, false) => (
+            "(c) Vector, lines, acknowledgements off: acknowledged (nothing durable)",
+            "(c) Vector, lines, acknowledgements off: end to end (until it has flushed)",
+        ),
+        (Reading::Json, true) => (
+            "(c) Vector, JSON, acknowledgements on: acknowledged (in S3 before each 200)",
+            "(c) Vector, JSON, acknowledgements on: end to end",
+        ),
+        (Reading::Json, false) => (
+            "(c) Vector, JSON, acknowledgements off: acknowledged (nothing durable)",
+            "(c) Vector, JSON, acknowledgements off: end to end (until it has flushed)",
+        ),
+    }
+}
+
 /// One row of the results.
 struct Row {
     pipeline: &'static str,
@@ -182,6 +216,8 @@ struct Bench {
     endpoint: String,
     token: String,
     hash: String,
+    /// Timed beside (a) and (c) when set.
+    vector: Option<Vector>,
 }
 
 impl Bench {
@@ -203,6 +239,64 @@ impl Bench {
         (dir, config)
     }
 
+    /// A fresh directory and a new bucket for one of Vector's runs.
+    fn vector_setup(&self, pipeline: &str, run: usize) -> (PathBuf, String) {
+        let dir = self.fresh(pipeline);
+        let bucket = format!("e2e-{pipeline}-{}-{run}", std::process::id());
+        create_bucket(&self.endpoint, &bucket);
+        (dir, bucket)
+    }
+
+    /// Vector: stdin -> S3, beside (a).
+    fn vector_bulk(&self, vector: &Vector, reading: Reading, run: usize, floors: &Floors) -> Row {
+        let (dir, bucket) = self.vector_setup(&format!("va-{reading:?}"), run);
+        let timed = vector.stdin_to_s3(&dir, &bucket, reading, &self.input);
+        assert_eq!(vector.events_in(&bucket), self.n, "Vector put every event");
+        let pipeline = match reading {
+            Reading::Lines => VECTOR_BULK_LINES,
+            Reading::Json => VECTOR_BULK_JSON,
+        };
+        Row::events(
+            pipeline,
+            self.n,
+            timed.end_to_end,
+            ("gzip -6", floors.gzip),
+            timed.rss_mib,
+        )
+    }
+
+    /// Vector: HTTP -> S3 under (c)'s load, with end-to-end acknowledgements on or off.
+    fn vector_http(
+        &self,
+        vector: &Vector,
+        reading: Reading,
+        acknowledgements: bool,
+        run: usize,
+        floors: &Floors,
+    ) -> (Row, Row) {
+        let name = format!("vc-{reading:?}-{acknowledgements}").to_lowercase();
+        let (dir, bucket) = self.vector_setup(&name, run);
+        let bodies = http_bodies(self.n);
+        let total = bodies.len() as u64 * 1_000;
+        let timed = vector.http_to_s3(&dir, &bucket, reading, acknowledgements, |addr| {
+            post_all(
+                addr,
+                &self.token,
+                8,
+                "application/x-ndjson",
+                bodies.len(),
+                |i| bodies[i].as_bytes(),
+            )
+        });
+        assert_eq!(vector.events_in(&bucket), total, "Vector put every event");
+        let gzip = ("gzip -6", floors.gzip_of(&bodies));
+        let (acknowledged, end_to_end) = vector_http_rows(reading, acknowledgements);
+        (
+            Row::events(acknowledged, total, timed.acknowledged, gzip, timed.rss_mib),
+            Row::events(end_to_end, total, timed.end_to_end, gzip, timed.rss_mib),
+        )
+    }
+
     /// (a) `ingest FILE`, then `export --once` to S3.
     fn bulk(&self, run: usize, floors: &Floors) -> Row {
         let (_dir, config) = self.s3_setup("a", run, "@yearly");
@@ -217,7 +311,7 @@ impl Bench {
             export.as_secs_f64()
         );
         Row::events(
-            "(a) bulk: ingest FILE, export --once -> S3, gzip",
+            BULK,
             self.n,
             took,
             ("gzip -6", floors.gzip),
@@ -250,15 +344,8 @@ impl Bench {
     /// (c) HTTP -> S3: acknowledged, and end to end.
     fn http(&self, run: usize, floors: &Floors) -> (Row, Row) {
         let (dir, config) = self.s3_setup("c", run, "@every 1s");
-        let bodies: Vec<String> = (0..self.n / 1_000)
-            .map(|b| {
-                (b * 1_000..(b + 1) * 1_000)
-                    .map(|i| format!("{}\n", line(i)))
-                    .collect()
-            })
-            .collect();
+        let bodies = http_bodies(self.n);
         let total = bodies.len() as u64 * 1_000;
-        let bytes: usize = bodies.iter().map(String::len).sum();
         let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
         let started = Instant::now();
         let acknowledged = post_all(
@@ -273,23 +360,10 @@ impl Bench {
         let end_to_end = (done - started).as_secs_f64();
         let rss = peak_rss(server.child.id());
         stop(server);
-        // The floors were timed on the input file; these bodies are about as large.
-        let gzip = ("gzip -6", floors.gzip * bytes as f64 / floors.bytes as f64);
+        let gzip = ("gzip -6", floors.gzip_of(&bodies));
         (
-            Row::events(
-                "(c) HTTP -> S3, acknowledged (fsynced before each 200)",
-                total,
-                acknowledged,
-                gzip,
-                rss,
-            ),
-            Row::events(
-                "(c) HTTP -> S3, end to end (until the last is in S3)",
-                total,
-                end_to_end,
-                gzip,
-                rss,
-            ),
+            Row::events(HTTP_ACKNOWLEDGED, total, acknowledged, gzip, rss),
+            Row::events(HTTP_END_TO_END, total, end_to_end, gzip, rss),
         )
     }
 
@@ -423,6 +497,34 @@ struct Floors {
     zstd: f64,
 }
 
+impl Floors {
+    /// `gzip -6` of `bodies`: the floors were timed on the input file, and these bodies are
+    /// about as large.
+    fn gzip_of(&self, bodies: &[String]) -> f64 {
+        let bytes: usize = bodies.iter().map(String::len).sum();
+        self.gzip * bytes as f64 / self.bytes as f64
+    }
+}
+
+/// (c)'s load: the first `n` events (rounded down to thousands) in NDJSON bodies of 1,000.
+fn http_bodies(n: u64) -> Vec<String> {
+    (0..n / 1_000)
+        .map(|b| {
+            (b * 1_000..(b + 1) * 1_000)
+                .map(|i| format!("{}\n", line(i)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Prints auditsync's rate over Vector's, for the rows named, and returns it.
+fn versus(rows: &[Row], ours: &str, theirs: &str) -> Option<f64> {
+    let rate = |name: &str| rows.iter().find(|r| r.pipeline == name).map(|r| r.rate);
+    let ratio = rate(ours)? / rate(theirs)?;
+    println!("  {ratio:.2}x: {ours}\n         over {theirs}");
+    Some(ratio)
+}
+
 fn arg_after(args: &[String], flag: &str) -> Option<u64> {
     let i = args.iter().position(|a| a == flag)?;
     args.get(i + 1)?.parse().ok()
@@ -461,6 +563,7 @@ fn main() {
         bytes as f64 / 1e6
     );
     let (token, hash) = new_token();
+    let vector = Vector::from_env(&endpoint);
     let bench = Bench {
         dir: dir.path().to_path_buf(),
         input,
@@ -468,6 +571,7 @@ fn main() {
         endpoint,
         token,
         hash,
+        vector,
     };
     let mut results = Vec::new();
     for run in 1..=runs {
@@ -492,6 +596,12 @@ fn main() {
         if wanted('a') || wanted('e') {
             settle();
             rows.push(bench.bulk(run, &floors));
+            if let Some(vector) = &bench.vector {
+                for reading in [Reading::Lines, Reading::Json] {
+                    settle();
+                    rows.push(bench.vector_bulk(vector, reading, run, &floors));
+                }
+            }
         }
         if wanted('e') {
             // Settles before each of its exports.
@@ -505,6 +615,16 @@ fn main() {
             settle();
             let (acknowledged, end_to_end) = bench.http(run, &floors);
             rows.extend([acknowledged, end_to_end]);
+            if let Some(vector) = &bench.vector {
+                for reading in [Reading::Lines, Reading::Json] {
+                    for acknowledgements in [true, false] {
+                        settle();
+                        let (acknowledged, end_to_end) =
+                            bench.vector_http(vector, reading, acknowledgements, run, &floors);
+                        rows.extend([acknowledged, end_to_end]);
+                    }
+                }
+            }
         }
         if wanted('d') {
             settle();
@@ -521,8 +641,28 @@ fn main() {
                 row.pipeline, row.rate, row.unit, ratio, row.rss_mib
             );
         }
+        let mut versus_vector = serde_json::Map::new();
+        for reading in [Reading::Lines, Reading::Json] {
+            let bulk = match reading {
+                Reading::Lines => VECTOR_BULK_LINES,
+                Reading::Json => VECTOR_BULK_JSON,
+            };
+            let (_, acked) = vector_http_rows(reading, true);
+            let (unacked_acknowledged, unacked) = vector_http_rows(reading, false);
+            for (ours, theirs) in [
+                (BULK, bulk),
+                (HTTP_END_TO_END, acked),
+                (HTTP_END_TO_END, unacked),
+                (HTTP_ACKNOWLEDGED, unacked_acknowledged),
+            ] {
+                if let Some(ratio) = versus(&rows, ours, theirs) {
+                    versus_vector.insert(format!("{ours} / {theirs}"), json!(ratio));
+                }
+            }
+        }
         results.push(json!({
             "run": run,
+            "versus_vector": versus_vector,
             "floors_s": {"cat": floors.cat, "gzip -6": floors.gzip, "zstd -3": floors.zstd},
             "pipelines": rows.iter().map(|r| json!({
                 "pipeline": r.pipeline, "rate": r.rate, "unit": r.unit, "floor": r.floor,

@@ -13,6 +13,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_auditsync");
 pub mod support;
 pub use support::line;
 
+pub mod vector;
+
 /// Writes `n` catalog-valid uevents-shaped events to `path`: the test suite's line with the
 /// longer GraphQL field list of the seed sample, about 457 bytes each (the 457 MB
 /// file for 1M events).
