@@ -355,6 +355,32 @@ impl Schema for DefinedSchema {
     }
 
     fn check(&self, event: &Event) -> Result<(), ValidationError> {
+        self.check_parts(event, |names| {
+            self.definition.catalog.check(names, &event.params)
+        })
+    }
+
+    fn check_with_params_text(
+        &self,
+        event: &Event,
+        params: CanonicalJson<'_>,
+    ) -> Result<(), ValidationError> {
+        self.check_parts(event, |names| {
+            self.definition.catalog.check_params_text(names, params)
+        })
+    }
+}
+
+impl DefinedSchema {
+    /// [`Schema::check`], with the catalog's check of the event's action names given.
+    fn check_parts<'a>(
+        &'a self,
+        event: &Event,
+        catalog_check: impl FnOnce(
+            &[&str],
+        )
+            -> Result<Option<&'a auditsync_core::CatalogEntry>, CatalogError>,
+    ) -> Result<(), ValidationError> {
         if self.definition.require_actor && !event.actor.is_identified() {
             let actor_columns: Vec<&str> = self
                 .resolved
@@ -391,7 +417,7 @@ impl Schema for DefinedSchema {
         let params_column = self
             .column_for(&Target::Params)
             .map_or("params", |c| c.def.name.as_str());
-        match self.definition.catalog.check(&names, &event.params) {
+        match catalog_check(&names) {
             Ok(_) => Ok(()),
             Err(CatalogError::UnknownAction { names }) => Err(ValidationError::new(
                 action_column,

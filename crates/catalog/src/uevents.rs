@@ -1,6 +1,6 @@
 use auditsync_core::canonical_json::CanonicalJson;
 use auditsync_core::event_json::StoredTexts;
-use auditsync_core::{strict_json, Catalog, Column, Event, Schema, TextEvent, ValidationError};
+use auditsync_core::{Catalog, Column, Event, Schema, TextEvent, ValidationError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -64,10 +64,16 @@ impl Schema for UeventsSchema {
         // duplicate keys, for one); `build` applies the same checks to both.
         let record: Record<'t> = serde_json::from_str(text).ok()?;
         let payload_text = record.request_payload;
+        // Anything but an object (or `null`, read as none) is left to `parse`, which names it.
+        let params_text = record.request_params;
+        if params_text.is_some_and(|p| !p.get().starts_with('{')) {
+            return None;
+        }
         let event = build(record).ok()?;
         Some(TextEvent {
             event,
             payload_text,
+            params_text,
         })
     }
 
@@ -99,6 +105,14 @@ impl Schema for UeventsSchema {
     fn check(&self, event: &Event) -> Result<(), ValidationError> {
         self.inner.check(event)
     }
+
+    fn check_with_params_text(
+        &self,
+        event: &Event,
+        params: CanonicalJson<'_>,
+    ) -> Result<(), ValidationError> {
+        self.inner.check_with_params_text(event, params)
+    }
 }
 
 /// A uevents record with its types checked; what `build` checks besides.
@@ -119,16 +133,10 @@ struct Record<'t> {
     customer_name: Option<String>,
     #[serde(rename = "responseCode", default)]
     response_code: Option<i64>,
-    // Read strictly (a key repeated inside them is refused, as the general path refuses it);
-    // `parse_text` is given only text cleared of control characters (see its contract).
-    #[serde(
-        rename = "requestParams",
-        default,
-        deserialize_with = "strict_json::deserialize_prescanned_optional_map"
-    )]
-    request_params: Option<serde_json::Map<String, Value>>,
-    // Left as text: the ingest path stores it as it came when it can (see
-    // `auditsync_core::canonical_json`), and reads it strictly otherwise.
+    // Both left as text: the ingest path stores them as they came when it can (see
+    // `auditsync_core::canonical_json`), and reads them strictly otherwise.
+    #[serde(rename = "requestParams", default, borrow)]
+    request_params: Option<&'t RawValue>,
     #[serde(rename = "requestPayload", default, borrow)]
     request_payload: Option<&'t RawValue>,
     #[serde(rename = "latencyInMillis", default)]
@@ -159,7 +167,6 @@ fn build(r: Record<'_>) -> Result<Event, ValidationError> {
     event.organization = r.customer_name;
     event.outcome.code = r.response_code;
     event.outcome.latency_ms = r.latency_in_millis;
-    event.params = r.request_params.unwrap_or_default();
     event.extra.insert(OP_TYPE.into(), Value::String(r.op_type));
     if hints.len() > 1 {
         event

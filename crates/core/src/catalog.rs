@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::canonical_json::{self, CanonicalJson};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -138,16 +139,31 @@ impl Catalog {
         names: &[&str],
         params: &Map<String, Value>,
     ) -> Result<Option<&'a CatalogEntry>, CatalogError> {
+        self.check_with(names, &|name| has_param(params, name))
+    }
+
+    /// [`Catalog::check`] of parameters still their JSON text in serde_json's form, looked
+    /// up without reading the whole text where the name is not a path.
+    pub fn check_params_text<'a>(
+        &'a self,
+        names: &[&str],
+        params: CanonicalJson<'_>,
+    ) -> Result<Option<&'a CatalogEntry>, CatalogError> {
+        self.check_with(names, &|name| text_has_param(params, name))
+    }
+
+    fn check_with<'a>(
+        &'a self,
+        names: &[&str],
+        has_param: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<&'a CatalogEntry>, CatalogError> {
         if self.is_empty() {
             return Ok(None);
         }
         let mut first_missing = None;
         for name in names {
             for entry in self.lookup(name) {
-                let missing = entry
-                    .required_params()
-                    .iter()
-                    .find(|p| !has_param(params, p));
+                let missing = entry.required_params().iter().find(|p| !has_param(p));
                 match missing {
                     None => return Ok(Some(entry)),
                     Some(param) => {
@@ -165,6 +181,25 @@ impl Catalog {
             }),
         )
     }
+}
+
+/// [`has_param`] of parameters still their JSON text: a plain name among the top-level
+/// members, a path (or a key with an escape) in the text read whole.
+fn text_has_param(params: CanonicalJson<'_>, name: &str) -> bool {
+    if !name.contains('.') {
+        let mut found = false;
+        let walked = canonical_json::members(params.as_str(), &|_| false, &mut |_, key, value| {
+            if key == name {
+                found = value.as_str() != "null";
+            }
+            true
+        });
+        if walked {
+            return found;
+        }
+    }
+    serde_json::from_str::<Map<String, Value>>(params.as_str())
+        .is_ok_and(|map| has_param(&map, name))
 }
 
 /// Looks a parameter up by name, or by a dotted path into objects and arrays of objects
@@ -259,6 +294,49 @@ mod tests {
             &params(json!({"udfs": [{"name": "f"}, {}]})),
             "udfs.name"
         ));
+    }
+
+    /// Parameters still their text are found, or not, exactly as once read: by name among
+    /// the top-level members, by path, `null` as missing, and under an escaped key.
+    #[test]
+    fn parameters_as_text_are_checked_as_if_they_had_been_read() {
+        let c = catalog();
+        let texts = [
+            r#"{"email":"a"}"#,
+            r#"{"email":null}"#,
+            r#"{"x":{"email":"nested, not top-level"}}"#,
+            r#"{"emai\u006c":"escaped"}"#,
+            r#"{"statuses":[1],"projectID":2}"#,
+            r#"{"projectId":1,"branchName":"b"}"#,
+            r#"{"branchName":"b"}"#,
+            r#"{}"#,
+        ];
+        let names: [&[&str]; 4] = [
+            &["User"],
+            &["getUser"],
+            &["projReleaseStatus"],
+            &["checkout"],
+        ];
+        for text in texts {
+            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(text).unwrap();
+            // An escaped key is not in serde_json's form: such a text is read whole.
+            let canonical = canonical_json::check(&raw, &mut |_| true)
+                .unwrap_or_else(|| CanonicalJson::stored(raw.get()));
+            for names in names {
+                assert_eq!(
+                    c.check_params_text(names, canonical),
+                    c.check(names, &serde_json::from_str(text).unwrap()),
+                    "{names:?} {text}"
+                );
+            }
+        }
+        let udfs = r#"{"udfs":[{"name":"f"},{"name":"g"}],"o":{"k":1}}"#;
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(udfs).unwrap();
+        let canonical = canonical_json::check(&raw, &mut |_| true).unwrap();
+        assert!(text_has_param(canonical, "udfs.name"));
+        assert!(text_has_param(canonical, "o.k"));
+        assert!(!text_has_param(canonical, "udfs.description"));
+        assert!(!text_has_param(canonical, "name"));
     }
 
     #[test]

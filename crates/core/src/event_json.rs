@@ -269,23 +269,40 @@ pub fn read_stored_texts(text: &str) -> Option<StoredTexts<'_>> {
     })
 }
 
+/// Fields of an event still the JSON text they came in, in serde_json's form: written in
+/// place of the event's own fields, which are then empty. The bytes are those the event
+/// gives with the texts read into it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptTexts<'t> {
+    /// The payload (`null` for none), in place of `event.payload`.
+    pub payload: Option<CanonicalJson<'t>>,
+    /// The parameters, an object, in place of `event.params`.
+    pub params: Option<CanonicalJson<'t>>,
+}
+
 /// Appends `event` as compact JSON to `out`, exactly as `serde_json::to_string` would.
 pub fn write_event(out: &mut String, event: &Event) {
-    write_event_parts(out, event, None);
+    write_event_parts(out, event, KeptTexts::default());
 }
 
 /// [`write_event`] for an event whose payload is still the text it came in: `payload` is
 /// written in place of `event.payload` (which should be `None`). The bytes are those
 /// `write_event` gives for the event with `payload` read into its `payload` field.
 pub fn write_event_with_payload(out: &mut String, event: &Event, payload: CanonicalJson<'_>) {
-    write_event_parts(out, event, Some(payload));
+    let kept = KeptTexts {
+        payload: Some(payload),
+        params: None,
+    };
+    write_event_parts(out, event, kept);
 }
 
-pub(crate) fn write_event_parts(
-    out: &mut String,
-    event: &Event,
-    payload_text: Option<CanonicalJson<'_>>,
-) {
+/// Whether a kept parameters text stands for no parameters (an event without any has an
+/// empty map, which is not written).
+pub(crate) fn no_params(text: CanonicalJson<'_>) -> bool {
+    matches!(text.as_str(), "{}" | "null")
+}
+
+pub(crate) fn write_event_parts(out: &mut String, event: &Event, kept: KeptTexts<'_>) {
     out.push_str("{\"id\":");
     write_str(out, &event.id);
     out.push_str(",\"time\":");
@@ -325,11 +342,19 @@ pub(crate) fn write_event_parts(
         }
         fields.end();
     }
-    if !event.params.is_empty() {
-        out.push_str(",\"params\":");
-        write_map(out, &event.params);
+    match kept.params {
+        Some(text) if !no_params(text) => {
+            out.push_str(",\"params\":");
+            out.push_str(text.as_str());
+        }
+        Some(_) => {}
+        None if !event.params.is_empty() => {
+            out.push_str(",\"params\":");
+            write_map(out, &event.params);
+        }
+        None => {}
     }
-    match payload_text {
+    match kept.payload {
         // `null` is no payload, as serde_json reads `Option<Value>`.
         Some(text) if text.as_str() != "null" => {
             out.push_str(",\"payload\":");

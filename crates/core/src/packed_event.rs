@@ -27,7 +27,9 @@
 use std::borrow::Cow;
 
 use crate::canonical_json::CanonicalJson;
-use crate::event_json::{self, ActorTexts, EntityTexts, ExtraTexts, OutcomeTexts, StoredTexts};
+use crate::event_json::{
+    self, ActorTexts, EntityTexts, ExtraTexts, KeptTexts, OutcomeTexts, StoredTexts,
+};
 use crate::{Actor, Event};
 
 /// The first character of a packed body.
@@ -57,16 +59,15 @@ pub fn is_packed(body: &str) -> bool {
     body.starts_with(MARK)
 }
 
-/// Appends `event` to `out` in the packed form, with `payload` (when given) in place of
-/// `event.payload`, as [`event_json::write_event_with_payload`] takes it; in the JSON form
-/// when a key of its `extra` needs an escape.
-pub fn write(out: &mut String, event: &Event, payload: Option<CanonicalJson<'_>>) {
+/// Appends `event` to `out` in the packed form, with the `kept` texts in place of its own
+/// fields; in the JSON form when a key of its `extra` needs an escape.
+pub fn write(out: &mut String, event: &Event, kept: KeptTexts<'_>) {
     if event
         .extra
         .keys()
         .any(|key| key.bytes().any(|b| event_json::escape_of(b).is_some()))
     {
-        return event_json::write_event_parts(out, event, payload);
+        return event_json::write_event_parts(out, event, kept);
     }
     out.push(MARK);
     let crc_at = out.len();
@@ -108,11 +109,14 @@ pub fn write(out: &mut String, event: &Event, payload: Option<CanonicalJson<'_>>
         out.push_str(itoa::Buffer::new().format(latency));
     }
     out.push(SLOT_END);
-    if !event.params.is_empty() {
-        event_json::write_map(out, &event.params);
+    match kept.params {
+        Some(text) if !event_json::no_params(text) => out.push_str(text.as_str()),
+        Some(_) => {}
+        None if !event.params.is_empty() => event_json::write_map(out, &event.params),
+        None => {}
     }
     out.push(SLOT_END);
-    match payload {
+    match kept.payload {
         // `null` is no payload, as serde_json reads `Option<Value>`.
         Some(text) if text.as_str() != "null" => out.push_str(text.as_str()),
         Some(_) => {}
@@ -332,6 +336,7 @@ mod tests {
     use crate::event_json::{read_stored_texts, write_event};
     use crate::{Entity, Outcome};
     use serde_json::json;
+    use serde_json::value::RawValue;
 
     /// Events with every field absent, present, empty, `null` or awkward (escapes,
     /// non-ASCII, separators' neighbours), alone and together.
@@ -398,7 +403,7 @@ mod tests {
 
     fn packed(event: &Event) -> String {
         let mut body = String::new();
-        write(&mut body, event, None);
+        write(&mut body, event, KeptTexts::default());
         body
     }
 
@@ -514,29 +519,50 @@ mod tests {
     }
 
     #[test]
-    fn a_payload_kept_as_text_is_packed_as_it_came() {
-        let event = events().swap_remove(1);
-        let payload_value = event.payload.clone().unwrap();
-        let text = serde_json::to_string(&payload_value).unwrap();
-        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+    fn a_payload_and_parameters_kept_as_text_are_packed_as_they_came() {
+        let raw = |text: &str| -> Box<RawValue> { serde_json::from_str(text).unwrap() };
+        let written = |event: &Event, payload: Option<&RawValue>, params: Option<&RawValue>| {
+            let kept = KeptTexts {
+                payload: payload.map(|p| check(p, &mut |_| true).unwrap()),
+                params: params.map(|p| check(p, &mut |_| true).unwrap()),
+            };
+            let mut body = String::new();
+            write(&mut body, event, kept);
+            body
+        };
+        let mut event = events().swap_remove(1);
+        event.params.insert("z".into(), json!(1));
+        event
+            .params
+            .insert("a".into(), json!({"b": [true, null, "c\"d"]}));
+        let payload = raw(&serde_json::to_string(&event.payload).unwrap());
+        let params = raw(&serde_json::to_string(&event.params).unwrap());
         let mut without = event.clone();
         without.payload = None;
-        let mut body = String::new();
-        write(
-            &mut body,
-            &without,
-            Some(check(&raw, &mut |_| true).unwrap()),
+        without.params.clear();
+        assert_eq!(
+            written(&without, Some(&payload), Some(&params)),
+            packed(&event)
         );
-        assert_eq!(body, packed(&event));
-        // `null` as text is no payload.
-        let mut body = String::new();
-        let null: Box<serde_json::value::RawValue> = serde_json::from_str("null").unwrap();
-        write(
-            &mut body,
-            &without,
-            Some(check(&null, &mut |_| true).unwrap()),
+        let mut only_params = event.clone();
+        only_params.params.clear();
+        assert_eq!(written(&only_params, None, Some(&params)), packed(&event));
+        // `null` as text is no payload, `{}` no parameters.
+        assert_eq!(
+            written(&without, Some(&raw("null")), Some(&raw("{}"))),
+            packed(&without)
         );
-        assert_eq!(body, packed(&without));
+        // An `extra` key that needs an escape puts the event in the JSON form: the same
+        // bytes as the event with its texts read.
+        let mut escaped = event.clone();
+        escaped.extra.insert("a\"b".into(), json!(1));
+        let mut escaped_without = without.clone();
+        escaped_without.extra = escaped.extra.clone();
+        assert_eq!(
+            written(&escaped_without, Some(&payload), Some(&params)),
+            packed(&escaped)
+        );
+        assert!(packed(&escaped).starts_with('{'));
     }
 
     #[test]

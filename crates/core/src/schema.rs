@@ -49,25 +49,46 @@ impl Column {
     }
 }
 
-/// What [`Schema::parse_text`] read: the event, and its payload as the JSON text of the
-/// input when the schema left it unread.
+/// What [`Schema::parse_text`] read: the event, and its payload and parameters as the JSON
+/// texts of the input when the schema left them unread.
 #[derive(Debug, Clone)]
 pub struct TextEvent<'t> {
-    /// The event; its `payload` is `None` when `payload_text` is set.
+    /// The event; its `payload` is `None` when `payload_text` is set, and its `params` empty
+    /// when `params_text` is.
     pub event: Event,
     /// The payload's JSON text (`null` for none), still to be read.
     pub payload_text: Option<&'t RawValue>,
+    /// The parameters' JSON text, an object, still to be read.
+    pub params_text: Option<&'t RawValue>,
 }
 
 impl TextEvent<'_> {
-    /// The event with its payload read (strictly: a repeated key is refused).
-    pub fn into_event(self) -> Result<Event, serde_json::Error> {
-        let mut event = self.event;
-        if let Some(text) = self.payload_text {
-            event.payload =
+    /// The event with its payload and parameters read (strictly: a repeated key is refused).
+    pub fn into_event(mut self) -> Result<Event, serde_json::Error> {
+        self.read_payload()?;
+        self.read_params()?;
+        Ok(self.event)
+    }
+
+    /// Reads the payload text, if any, into the event (strictly).
+    pub fn read_payload(&mut self) -> Result<(), serde_json::Error> {
+        if let Some(text) = self.payload_text.take() {
+            self.event.payload =
                 Some(crate::strict_json::from_str(text.get())?).filter(|v| !v.is_null());
         }
-        Ok(event)
+        Ok(())
+    }
+
+    /// Reads the parameters text, if any, into the event (strictly; it must be an object).
+    pub fn read_params(&mut self) -> Result<(), serde_json::Error> {
+        if let Some(text) = self.params_text.take() {
+            self.event.params = match crate::strict_json::from_str(text.get())? {
+                Value::Object(map) => map,
+                Value::Null => serde_json::Map::new(),
+                _ => return Err(serde::de::Error::custom("parameters must be a JSON object")),
+            };
+        }
+        Ok(())
     }
 }
 
@@ -89,8 +110,9 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// `text` is one that [`crate::strict_json::may_hold_forbidden_char`] cleared: it holds no
     /// control character, escaped or not, so its strings need not be scanned again.
     ///
-    /// The payload may be left as text ([`TextEvent::payload_text`]), not yet checked for
-    /// repeated keys: the caller reads it.
+    /// The payload and the parameters may be left as text ([`TextEvent::payload_text`],
+    /// [`TextEvent::params_text`]), not yet checked for repeated keys, nor the parameters
+    /// for being an object: the caller reads them.
     fn parse_text<'t>(&self, _text: &'t str) -> Option<TextEvent<'t>> {
         None
     }
@@ -140,5 +162,19 @@ pub trait Schema: Send + Sync + std::fmt::Debug {
     /// field as this schema calls it.
     fn check(&self, _event: &Event) -> Result<(), ValidationError> {
         Ok(())
+    }
+
+    /// [`Schema::check`] of an event whose parameters are still `params`, their JSON text
+    /// in serde_json's form (its own `params` is empty). By default the text is read into a
+    /// copy of the event for `check`; a schema whose check reads parameters can look them
+    /// up in the text instead.
+    fn check_with_params_text(
+        &self,
+        event: &Event,
+        params: CanonicalJson<'_>,
+    ) -> Result<(), ValidationError> {
+        let mut whole = event.clone();
+        whole.params = serde_json::from_str(params.as_str()).unwrap_or_default();
+        self.check(&whole)
     }
 }

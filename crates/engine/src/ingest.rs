@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use auditsync_core::canonical_json::CanonicalJson;
+use auditsync_core::event_json::KeptTexts;
 use auditsync_core::{Event, Schema, ValidationError};
 use auditsync_store::{Appended, EncodedEvent, Store, StoreError};
 
@@ -298,20 +298,21 @@ impl Ingestor {
         at: Location,
         event: Event,
         scanned: Scanned,
-        payload_text: Option<CanonicalJson<'_>>,
+        kept: KeptTexts<'_>,
         parsed: &mut Parsed,
     ) -> Result<(), IngestError> {
-        if let Err(error) = self.schema.check(&event) {
+        let checked = match kept.params {
+            Some(params) => self.schema.check_with_params_text(&event, params),
+            None => self.schema.check(&event),
+        };
+        if let Err(error) = checked {
             match self.mode {
                 ValidationMode::Strict => return Err(IngestError::Invalid { at, error }),
                 ValidationMode::Permissive => parsed.flagged.push(Flagged { at, error }),
             }
         }
         let event = admit_scanned(at, event, &self.redactor, scanned)?;
-        parsed.events.push(match payload_text {
-            Some(payload) => EncodedEvent::with_payload_text(event, payload),
-            None => EncodedEvent::from_event(event),
-        });
+        parsed.events.push(EncodedEvent::with_texts(event, kept));
         Ok(())
     }
 
@@ -323,21 +324,29 @@ impl Ingestor {
         text: &str,
         parsed: &mut Parsed,
     ) -> Result<bool, IngestError> {
-        let Some(read) = self.schema.parse_text(text) else {
+        let Some(mut read) = self.schema.parse_text(text) else {
             return Ok(false);
         };
-        // A payload already in stored form, with nothing to redact, is stored as it came.
-        let kept = read
-            .payload_text
-            .and_then(|payload| self.redactor.unchanged_payload(payload));
-        if kept.is_some() || read.payload_text.is_none() {
-            self.finish(at, read.event, Scanned::Yes, kept, parsed)?;
-            return Ok(true);
+        // A payload or parameters already in stored form, with nothing to redact, are
+        // stored as they came; what is not is read into the event, to be redacted.
+        let kept = KeptTexts {
+            payload: read
+                .payload_text
+                .and_then(|payload| self.redactor.unchanged_payload(payload)),
+            params: read
+                .params_text
+                .and_then(|params| self.redactor.unchanged_params(params)),
+        };
+        if kept.payload.is_some() {
+            read.payload_text = None;
         }
-        match read.into_event() {
-            Ok(event) => self.finish(at, event, Scanned::Yes, None, parsed)?,
-            Err(_) => return Ok(false),
+        if kept.params.is_some() {
+            read.params_text = None;
         }
+        if read.read_payload().is_err() || read.read_params().is_err() {
+            return Ok(false);
+        }
+        self.finish(at, read.event, Scanned::Yes, kept, parsed)?;
         Ok(true)
     }
 
@@ -502,7 +511,7 @@ impl Ingestor {
             .schema
             .parse(record)
             .map_err(|error| IngestError::Invalid { at, error })?;
-        self.finish(at, event, Scanned::No, None, parsed)
+        self.finish(at, event, Scanned::No, KeptTexts::default(), parsed)
     }
 
     /// The store events are appended to.
@@ -572,6 +581,102 @@ mod tests {
                 !body.contains("hunter2") && !body.contains("\\\"t\\\""),
                 "{body}"
             );
+        }
+    }
+
+    /// One uevents line with an id, this `requestParams` text and a payload.
+    fn line_with_params(id: &str, params: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","opType":"Query","createdAt":1690610557857,"nameHints":["getUser"],"userEmail":"a@b.c","requestParams":{params},"requestPayload":"[\"_id\"]"}}"#
+        )
+    }
+
+    #[test]
+    fn parameters_stored_as_they_came_are_stored_as_if_they_had_been_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let redactors = [
+            Redactor::default(),
+            Redactor::with_extra(["params.user.answer"])
+                .with_hmac(vec![7; 16], ["customerId"])
+                .unwrap(),
+        ];
+        let params = [
+            // kept as text (with the default redactor)
+            r#"{"email":"\"u@x.io\"","n":0,"tags":["a","b,c"]}"#,
+            r#"{"email":"e","user":{"answer":"42","name":"ada"},"customer_id":"c1"}"#,
+            r#"{"email":"e","z":{"tokenName":"ci"},"a":[1,null,true]}"#,
+            // read into the event: something to redact, or not in serde_json's form
+            r#"{"email":"e","newPassword":"hunter2"}"#,
+            r#"{"email":"e","nested":[{"api-key":"hunter2"}]}"#,
+            r#"{"email":"e","variables":"{\"token\":\"hunter2\"}"}"#,
+            r#"{"email": "e", "n": 1.50}"#,
+            r#"{"email":"caf\u00e9 \/"}"#,
+            r#"{"emai\u006c":"e"}"#,
+        ];
+        for (r, redactor) in redactors.into_iter().enumerate() {
+            let store = SqliteStore::open(dir.path().join(format!("audit-{r}.db"))).unwrap();
+            let ingestor = Ingestor::new(Arc::new(store), Arc::new(UeventsSchema::new()), true)
+                .with_redactor(redactor);
+            for (i, params) in params.iter().enumerate() {
+                let text = line_with_params(&format!("e{i}"), params);
+                let fast = ingestor.parse_ndjson(text.as_bytes()).unwrap();
+                // The general path: the record read as a `Value`.
+                let mut slow = Parsed::default();
+                let record = strict_json::from_str(&text).unwrap();
+                ingestor
+                    .prepare(Location::Line(1), record, &mut slow)
+                    .unwrap();
+                assert_eq!(fast.events, slow.events, "{params}");
+                let body = &fast.events[0].body;
+                assert!(!body.contains("hunter2"), "{body}");
+                if r == 1 {
+                    assert!(
+                        !body.contains("\"42\"") && !body.contains("\"c1\""),
+                        "{body}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A catalog check of parameters kept as text names what is missing, as when they are
+    /// read.
+    #[test]
+    fn parameters_stored_as_they_came_are_checked_against_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let ingestor = ingestor(&dir);
+        for params in [r#"{"mail":"e"}"#, r#"{"email":null}"#, "{}"] {
+            let text = line_with_params("e1", params);
+            let err = ingestor.parse_ndjson(text.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&err, IngestError::Invalid { error, .. } if error.to_string().contains("requestParams.email")),
+                "{params}: {err}"
+            );
+        }
+        for params in [r#"{"email":"e"}"#, r#"{"x":1,"email":"e"}"#] {
+            let text = line_with_params("e1", params);
+            assert!(ingestor.parse_ndjson(text.as_bytes()).is_ok(), "{params}");
+        }
+    }
+
+    #[test]
+    fn parameters_with_a_repeated_key_or_not_an_object_are_refused_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ingestor = ingestor(&dir);
+        let repeated = format!(
+            "{}\n{}\n",
+            line_with_params("e1", r#"{"email":"e"}"#),
+            line_with_params("e2", r#"{"email":"e","k":1,"k":2}"#)
+        );
+        let err = ingestor.parse_ndjson(repeated.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, IngestError::Malformed { at: Location::Line(2), ref message } if message.contains("k")),
+            "{err}"
+        );
+        for params in [r#""email""#, "[1]", "5"] {
+            let text = line_with_params("e1", params);
+            let err = ingestor.parse_ndjson(text.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("requestParams"), "{params}: {err}");
         }
     }
 

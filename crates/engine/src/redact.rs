@@ -288,7 +288,23 @@ impl Redactor {
     /// rule into the payload, no key it names, no string holding a JSON object). `None`
     /// sends the caller to read the payload as a `Value` and [`Redactor::redact`] it.
     pub fn unchanged_payload<'t>(&self, text: &'t RawValue) -> Option<CanonicalJson<'t>> {
-        if self.rules.paths.keys().any(|path| path[0] == "payload") {
+        self.unchanged("payload", text)
+    }
+
+    /// The parameters' JSON text as they may be stored unchanged: an object, and otherwise
+    /// as [`Redactor::unchanged_payload`] says of a payload (with path rules into `params`).
+    /// `None` sends the caller to read them into the event and [`Redactor::redact`] it.
+    pub fn unchanged_params<'t>(&self, text: &'t RawValue) -> Option<CanonicalJson<'t>> {
+        if !text.get().starts_with('{') {
+            return None;
+        }
+        self.unchanged("params", text)
+    }
+
+    /// `text`, the value of the event's field `root`, if redaction would leave it as it is
+    /// and it is in serde_json's form.
+    fn unchanged<'t>(&self, root: &str, text: &'t RawValue) -> Option<CanonicalJson<'t>> {
+        if self.rules.paths.keys().any(|path| path[0] == root) {
             return None;
         }
         canonical_json::check(text, &mut |seen| match seen {
@@ -486,6 +502,45 @@ mod tests {
         let elsewhere = Redactor::with_extra(["params.query", "ssn"]);
         assert!(kept(r#"{"q":1}"#, &elsewhere));
         assert!(!kept(r#"{"SSN":1}"#, &elsewhere));
+    }
+
+    #[test]
+    fn params_text_is_kept_only_when_nothing_in_it_would_change() {
+        let kept = |text: &str, redactor: &Redactor| {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            redactor.unchanged_params(&raw).is_some()
+        };
+        let redactor = Redactor::default();
+        for text in [
+            r#"{"email":"\"u@x.io\"","n":1,"tags":["a","b,c"]}"#,
+            r#"{"nested":{"tokenName":"ci"},"q":"teams"}"#,
+            "{}",
+        ] {
+            assert!(kept(text, &redactor), "{text}");
+        }
+        for text in [
+            r#"{"newPassword":"x"}"#,
+            r#"{"nested":[{"API_KEY":"k"}]}"#,
+            r#"{"variables":"{\"token\":\"t\"}"}"#,
+            // A brace in a string may be JSON: read it to be sure.
+            r#"{"q":"teams{_id}"}"#,
+            r#"{"pass\u0077ord":"x"}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"["not","an","object"]"#,
+            r#""text""#,
+        ] {
+            assert!(!kept(text, &redactor), "{text}");
+        }
+        let by_path = Redactor::with_extra(["params.user.answer"]);
+        assert!(!kept(r#"{"q":1}"#, &by_path));
+        let elsewhere = Redactor::with_extra(["payload.query", "ssn"]);
+        assert!(kept(r#"{"q":1}"#, &elsewhere));
+        assert!(!kept(r#"{"SSN":1}"#, &elsewhere));
+        let pseudonymized = Redactor::default()
+            .with_hmac(vec![7; 16], ["customerId"])
+            .unwrap();
+        assert!(!kept(r#"{"customer_id":"c1"}"#, &pseudonymized));
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub use registry::StoreFactory;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use auditsync_core::canonical_json::CanonicalJson;
-use auditsync_core::{event_json, packed_event, Event};
+use auditsync_core::event_json::{self, KeptTexts};
+use auditsync_core::{packed_event, Event};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -51,21 +51,20 @@ impl EncodedEvent {
             id: event.id.clone(),
             time: event.time,
             tenant: event.organization.clone(),
-            body: encode(|out| packed_event::write(out, event, None)),
+            body: encode(|out| packed_event::write(out, event, KeptTexts::default())),
         })
     }
 
     /// Serializes `event` (whose id must be set), keeping its id and organization without
     /// copying them.
     pub fn from_event(event: Event) -> Self {
-        let body = encode(|out| packed_event::write(out, &event, None));
-        Self::from_parts(event, body)
+        Self::with_texts(event, KeptTexts::default())
     }
 
-    /// [`EncodedEvent::from_event`] for an event whose payload is still the text it came in
-    /// (see [`event_json::write_event_with_payload`]).
-    pub fn with_payload_text(event: Event, payload: CanonicalJson<'_>) -> Self {
-        let body = encode(|out| packed_event::write(out, &event, Some(payload)));
+    /// [`EncodedEvent::from_event`] for an event whose payload or parameters are still the
+    /// text they came in (see [`KeptTexts`]).
+    pub fn with_texts(event: Event, kept: KeptTexts<'_>) -> Self {
+        let body = encode(|out| packed_event::write(out, &event, kept));
         Self::from_parts(event, body)
     }
 
