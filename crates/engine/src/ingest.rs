@@ -544,11 +544,34 @@ mod tests {
         Ingestor::new(Arc::new(store), Arc::new(UeventsSchema::new()), true)
     }
 
+    /// One uevents line with an id and these `requestParams` and `requestPayload` texts.
+    fn line_with(id: &str, params: &str, payload: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","opType":"Query","createdAt":1690610557857,"nameHints":["getUser"],"userEmail":"a@b.c","requestParams":{params},"requestPayload":{payload}}}"#
+        )
+    }
+
     /// One uevents line with an id and this `requestPayload` text.
     fn line(id: &str, payload: &str) -> String {
-        format!(
-            r#"{{"id":"{id}","opType":"Query","createdAt":1690610557857,"nameHints":["getUser"],"userEmail":"a@b.c","requestParams":{{"email":"\"u@x.io\""}},"requestPayload":{payload}}}"#
-        )
+        line_with(id, r#"{"email":"\"u@x.io\""}"#, payload)
+    }
+
+    /// One uevents line with an id and this `requestParams` text.
+    fn line_with_params(id: &str, params: &str) -> String {
+        line_with(id, params, r#""[\"_id\"]""#)
+    }
+
+    /// The body the fast path stores for the line `text`, checked to be the one the general
+    /// path stores (the record read as a `Value`).
+    fn stored_body(ingestor: &Ingestor, text: &str) -> String {
+        let fast = ingestor.parse_ndjson(text.as_bytes()).unwrap();
+        let mut slow = Parsed::default();
+        let record = strict_json::from_str(text).unwrap();
+        ingestor
+            .prepare(Location::Line(1), record, &mut slow)
+            .unwrap();
+        assert_eq!(fast.events, slow.events, "{text}");
+        fast.events[0].body.clone()
     }
 
     #[test]
@@ -567,28 +590,12 @@ mod tests {
             r#""caf\u00e9 \/""#,
         ];
         for (i, payload) in payloads.iter().enumerate() {
-            let text = line(&format!("e{i}"), payload);
-            let fast = ingestor.parse_ndjson(text.as_bytes()).unwrap();
-            // The general path: the record read as a `Value`.
-            let mut slow = Parsed::default();
-            let record = strict_json::from_str(&text).unwrap();
-            ingestor
-                .prepare(Location::Line(1), record, &mut slow)
-                .unwrap();
-            assert_eq!(fast.events, slow.events, "{payload}");
-            let body = &fast.events[0].body;
+            let body = stored_body(&ingestor, &line(&format!("e{i}"), payload));
             assert!(
                 !body.contains("hunter2") && !body.contains("\\\"t\\\""),
                 "{body}"
             );
         }
-    }
-
-    /// One uevents line with an id, this `requestParams` text and a payload.
-    fn line_with_params(id: &str, params: &str) -> String {
-        format!(
-            r#"{{"id":"{id}","opType":"Query","createdAt":1690610557857,"nameHints":["getUser"],"userEmail":"a@b.c","requestParams":{params},"requestPayload":"[\"_id\"]"}}"#
-        )
     }
 
     #[test]
@@ -618,16 +625,7 @@ mod tests {
             let ingestor = Ingestor::new(Arc::new(store), Arc::new(UeventsSchema::new()), true)
                 .with_redactor(redactor);
             for (i, params) in params.iter().enumerate() {
-                let text = line_with_params(&format!("e{i}"), params);
-                let fast = ingestor.parse_ndjson(text.as_bytes()).unwrap();
-                // The general path: the record read as a `Value`.
-                let mut slow = Parsed::default();
-                let record = strict_json::from_str(&text).unwrap();
-                ingestor
-                    .prepare(Location::Line(1), record, &mut slow)
-                    .unwrap();
-                assert_eq!(fast.events, slow.events, "{params}");
-                let body = &fast.events[0].body;
+                let body = stored_body(&ingestor, &line_with_params(&format!("e{i}"), params));
                 assert!(!body.contains("hunter2"), "{body}");
                 if r == 1 {
                     assert!(
