@@ -1,8 +1,8 @@
 //! Vector (<https://vector.dev>), the general-purpose router issue 16 compares auditsync with,
 //! run on the same input, moto and machine, in the same run, when
 //! `AUDITSYNC_BENCH_VECTOR` names its binary. Issue 16 states its aims as ratios to
-//! `gzip -6` because they were measured on a machine whose `gzip -6` was about three times
-//! slower than this one's; Vector in the same run tells the comparison itself.
+//! `gzip -6`, taken on a machine whose `gzip -6` was about three times slower than this
+//! one's; Vector timed in the same run checks that translation.
 //!
 //! Vector writes gzip NDJSON into S3, with its log namespace on so that it adds no fields of
 //! its own, reading each line either as it came ([`Reading::Lines`], as issue 16's table
@@ -45,7 +45,7 @@ pub struct Vector {
 
 /// What one Vector run measured.
 pub struct VectorRun {
-    /// Seconds until every event was acknowledged (HTTP) or read (stdin).
+    /// Seconds until every event was acknowledged (HTTP; for stdin, `end_to_end`).
     pub acknowledged: f64,
     /// Seconds until Vector had put every event into S3 and exited.
     pub end_to_end: f64,
