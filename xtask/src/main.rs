@@ -3,7 +3,7 @@
 //! - `test`: format check, clippy with `-D warnings`, then starts the emulators (installing
 //!   them if missing, PostgreSQL from apt included) and runs every test of the workspace
 //!   against them.
-//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); ingest and export on SQLite and on PostgreSQL with one and three replicas (`bench replicas [N]`); end to end into S3 on moto and a volume, beside `cat`, `gzip -6` and `zstd -3` (`bench e2e [N] [--backlog M] [--runs R] [--only abcdef]`, only when asked); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
+//! - `bench`: CLI ingest of a 1M-event file (`bench ingest [N]` runs only that); export with manifests on and off and `verify-archive` against `sha256sum` (`bench archive [N]`); ingest and export on SQLite and on PostgreSQL with one and three replicas (`bench replicas [N]`); end to end into S3 on moto and a volume, beside `cat`, `gzip -6` and `zstd -3` (`bench e2e [N] [--backlog M] [--runs R] [--only abcdef]`, only when asked; with `AUDITSYNC_BENCH_VECTOR=PATH`, Vector beside (a) and (c)); HTTP ingest throughput and latency; sync (volume and S3 on moto, beside `cp -r`
 //!   and boto3) and a 1M-event range export; export throughput and peak RSS at two
 //!   backlog sizes, beside the floors.
 //!
