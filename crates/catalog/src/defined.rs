@@ -4,7 +4,7 @@
 use auditsync_core::canonical_json::CanonicalJson;
 use auditsync_core::event_json::StoredTexts;
 use auditsync_core::{
-    Catalog, CatalogError, Column, ColumnType, Entity, Event, Schema, ValidationError,
+    Catalog, CatalogEntry, CatalogError, Column, ColumnType, Entity, Event, Schema, ValidationError,
 };
 use serde_json::Value;
 
@@ -376,10 +376,7 @@ impl DefinedSchema {
     fn check_parts<'a>(
         &'a self,
         event: &Event,
-        catalog_check: impl FnOnce(
-            &[&str],
-        )
-            -> Result<Option<&'a auditsync_core::CatalogEntry>, CatalogError>,
+        catalog_check: impl FnOnce(&[&str]) -> Result<Option<&'a CatalogEntry>, CatalogError>,
     ) -> Result<(), ValidationError> {
         if self.definition.require_actor && !event.actor.is_identified() {
             let actor_columns: Vec<&str> = self

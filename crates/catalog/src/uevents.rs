@@ -64,11 +64,7 @@ impl Schema for UeventsSchema {
         // duplicate keys, for one); `build` applies the same checks to both.
         let record: Record<'t> = serde_json::from_str(text).ok()?;
         let payload_text = record.request_payload;
-        // Anything but an object (or `null`, read as none) is left to `parse`, which names it.
         let params_text = record.request_params;
-        if params_text.is_some_and(|p| !p.get().starts_with('{')) {
-            return None;
-        }
         let event = build(record).ok()?;
         Some(TextEvent {
             event,

@@ -58,7 +58,7 @@ pub struct TextEvent<'t> {
     pub event: Event,
     /// The payload's JSON text (`null` for none), still to be read.
     pub payload_text: Option<&'t RawValue>,
-    /// The parameters' JSON text, an object, still to be read.
+    /// The parameters' JSON text, still to be read (and refused unless an object).
     pub params_text: Option<&'t RawValue>,
 }
 

@@ -124,8 +124,14 @@ fn stop(server: Server) {
 const BULK: &str = "(a) bulk: ingest FILE, export --once -> S3, gzip";
 const HTTP_ACKNOWLEDGED: &str = "(c) HTTP -> S3, acknowledged (fsynced before each 200)";
 const HTTP_END_TO_END: &str = "(c) HTTP -> S3, end to end (until the last is in S3)";
-const VECTOR_BULK_LINES: &str = "(a) Vector: stdin -> S3, gzip, lines as they came";
-const VECTOR_BULK_JSON: &str = "(a) Vector: stdin -> S3, gzip, lines parsed as JSON";
+
+/// The row of one of Vector's stdin runs.
+fn vector_bulk_row(reading: Reading) -> &'static str {
+    match reading {
+        Reading::Lines => "(a) Vector: stdin -> S3, gzip, lines as they came",
+        Reading::Json => "(a) Vector: stdin -> S3, gzip, lines parsed as JSON",
+    }
+}
 
 /// The rows of one of Vector's HTTP runs: acknowledged, and end to end.
 fn vector_http_rows(reading: Reading, acknowledgements: bool) -> (&'static str, &'static str) {
@@ -252,12 +258,8 @@ impl Bench {
         let (dir, bucket) = self.vector_setup(&format!("va-{reading:?}"), run);
         let timed = vector.stdin_to_s3(&dir, &bucket, reading, &self.input);
         assert_eq!(vector.events_in(&bucket), self.n, "Vector put every event");
-        let pipeline = match reading {
-            Reading::Lines => VECTOR_BULK_LINES,
-            Reading::Json => VECTOR_BULK_JSON,
-        };
         Row::events(
-            pipeline,
+            vector_bulk_row(reading),
             self.n,
             timed.end_to_end,
             ("gzip -6", floors.gzip),
@@ -265,18 +267,18 @@ impl Bench {
         )
     }
 
-    /// Vector: HTTP -> S3 under (c)'s load, with end-to-end acknowledgements on or off.
+    /// Vector: HTTP -> S3 under (c)'s load (`bodies`), with end-to-end acknowledgements on
+    /// or off.
     fn vector_http(
         &self,
         vector: &Vector,
-        reading: Reading,
-        acknowledgements: bool,
+        (reading, acknowledgements): (Reading, bool),
+        bodies: &[String],
         run: usize,
         floors: &Floors,
     ) -> (Row, Row) {
         let name = format!("vc-{reading:?}-{acknowledgements}").to_lowercase();
         let (dir, bucket) = self.vector_setup(&name, run);
-        let bodies = http_bodies(self.n);
         let total = bodies.len() as u64 * 1_000;
         let timed = vector.http_to_s3(&dir, &bucket, reading, acknowledgements, |addr| {
             post_all(
@@ -289,7 +291,7 @@ impl Bench {
             )
         });
         assert_eq!(vector.events_in(&bucket), total, "Vector put every event");
-        let gzip = ("gzip -6", floors.gzip_of(&bodies));
+        let gzip = ("gzip -6", floors.gzip_of(bodies));
         let (acknowledged, end_to_end) = vector_http_rows(reading, acknowledgements);
         (
             Row::events(acknowledged, total, timed.acknowledged, gzip, timed.rss_mib),
@@ -341,10 +343,9 @@ impl Bench {
         )
     }
 
-    /// (c) HTTP -> S3: acknowledged, and end to end.
-    fn http(&self, run: usize, floors: &Floors) -> (Row, Row) {
+    /// (c) HTTP -> S3 under the load `bodies`: acknowledged, and end to end.
+    fn http(&self, bodies: &[String], run: usize, floors: &Floors) -> (Row, Row) {
         let (dir, config) = self.s3_setup("c", run, "@every 1s");
-        let bodies = http_bodies(self.n);
         let total = bodies.len() as u64 * 1_000;
         let server = start_server(Path::new(common::BIN), &config, &dir.join("server.log"));
         let started = Instant::now();
@@ -360,7 +361,7 @@ impl Bench {
         let end_to_end = (done - started).as_secs_f64();
         let rss = peak_rss(server.child.id());
         stop(server);
-        let gzip = ("gzip -6", floors.gzip_of(&bodies));
+        let gzip = ("gzip -6", floors.gzip_of(bodies));
         (
             Row::events(HTTP_ACKNOWLEDGED, total, acknowledged, gzip, rss),
             Row::events(HTTP_END_TO_END, total, end_to_end, gzip, rss),
@@ -612,15 +613,22 @@ fn main() {
             rows.push(bench.stream(run, &floors));
         }
         if wanted('c') {
+            // Built once (untimed) for auditsync's load and each of Vector's.
+            let bodies = http_bodies(bench.n);
             settle();
-            let (acknowledged, end_to_end) = bench.http(run, &floors);
+            let (acknowledged, end_to_end) = bench.http(&bodies, run, &floors);
             rows.extend([acknowledged, end_to_end]);
             if let Some(vector) = &bench.vector {
                 for reading in [Reading::Lines, Reading::Json] {
                     for acknowledgements in [true, false] {
                         settle();
-                        let (acknowledged, end_to_end) =
-                            bench.vector_http(vector, reading, acknowledgements, run, &floors);
+                        let (acknowledged, end_to_end) = bench.vector_http(
+                            vector,
+                            (reading, acknowledgements),
+                            &bodies,
+                            run,
+                            &floors,
+                        );
                         rows.extend([acknowledged, end_to_end]);
                     }
                 }
@@ -643,10 +651,7 @@ fn main() {
         }
         let mut versus_vector = serde_json::Map::new();
         for reading in [Reading::Lines, Reading::Json] {
-            let bulk = match reading {
-                Reading::Lines => VECTOR_BULK_LINES,
-                Reading::Json => VECTOR_BULK_JSON,
-            };
+            let bulk = vector_bulk_row(reading);
             let (_, acked) = vector_http_rows(reading, true);
             let (unacked_acknowledged, unacked) = vector_http_rows(reading, false);
             for (ours, theirs) in [
