@@ -412,7 +412,14 @@ impl Ingestor {
                     max: self.max_event_bytes,
                 });
             }
-            let value = strict_json::from_str(raw.get()).map_err(|e| IngestError::Malformed {
+            // As for an NDJSON line: the typed reader when it may be used, else the strict one.
+            let text = raw.get();
+            if !strict_json::may_hold_forbidden_char(text.as_bytes())
+                && self.finish_text(at, text, &mut parsed)?
+            {
+                continue;
+            }
+            let value = strict_json::from_str(text).map_err(|e| IngestError::Malformed {
                 at,
                 message: e.to_string(),
             })?;
@@ -562,7 +569,7 @@ mod tests {
     }
 
     /// The body the fast path stores for the line `text`, checked to be the one the general
-    /// path stores (the record read as a `Value`).
+    /// path stores (the record read as a `Value`), for an NDJSON line and for a JSON body.
     fn stored_body(ingestor: &Ingestor, text: &str) -> String {
         let fast = ingestor.parse_ndjson(text.as_bytes()).unwrap();
         let mut slow = Parsed::default();
@@ -571,6 +578,9 @@ mod tests {
             .prepare(Location::Line(1), record, &mut slow)
             .unwrap();
         assert_eq!(fast.events, slow.events, "{text}");
+        // A JSON body takes the same fast path as an NDJSON line.
+        let json = ingestor.parse_json(text.as_bytes()).unwrap();
+        assert_eq!(json.events, slow.events, "{text} (a JSON body)");
         fast.events[0].body.clone()
     }
 
