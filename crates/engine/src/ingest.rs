@@ -412,18 +412,7 @@ impl Ingestor {
                     max: self.max_event_bytes,
                 });
             }
-            // As for an NDJSON line: the typed reader when it may be used, else the strict one.
-            let text = raw.get();
-            if !strict_json::may_hold_forbidden_char(text.as_bytes())
-                && self.finish_text(at, text, &mut parsed)?
-            {
-                continue;
-            }
-            let value = strict_json::from_str(text).map_err(|e| IngestError::Malformed {
-                at,
-                message: e.to_string(),
-            })?;
-            self.prepare(at, value, &mut parsed)?;
+            self.read_event(at, raw.get(), &mut parsed)?;
         }
         Ok(parsed)
     }
@@ -489,18 +478,26 @@ impl Ingestor {
                     max: self.max_events,
                 });
             }
-            // The schema's typed reader does not look inside strings: a line that may hold a
-            // control character takes the strict reader, which names the field.
-            if !strict_json::may_hold_forbidden_char(line) && self.finish_text(at, text, parsed)? {
-                continue;
-            }
-            let value = strict_json::from_str(text).map_err(|e| IngestError::Malformed {
-                at,
-                message: e.to_string(),
-            })?;
-            self.prepare(at, value, parsed)?;
+            self.read_event(at, text, parsed)?;
         }
         Ok(())
+    }
+
+    /// Reads one event's JSON text (an NDJSON line, or one event of a JSON body) into
+    /// `parsed`: by the schema's typed reader when it may be used, else by the strict reader.
+    fn read_event(&self, at: Location, text: &str, parsed: &mut Parsed) -> Result<(), IngestError> {
+        // The typed reader does not look inside strings: text that may hold a control
+        // character takes the strict reader, which names the field.
+        if !strict_json::may_hold_forbidden_char(text.as_bytes())
+            && self.finish_text(at, text, parsed)?
+        {
+            return Ok(());
+        }
+        let value = strict_json::from_str(text).map_err(|e| IngestError::Malformed {
+            at,
+            message: e.to_string(),
+        })?;
+        self.prepare(at, value, parsed)
     }
 
     /// Validates one record, gives it an id (UUIDv7) if the producer gave none, redacts its
