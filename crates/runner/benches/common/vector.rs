@@ -173,12 +173,7 @@ acknowledgements.enabled = {acknowledgements}
         let started = Instant::now();
         let acknowledged = load(addr);
         let rss_mib = peak_rss_mib(child.id()).unwrap_or(0.0);
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot stop Vector");
-        let exit = child.wait().unwrap();
+        let exit = super::support::terminate(&mut child);
         let end_to_end = started.elapsed().as_secs_f64();
         assert!(
             exit.success(),

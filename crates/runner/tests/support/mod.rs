@@ -263,6 +263,14 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
+/// Sends SIGTERM to `child` (by its PID) and waits for its exit status.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(ok.success(), "cannot send SIGTERM to {pid}");
+    child.wait().unwrap()
+}
+
 /// A running `auditsync run`.
 pub struct Server {
     /// The child process.
@@ -332,10 +340,7 @@ pub fn start_server(binary: &Path, config: &Path, log: &Path) -> Server {
 impl Server {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(ok.success());
-        self.child.wait().unwrap()
+        terminate(&mut self.child)
     }
 
     /// SIGKILLs it.
