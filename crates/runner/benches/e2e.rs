@@ -9,6 +9,9 @@
 //! - (c) HTTP -> S3: `auditsync run` under 8 keep-alive clients posting 1,000-event NDJSON
 //!   bodies; acknowledged events/s, and events/s until the last one is in S3;
 //! - (d) single-event JSON POSTs from 64 keep-alive clients, requests/s;
+//!
+//! The HTTP clients of (c) and (d), and Vector's beside (c), are keep-alive connections
+//! polled by one thread per core, as `wrk` does ([`common::post_all`]).
 //! - (e) `export --once` of the stored events to a volume: none, gzip, zstd;
 //! - (f) peak RSS of `export --once` of a large backlog (`--backlog M`, default
 //!   10,000,000) against a 10,000-event one (once, not per run).
@@ -32,7 +35,7 @@ use serde_json::{json, Value};
 mod common;
 use common::support::{line, new_token, start_server, Server};
 use common::vector::{Reading, Vector};
-use common::{auditsync, measure, LoadClient};
+use common::{auditsync, measure, post_all};
 
 /// Seconds a floor takes; every run needs all three.
 fn floor_secs(tool: &str, args: &[&str], input: &Path) -> f64 {
@@ -183,36 +186,6 @@ impl Row {
             rss_mib,
         }
     }
-}
-
-/// Posts `count` bodies (the i-th is `body(i)`) from `clients` keep-alive clients; every
-/// answer must be 200. Returns the wall time in seconds.
-fn post_all<'b>(
-    addr: std::net::SocketAddr,
-    token: &str,
-    clients: usize,
-    content_type: &str,
-    count: usize,
-    body: impl Fn(usize) -> &'b [u8] + Sync,
-) -> f64 {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..clients {
-            scope.spawn(|| {
-                let mut client = LoadClient::connect(addr).unwrap();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= count {
-                        break;
-                    }
-                    let (status, answer) = client.post(content_type, token, body(i)).unwrap();
-                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-                }
-            });
-        }
-    });
-    started.elapsed().as_secs_f64()
 }
 
 struct Bench {

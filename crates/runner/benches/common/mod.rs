@@ -137,37 +137,149 @@ impl LoadClient {
         body: &[u8],
     ) -> std::io::Result<(u16, Vec<u8>)> {
         use std::io::{BufRead, Read, Write};
-        let mut request = format!(
-            "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
+        let request = request_bytes(self.addr, content_type, token, body);
         self.reader.get_mut().write_all(&request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let status = status_of(&line)?;
         let mut length = 0;
         loop {
             line.clear();
             self.reader.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
+            match header_length(&line) {
+                Header::End => break,
+                Header::Length(n) => length = n,
+                Header::Other => {}
             }
         }
         let mut answer = vec![0; length];
         self.reader.read_exact(&mut answer)?;
         Ok((status, answer))
     }
+}
+
+/// A POST to /v1/events with `body`, as bytes to write.
+fn request_bytes(
+    addr: std::net::SocketAddr,
+    content_type: &str,
+    token: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// The status of an answer's status line.
+fn status_of(line: &str) -> std::io::Result<u16> {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))
+}
+
+/// What a line of an answer's head says about where its body ends.
+enum Header {
+    /// The blank line that ends the head.
+    End,
+    /// `Content-Length`.
+    Length(usize),
+    Other,
+}
+
+fn header_length(line: &str) -> Header {
+    let header = line.trim_end();
+    if header.is_empty() {
+        return Header::End;
+    }
+    match header.split_once(':') {
+        Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
+            Header::Length(value.trim().parse().unwrap_or(0))
+        }
+        _ => Header::Other,
+    }
+}
+
+/// Posts `count` bodies (the i-th is `body(i)`) to /v1/events over `connections` keep-alive
+/// connections, each waiting for its answer before it sends again; every answer must be
+/// 200. Returns the wall time in seconds.
+///
+/// The connections are spread over one thread per core, each polling its share, as `wrk`
+/// does: a thread per connection (the blocking [`LoadClient`]) is woken once per answer, and
+/// on this 2-core machine the server paid for those wake-ups in its own `writev` and lost a
+/// fifth of the cores to them and the client.
+pub fn post_all<'b>(
+    addr: std::net::SocketAddr,
+    token: &str,
+    connections: usize,
+    content_type: &str,
+    count: usize,
+    body: impl Fn(usize) -> &'b [u8] + Sync,
+) -> f64 {
+    assert!(addr.ip().is_loopback(), "benchmarks talk to loopback only");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let mine = connections / threads + usize::from(t < connections % threads);
+            let (next, body) = (&next, &body);
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .unwrap();
+                runtime.block_on(futures_util::future::join_all((0..mine).map(|_| async {
+                    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        let (status, answer) =
+                            post_async(&mut stream, addr, content_type, token, body(i))
+                                .await
+                                .unwrap();
+                        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+                    }
+                })));
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
+/// [`LoadClient::post`] on a connection of [`post_all`].
+async fn post_async(
+    stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    addr: std::net::SocketAddr,
+    content_type: &str,
+    token: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let request = request_bytes(addr, content_type, token, body);
+    stream.get_mut().write_all(&request).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status = status_of(&line)?;
+    let mut length = 0;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        match header_length(&line) {
+            Header::End => break,
+            Header::Length(n) => length = n,
+            Header::Other => {}
+        }
+    }
+    let mut answer = vec![0; length];
+    stream.read_exact(&mut answer).await?;
+    Ok((status, answer))
 }
