@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 mod batch_records;
 mod bulk;
+mod counts;
 use bulk::VISIBLE_HEAD;
 
 /// Keeps this crate linked into a binary that finds it only through the registry.
@@ -98,6 +99,8 @@ pub struct SqliteStore {
     check: Arc<CheckGate>,
     /// A read-only connection of its own for counting events (opened on first use).
     counting: Arc<Mutex<Option<Connection>>>,
+    /// Counts taken on it, from which the next ones start.
+    counts: Arc<Mutex<counts::RememberedCounts>>,
     /// Events GC deletes per transaction ([`auditsync_store::GC_STEP_EVENTS`]; tests make
     /// it small).
     gc_step_events: usize,
@@ -346,6 +349,7 @@ impl SqliteStore {
             begins: Arc::default(),
             check: gate,
             counting: Arc::default(),
+            counts: Arc::default(),
             gc_step_events: auditsync_store::GC_STEP_EVENTS as usize,
         })
     }
@@ -761,6 +765,9 @@ fn gc_step(
             params![bound, others, after, last_read],
         )
         .map_err(&err)?;
+    if deleted > 0 {
+        count_collection(&tx).map_err(&err)?;
+    }
     tx.commit().map_err(&err)?;
     Ok(GcStep {
         deleted: deleted as u64,
@@ -793,6 +800,54 @@ fn forget_old_ids(conn: &mut Connection, retention: IdRetention) -> Result<(), S
         .map_err(&err)?;
     }
     tx.commit().map_err(&err)
+}
+
+/// The `store_meta` key of the number of GC steps that deleted events: a count of events
+/// remembered from before the last of them is not used again ([`counts`]).
+const COLLECTIONS_KEY: &str = "gc_collections";
+
+/// Adds one to the [`COLLECTIONS_KEY`], in the transaction that deleted events.
+fn count_collection(tx: &Connection) -> rusqlite::Result<()> {
+    cached_execute(
+        tx,
+        "INSERT INTO store_meta (key, value) VALUES (?1, '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [COLLECTIONS_KEY],
+    )
+    .map(drop)
+}
+
+/// The events readers may see above `after`, and the highest sequence number they may see,
+/// read in `snapshot` (a read transaction on the counting connection, so that the head,
+/// the collections and the counts agree). The count starts from one taken before when
+/// that walks fewer events ([`counts`]).
+fn count_visible_after(
+    snapshot: &Connection,
+    counts: &Mutex<counts::RememberedCounts>,
+    after: u64,
+) -> Result<(u64, u64), StoreError> {
+    let err = backend("count");
+    let head = visible_last_seq(snapshot)?;
+    let collections: u64 = cached_row(
+        snapshot,
+        "SELECT CAST(value AS INTEGER) FROM store_meta WHERE key = ?1",
+        [COLLECTIONS_KEY],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(&err)?
+    .unwrap_or_default();
+    let events = lock(counts)
+        .count(after, head, collections, |lo, hi| {
+            cached_row(
+                snapshot,
+                "SELECT count(*) FROM events WHERE seq > ?1 AND seq <= ?2",
+                [lo, hi],
+                |r| r.get(0),
+            )
+        })
+        .map_err(&err)?;
+    Ok((events, head))
 }
 
 /// A read-only connection for [`SqliteStore::counting`].
@@ -1399,19 +1454,22 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         // Writes nothing: may go ahead of the check at open.
-        self.counting(|conn| {
+        let counts = Arc::clone(&self.counts);
+        self.counting(move |conn| {
             let err = backend("stats");
-            let (events, first_seq): (u64, Option<u64>) = conn
+            let snapshot = conn.unchecked_transaction().map_err(&err)?;
+            let (events, last_seq) = count_visible_after(&snapshot, &counts, 0)?;
+            let first_seq = snapshot
                 .query_row(
-                    &format!("SELECT count(*), min(seq) FROM events WHERE seq <= {VISIBLE_HEAD}"),
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    "SELECT min(seq) FROM events WHERE seq <= ?1",
+                    [last_seq],
+                    |r| r.get(0),
                 )
                 .map_err(&err)?;
             Ok(StoreStats {
                 events,
                 first_seq,
-                last_seq: visible_last_seq(conn)?,
+                last_seq,
             })
         })
         .await
@@ -1424,13 +1482,10 @@ impl Store for SqliteStore {
 
     async fn count_after(&self, after: u64) -> Result<u64, StoreError> {
         self.check.ended().await;
+        let counts = Arc::clone(&self.counts);
         self.counting(move |conn| {
-            conn.query_row(
-                &format!("SELECT count(*) FROM events WHERE seq > ?1 AND seq <= {VISIBLE_HEAD}"),
-                [after],
-                |r| r.get(0),
-            )
-            .map_err(backend("count"))
+            let snapshot = conn.unchecked_transaction().map_err(backend("count"))?;
+            Ok(count_visible_after(&snapshot, &counts, after)?.0)
         })
         .await
     }
@@ -1898,6 +1953,106 @@ mod tests {
             &[0, 399, 400, 12_345, n - 1],
         )
         .await;
+    }
+
+    /// Counts start from those taken before, and agree with counting every event of the
+    /// range: through appends, ignored duplicates, a cursor's moves, GC by another process
+    /// on the same file past a cursor it was not given (a destination it no longer waits
+    /// for), and a bulk load, while it is open, once committed, and when abandoned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remembered_counts_agree_with_counting_every_event() {
+        use auditsync_core::Event;
+        use auditsync_store::{BulkItem, EncodedEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let other_process = SqliteStore::open(&path).unwrap();
+        let every = |after: u64| -> u64 {
+            Connection::open(&path)
+                .unwrap()
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM events WHERE seq > ?1 AND seq <= {VISIBLE_HEAD}"
+                    ),
+                    [after],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let agree = |afters: &'static [u64], when: &'static str| {
+            let store = store.clone();
+            async move {
+                for &after in afters {
+                    let (remembered, counted) =
+                        (store.count_after(after).await.unwrap(), every(after));
+                    assert_eq!(remembered, counted, "{when}: events after {after}");
+                }
+                let total = store.stats().await.unwrap().events;
+                assert_eq!(total, every(0), "{when}: events held");
+            }
+        };
+        let events = |ids: std::ops::Range<usize>| -> Vec<Event> {
+            ids.map(|i| event(&format!("e{i}"), i as i64)).collect()
+        };
+        store.append_events(events(0..1_000)).await.unwrap();
+        agree(&[0, 100, 700], "first append").await;
+        // Five ids again (ignored) and five new ones.
+        store.append_events(events(995..1_005)).await.unwrap();
+        agree(&[0, 100, 700], "duplicates").await;
+        store.begin_batch(&batch(1, 600)).await.unwrap();
+        store.complete_batch("d", 1).await.unwrap();
+        agree(&[0, 100, 600], "an export").await;
+        // Another process collects for `d` alone: past the cursor 100 of a destination it
+        // was not given.
+        assert_eq!(other_process.gc(&["d".into()]).await.unwrap(), 600);
+        agree(&[0, 100, 600], "GC by another process").await;
+        // A bulk load: invisible while open, all of it once committed.
+        let (tx, rx) = mpsc::channel(1);
+        let bulk = tokio::spawn({
+            let store = store.clone();
+            async move { store.append_bulk(rx).await }
+        });
+        let encoded = |ids: std::ops::Range<usize>| -> Vec<EncodedEvent> {
+            events(ids)
+                .iter()
+                .map(|e| EncodedEvent::new(e).unwrap())
+                .collect()
+        };
+        // Over a step's bytes, so that a step is written before the commit.
+        tx.send(BulkItem::Events(encoded(10_000..110_000)))
+            .await
+            .unwrap();
+        let in_the_table = || -> u64 {
+            Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .unwrap()
+        };
+        let started = std::time::Instant::now();
+        while in_the_table() <= 405 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no step of the load was written"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        agree(&[0, 100, 600], "an open bulk load").await;
+        tx.send(BulkItem::Commit).await.unwrap();
+        assert_eq!(bulk.await.unwrap().unwrap().stored, 100_000);
+        agree(&[0, 100, 600, 1_200], "a committed bulk load").await;
+        // An abandoned one.
+        let (tx, rx) = mpsc::channel(1);
+        let bulk = tokio::spawn({
+            let store = store.clone();
+            async move { store.append_bulk(rx).await }
+        });
+        tx.send(BulkItem::Events(encoded(3_000..3_100)))
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(bulk.await.unwrap().is_err());
+        store.append_events(events(4_000..4_010)).await.unwrap();
+        agree(&[0, 100, 600, 1_200], "an abandoned bulk load").await;
     }
 
     /// The store's GC checks, with steps so small that every GC takes several (tenant
