@@ -2,39 +2,15 @@
 //! on the same file (as `auditsync run` sees a CLI `ingest`), and against a load whose
 //! process died, on real SQLite files.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
 use auditsync_store::testkit::event;
 use auditsync_store::{holder, BulkItem, EncodedEvent, Store, StoreError};
 use auditsync_store_sqlite::SqliteStore;
+use support::{chunk, raw_count, wait_for_a_committed_step};
 use tokio::sync::mpsc;
-
-/// Events with bodies of about 1 KiB, so that a few thousand span several steps.
-fn chunk(ids: std::ops::Range<usize>) -> Vec<EncodedEvent> {
-    ids.map(|i| {
-        let mut e = event(&format!("e{i}"), i as i64);
-        e.payload = Some("x".repeat(1000).into());
-        EncodedEvent::new(&e).unwrap()
-    })
-    .collect()
-}
-
-fn raw_count(path: &Path, sql: &str) -> u64 {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-/// Waits until the load has committed at least one step (seen by a raw reader).
-async fn wait_for_a_committed_step(path: &Path, above: u64) {
-    for _ in 0..200 {
-        if raw_count(path, "SELECT count(*) FROM events") > above {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no step of the bulk load was committed within 10 s");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_is_invisible_until_its_last_step_and_writers_wait_for_it() {

@@ -1,0 +1,119 @@
+//! A store's counts start from those it took before, and still agree with counting every
+//! event readers may see, on real SQLite files.
+
+mod support;
+
+use std::path::Path;
+
+use auditsync_store::testkit::{batch, event};
+use auditsync_store::{BulkItem, Store, StoreError};
+use auditsync_store_sqlite::SqliteStore;
+use support::{chunk, raw_count, wait_for_a_committed_step};
+use tokio::sync::mpsc;
+
+/// Events readers may see after `after`, counted here without the store: none above an
+/// open bulk load.
+fn every(path: &Path, after: u64) -> u64 {
+    raw_count(
+        path,
+        &format!(
+            "SELECT count(*) FROM events WHERE seq > {after}
+             AND seq <= (SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)"
+        ),
+    )
+}
+
+/// Asserts that the store's backlog after each of `afters`, and its count of events held,
+/// are what counting every event gives.
+async fn agree(store: &SqliteStore, path: &Path, afters: &[u64], when: &str) {
+    for &after in afters {
+        let remembered = store.count_after(after).await.unwrap();
+        assert_eq!(
+            remembered,
+            every(path, after),
+            "{when}: events after {after}"
+        );
+    }
+    let held = store.stats().await.unwrap().events;
+    assert_eq!(held, every(path, 0), "{when}: events held");
+}
+
+/// Through appends, ignored duplicates, a cursor's moves, GC by another process on the same
+/// file past a cursor it was not given (a destination it no longer waits for), and bulk
+/// loads: open, committed and abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_counts_agree_with_counting_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let other_process = SqliteStore::open(&path).unwrap();
+    let events = |ids: std::ops::Range<usize>| {
+        ids.map(|i| event(&format!("e{i}"), i as i64))
+            .collect::<Vec<_>>()
+    };
+    store.append_events(events(0..1_000)).await.unwrap();
+    agree(&store, &path, &[0, 100, 700], "first append").await;
+    // Five ids again (ignored) and five new ones.
+    store.append_events(events(995..1_005)).await.unwrap();
+    agree(&store, &path, &[0, 100, 700], "duplicates").await;
+    store.begin_batch(&batch(1, 600)).await.unwrap();
+    store.complete_batch("d", 1).await.unwrap();
+    agree(&store, &path, &[0, 100, 600], "an export").await;
+    // Another process collects for `d` alone: past the cursor 100 of a destination it was
+    // not given.
+    assert_eq!(other_process.gc(&["d".into()]).await.unwrap(), 600);
+    agree(&store, &path, &[0, 100, 600], "GC by another process").await;
+
+    // A bulk load: invisible while open, all of it once committed.
+    let (tx, rx) = mpsc::channel(2);
+    let bulk = tokio::spawn({
+        let store = store.clone();
+        async move { store.append_bulk(rx).await }
+    });
+    for start in (10_000..16_000).step_by(500) {
+        tx.send(BulkItem::Events(chunk(start..start + 500)))
+            .await
+            .unwrap();
+    }
+    wait_for_a_committed_step(&path, 405).await;
+    agree(&store, &path, &[0, 100, 600], "an open bulk load").await;
+    tx.send(BulkItem::Commit).await.unwrap();
+    assert_eq!(bulk.await.unwrap().unwrap().stored, 6_000);
+    agree(
+        &store,
+        &path,
+        &[0, 100, 600, 1_200],
+        "a committed bulk load",
+    )
+    .await;
+
+    // An abandoned one, after a step of it was committed.
+    let (tx, rx) = mpsc::channel(2);
+    let bulk = tokio::spawn({
+        let store = store.clone();
+        async move { store.append_bulk(rx).await }
+    });
+    for start in (20_000..26_000).step_by(500) {
+        tx.send(BulkItem::Events(chunk(start..start + 500)))
+            .await
+            .unwrap();
+    }
+    wait_for_a_committed_step(&path, 6_405).await;
+    agree(
+        &store,
+        &path,
+        &[0, 100, 600],
+        "a bulk load about to be abandoned",
+    )
+    .await;
+    drop(tx);
+    assert!(matches!(bulk.await.unwrap(), Err(StoreError::Abandoned)));
+    store.append_events(events(4_000..4_010)).await.unwrap();
+    agree(
+        &store,
+        &path,
+        &[0, 100, 600, 1_200],
+        "an abandoned bulk load",
+    )
+    .await;
+}
