@@ -9,8 +9,7 @@ use std::time::Duration;
 use auditsync_store::testkit::event;
 use auditsync_store::{holder, BulkItem, EncodedEvent, Store, StoreError};
 use auditsync_store_sqlite::SqliteStore;
-use support::{chunk, raw_count, wait_for_a_committed_step};
-use tokio::sync::mpsc;
+use support::{chunk, open_load, raw_count, wait_for_a_committed_step};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_is_invisible_until_its_last_step_and_writers_wait_for_it() {
@@ -20,14 +19,8 @@ async fn a_load_is_invisible_until_its_last_step_and_writers_wait_for_it() {
     let other = SqliteStore::open(&path).unwrap();
     other.append(chunk(1000..1001)).await.unwrap();
 
-    let (tx, rx) = mpsc::channel(2);
-    let bulk = tokio::spawn(async move { loader.append_bulk(rx).await });
     // 8 MiB: several steps.
-    for start in (0..8000).step_by(500) {
-        tx.send(BulkItem::Events(chunk(start..start + 500)))
-            .await
-            .unwrap();
-    }
+    let (tx, bulk) = open_load(&loader, 0..8000).await;
     wait_for_a_committed_step(&path, 1).await;
 
     let stats = other.stats().await.unwrap();
@@ -77,16 +70,7 @@ async fn an_abandoned_load_deletes_the_steps_it_committed() {
     let path = dir.path().join("audit.db");
     let store = SqliteStore::open(&path).unwrap();
     store.append(chunk(0..1)).await.unwrap();
-    let (tx, rx) = mpsc::channel(2);
-    let bulk = {
-        let store = store.clone();
-        tokio::spawn(async move { store.append_bulk(rx).await })
-    };
-    for start in (1..6001).step_by(500) {
-        tx.send(BulkItem::Events(chunk(start..start + 500)))
-            .await
-            .unwrap();
-    }
+    let (tx, bulk) = open_load(&store, 1..6001).await;
     wait_for_a_committed_step(&path, 1).await;
     drop(tx);
     assert!(matches!(bulk.await.unwrap(), Err(StoreError::Abandoned)));

@@ -8,8 +8,7 @@ use std::path::Path;
 use auditsync_store::testkit::{batch, event};
 use auditsync_store::{BulkItem, Store, StoreError};
 use auditsync_store_sqlite::SqliteStore;
-use support::{chunk, raw_count, wait_for_a_committed_step};
-use tokio::sync::mpsc;
+use support::{open_load, raw_count, wait_for_a_committed_step};
 
 /// Events readers may see after `after`, counted here without the store: none above an
 /// open bulk load.
@@ -65,16 +64,7 @@ async fn remembered_counts_agree_with_counting_every_event() {
     agree(&store, &path, &[0, 100, 600], "GC by another process").await;
 
     // A bulk load: invisible while open, all of it once committed.
-    let (tx, rx) = mpsc::channel(2);
-    let bulk = tokio::spawn({
-        let store = store.clone();
-        async move { store.append_bulk(rx).await }
-    });
-    for start in (10_000..16_000).step_by(500) {
-        tx.send(BulkItem::Events(chunk(start..start + 500)))
-            .await
-            .unwrap();
-    }
+    let (tx, bulk) = open_load(&store, 10_000..16_000).await;
     wait_for_a_committed_step(&path, 405).await;
     agree(&store, &path, &[0, 100, 600], "an open bulk load").await;
     tx.send(BulkItem::Commit).await.unwrap();
@@ -88,16 +78,7 @@ async fn remembered_counts_agree_with_counting_every_event() {
     .await;
 
     // An abandoned one, after a step of it was committed.
-    let (tx, rx) = mpsc::channel(2);
-    let bulk = tokio::spawn({
-        let store = store.clone();
-        async move { store.append_bulk(rx).await }
-    });
-    for start in (20_000..26_000).step_by(500) {
-        tx.send(BulkItem::Events(chunk(start..start + 500)))
-            .await
-            .unwrap();
-    }
+    let (tx, bulk) = open_load(&store, 20_000..26_000).await;
     wait_for_a_committed_step(&path, 6_405).await;
     agree(
         &store,
