@@ -9,12 +9,12 @@
 //! - (c) HTTP -> S3: `auditsync run` under 8 keep-alive clients posting 1,000-event NDJSON
 //!   bodies; acknowledged events/s, and events/s until the last one is in S3;
 //! - (d) single-event JSON POSTs from 64 keep-alive clients, requests/s;
-//!
-//! The HTTP clients of (c) and (d), and Vector's beside (c), are keep-alive connections
-//! polled by one thread per core, as `wrk` does ([`common::post_all`]).
 //! - (e) `export --once` of the stored events to a volume: none, gzip, zstd;
 //! - (f) peak RSS of `export --once` of a large backlog (`--backlog M`, default
 //!   10,000,000) against a 10,000-event one (once, not per run).
+//!
+//! The HTTP clients of (c) and (d), and Vector's beside (c), are keep-alive connections
+//! polled by one thread per core, as `wrk` does ([`common::post_all`]).
 //!
 //! With `AUDITSYNC_BENCH_VECTOR=PATH` (a Vector binary), each run also times Vector on the same
 //! input and moto beside (a) and (c), and prints auditsync's rate over Vector's
