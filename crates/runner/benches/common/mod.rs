@@ -139,22 +139,16 @@ impl LoadClient {
         use std::io::{BufRead, Read, Write};
         let request = request_bytes(self.addr, content_type, token, body);
         self.reader.get_mut().write_all(&request)?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status = status_of(&line)?;
-        let mut length = 0;
+        let (mut head, mut line) = (Head::default(), String::new());
         loop {
             line.clear();
             self.reader.read_line(&mut line)?;
-            match header_length(&line) {
-                Header::End => break,
-                Header::Length(n) => length = n,
-                Header::Other => {}
+            if let Some((status, length)) = head.take(&line)? {
+                let mut answer = vec![0; length];
+                self.reader.read_exact(&mut answer)?;
+                return Ok((status, answer));
             }
         }
-        let mut answer = vec![0; length];
-        self.reader.read_exact(&mut answer)?;
-        Ok((status, answer))
     }
 }
 
@@ -174,33 +168,34 @@ fn request_bytes(
     request
 }
 
-/// The status of an answer's status line.
-fn status_of(line: &str) -> std::io::Result<u16> {
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))
+/// An answer's head, read line by line, for the blocking and the polled clients alike.
+#[derive(Default)]
+struct Head {
+    status: Option<u16>,
+    length: usize,
 }
 
-/// What a line of an answer's head says about where its body ends.
-enum Header {
-    /// The blank line that ends the head.
-    End,
-    /// `Content-Length`.
-    Length(usize),
-    Other,
-}
-
-fn header_length(line: &str) -> Header {
-    let header = line.trim_end();
-    if header.is_empty() {
-        return Header::End;
-    }
-    match header.split_once(':') {
-        Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
-            Header::Length(value.trim().parse().unwrap_or(0))
+impl Head {
+    /// Takes the head's next line; once the blank line that ends it comes, the answer's
+    /// status and the length of its body.
+    fn take(&mut self, line: &str) -> std::io::Result<Option<(u16, usize)>> {
+        let line = line.trim_end();
+        let Some(status) = self.status else {
+            let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+            self.status = Some(
+                status.ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?,
+            );
+            return Ok(None);
+        };
+        if line.is_empty() {
+            return Ok(Some((status, self.length)));
         }
-        _ => Header::Other,
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                self.length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -266,20 +261,14 @@ async fn post_async(
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let request = request_bytes(addr, content_type, token, body);
     stream.get_mut().write_all(&request).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let status = status_of(&line)?;
-    let mut length = 0;
+    let (mut head, mut line) = (Head::default(), String::new());
     loop {
         line.clear();
         stream.read_line(&mut line).await?;
-        match header_length(&line) {
-            Header::End => break,
-            Header::Length(n) => length = n,
-            Header::Other => {}
+        if let Some((status, length)) = head.take(&line)? {
+            let mut answer = vec![0; length];
+            stream.read_exact(&mut answer).await?;
+            return Ok((status, answer));
         }
     }
-    let mut answer = vec![0; length];
-    stream.read_exact(&mut answer).await?;
-    Ok((status, answer))
 }
