@@ -91,22 +91,7 @@ pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
 pub fn deserialize_optional_value<'de, D: de::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Value>, D::Error> {
-    optional_value(d, ValueSeed::ROOT)
-}
-
-/// [`deserialize_optional_value`] for text that [`may_hold_forbidden_char`] cleared: repeated
-/// keys are still refused, strings are not scanned again.
-pub fn deserialize_prescanned_optional_value<'de, D: de::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Value>, D::Error> {
-    optional_value(d, ValueSeed::PRESCANNED_ROOT)
-}
-
-fn optional_value<'de, D: de::Deserializer<'de>>(
-    d: D,
-    seed: ValueSeed<'_>,
-) -> Result<Option<Value>, D::Error> {
-    let value = seed.deserialize(d)?;
+    let value = ValueSeed::ROOT.deserialize(d)?;
     Ok(Some(value).filter(|v| !v.is_null()))
 }
 
@@ -114,22 +99,7 @@ fn optional_value<'de, D: de::Deserializer<'de>>(
 pub fn deserialize_optional_map<'de, D: de::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Map<String, Value>>, D::Error> {
-    optional_map(d, ValueSeed::ROOT)
-}
-
-/// [`deserialize_optional_map`] for text that [`may_hold_forbidden_char`] cleared: repeated
-/// keys are still refused, strings are not scanned again.
-pub fn deserialize_prescanned_optional_map<'de, D: de::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Map<String, Value>>, D::Error> {
-    optional_map(d, ValueSeed::PRESCANNED_ROOT)
-}
-
-fn optional_map<'de, D: de::Deserializer<'de>>(
-    d: D,
-    seed: ValueSeed<'_>,
-) -> Result<Option<Map<String, Value>>, D::Error> {
-    let value = seed.deserialize(d)?;
+    let value = ValueSeed::ROOT.deserialize(d)?;
     match value {
         Value::Null => Ok(None),
         Value::Object(map) => Ok(Some(map)),
@@ -192,34 +162,17 @@ impl Path<'_> {
 
 struct ValueSeed<'a> {
     path: Path<'a>,
-    /// Whether strings are checked for forbidden characters (not when the text was
-    /// prescanned).
-    check_chars: bool,
 }
 
 impl ValueSeed<'_> {
-    const ROOT: Self = ValueSeed {
-        path: Path::Root,
-        check_chars: true,
-    };
-    const PRESCANNED_ROOT: Self = ValueSeed {
-        path: Path::Root,
-        check_chars: false,
-    };
+    const ROOT: Self = ValueSeed { path: Path::Root };
 
     fn check<E: de::Error>(&self, s: &str, what: &str) -> Result<(), E> {
-        if self.check_chars {
-            self.path.check(s, what)
-        } else {
-            Ok(())
-        }
+        self.path.check(s, what)
     }
 
     fn below<'p>(&self, path: Path<'p>) -> ValueSeed<'p> {
-        ValueSeed {
-            path,
-            check_chars: self.check_chars,
-        }
+        ValueSeed { path }
     }
 }
 
