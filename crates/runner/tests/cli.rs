@@ -1,6 +1,6 @@
 //! The real `auditsync` binary against a real SQLite file and real directories.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -1206,4 +1206,138 @@ fn a_replay_after_gc_is_recognised_and_not_exported_again() {
         forgetful.ingest(&with_ids[..1]),
         "ingested 1 events (0 already stored, ignored)\n"
     );
+}
+
+/// The store and archive left by the binary of `0d2d2a6`, the last before issue 16 changed
+/// how events are stored (each event as JSON text then), in a new temp dir: 100 events, 60
+/// exported to each destination, 40 waiting (`fixtures/old-store/make.sh` made them).
+fn old_store() -> (Env, PathBuf) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/old-store");
+    let text = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+    let mut config: Value = serde_json::from_str(&text).unwrap();
+    config["manifests"]["signing_key_file"] = json!(fixture.join("test-only-signing-key.pem"));
+    for d in config["destinations"].as_array_mut().unwrap() {
+        d["root"] = json!(format!("export/{}", d["name"].as_str().unwrap()));
+    }
+    let env = Env::new(config);
+    copy_tree(&fixture.join("store"), &env.path("db"));
+    copy_tree(&fixture.join("exported"), &env.path("export"));
+    let status = env.ok(&["status"]);
+    for name in OLD_STORE_DESTINATIONS {
+        assert!(
+            status.contains(&format!("{name}: cursor 60, backlog 40 events")),
+            "{status}"
+        );
+    }
+    (env, fixture)
+}
+
+const OLD_STORE_DESTINATIONS: [&str; 2] = ["ndjson", "csv"];
+
+/// Exports the old store's waiting events and checks that they land in the files the old
+/// binary wrote for them, under the same keys, byte for byte. Returns those files' paths
+/// under the export root.
+fn export_old_backlog(env: &Env, fixture: &Path) -> Vec<PathBuf> {
+    env.ok(&["export", "--once"]);
+    let expected = fixture.join("expected/backlog");
+    let wanted = relative_files(&expected);
+    assert_eq!(new_data_files(env, &fixture.join("exported")), wanted);
+    for file in &wanted {
+        assert!(
+            std::fs::read(env.path("export").join(file)).unwrap()
+                == std::fs::read(expected.join(file)).unwrap(),
+            "{} differs from the old binary's",
+            file.display()
+        );
+    }
+    wanted
+}
+
+/// The exported files (not manifests) under `env`'s export root that `before` does not hold.
+fn new_data_files(env: &Env, before: &Path) -> Vec<PathBuf> {
+    relative_files(&env.path("export"))
+        .into_iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "_manifests"))
+        .filter(|f| !before.join(f).exists())
+        .collect()
+}
+
+/// The files under `root`, relative to it, sorted.
+fn relative_files(root: &Path) -> Vec<PathBuf> {
+    files_under(root)
+        .into_iter()
+        .map(|f| f.strip_prefix(root).unwrap().to_path_buf())
+        .collect()
+}
+
+/// Copies the files under `from` to the same places under `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for file in files_under(from) {
+        let target = to.join(file.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &target).unwrap();
+    }
+}
+
+/// An old store's backlog goes out as the old binary wrote it; the same events stored again
+/// by this binary, in its own form, go out to the same bytes under their new keys.
+#[test]
+fn an_old_store_exports_old_and_new_events_to_the_old_binarys_bytes() {
+    let (env, fixture) = old_store();
+    let old_files = export_old_backlog(&env, &fixture);
+    let before = env.path("before-again");
+    copy_tree(&env.path("export"), &before);
+    env.ok(&["ingest", fixture.join("events-2.ndjson").to_str().unwrap()]);
+    env.ok(&["export", "--once"]);
+    let again = new_data_files(&env, &before);
+    assert_eq!(again.len(), old_files.len(), "{again:?}");
+    for (file, old) in again.iter().zip(&old_files) {
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with("00000000000000000101-"), "{file:?}");
+        assert!(
+            std::fs::read(env.path("export").join(file)).unwrap()
+                == std::fs::read(fixture.join("expected/backlog").join(old)).unwrap(),
+            "{} differs from the old binary's {}",
+            file.display(),
+            old.display()
+        );
+    }
+}
+
+/// An old archive continued by this binary verifies as one chain, and a range export of an
+/// old store, alone or with that archive, gives the old binary's output byte for byte.
+#[test]
+fn an_old_store_and_its_archive_verify_and_range_export_as_before() {
+    let (env, fixture) = old_store();
+    export_old_backlog(&env, &fixture);
+    let public_key = fixture.join("test-only-public-key.pem");
+    for name in OLD_STORE_DESTINATIONS {
+        let root = env.path(&format!("export/{name}"));
+        let out = env.ok(&[
+            "verify-archive",
+            root.to_str().unwrap(),
+            "--public-key",
+            public_key.to_str().unwrap(),
+        ]);
+        assert!(out.contains("2 manifests"), "{out}");
+    }
+    let old_range = std::fs::read(fixture.join("expected/range.ndjson")).unwrap();
+    for source in [&[][..], &["--source", "ndjson"][..]] {
+        let out = env.path("range.ndjson");
+        let mut args = vec![
+            "export",
+            "--from",
+            "2024-05-01T00:00:00Z",
+            "--to",
+            "2024-05-02T00:00:00Z",
+            "--format",
+            "ndjson",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(source);
+        env.ok(&args);
+        assert!(std::fs::read(&out).unwrap() == old_range, "{source:?}");
+    }
+    env.ok(&["verify"]);
 }
