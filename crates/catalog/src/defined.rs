@@ -132,6 +132,15 @@ impl Kind {
     }
 }
 
+/// The string a JSON string's text in serde_json's form stands for: what is between its
+/// quotes when it holds no escape (as most actions), else what serde_json reads.
+fn string_of(text: &str) -> Option<String> {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inside) if !inside.contains('\\') => Some(inside.to_owned()),
+        _ => serde_json::from_str(text).ok(),
+    }
+}
+
 fn opt_string(value: Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s),
@@ -294,8 +303,7 @@ impl Schema for DefinedSchema {
                     ColumnType::StringArray => match stored.extra.get(&col.def.name) {
                         Some(names) => Some((names, Kind::Any)),
                         None => {
-                            let Ok(action) = serde_json::from_str::<String>(stored.action.as_str())
-                            else {
+                            let Some(action) = string_of(stored.action.as_str()) else {
                                 return false;
                             };
                             out.push(Value::from(vec![action]));
@@ -431,5 +439,28 @@ impl DefinedSchema {
             )),
             Err(other) => Err(ValidationError::new(action_column, other.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_of;
+
+    #[test]
+    fn string_of_reads_as_serde_json_does() {
+        for text in [
+            r#""getUser""#,
+            r#""""#,
+            r#""Ünïcode ✓""#,
+            r#""say \"hi\"""#,
+            r#""back\\slash""#,
+            r#""tab\tand\nline""#,
+            r#""\u001f""#,
+        ] {
+            let read: String = serde_json::from_str(text).unwrap();
+            assert_eq!(string_of(text), Some(read), "{text}");
+        }
+        assert_eq!(string_of("\"open"), None);
+        assert_eq!(string_of("12"), None);
     }
 }
