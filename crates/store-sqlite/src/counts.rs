@@ -16,6 +16,9 @@
 //!   saw), and each GC step that deletes counts one more *collection* in the same
 //!   transaction. A remembered count is used only while the collections are those it was
 //!   taken at.
+//!
+//! A tenant's events follow the same rules, so the counts of each tenant's events are
+//! remembered the same way, apart ([`TenantCounts`]).
 
 /// How many counted ranges are remembered: one per destination counted, and the store's
 /// total; the least recently used is forgotten first.
@@ -97,6 +100,27 @@ impl RememberedCounts {
         } else if let Some(oldest) = self.counted.iter_mut().min_by_key(|c| c.used) {
             *oldest = counted;
         }
+    }
+}
+
+/// How many tenants' counts are remembered: with more tenants than this, all are forgotten
+/// when one more is counted, and their next counts walk their whole ranges again.
+const REMEMBERED_TENANTS: usize = 4_096;
+
+/// The counts remembered for each tenant's events, by tenant: a tenant destination's
+/// backlog is counted over its tenant's events alone, which follow the same rules.
+#[derive(Debug, Default)]
+pub(crate) struct TenantCounts {
+    by_tenant: std::collections::HashMap<String, RememberedCounts>,
+}
+
+impl TenantCounts {
+    /// The counts remembered for `tenant`'s events.
+    pub(crate) fn of(&mut self, tenant: &str) -> &mut RememberedCounts {
+        if !self.by_tenant.contains_key(tenant) && self.by_tenant.len() >= REMEMBERED_TENANTS {
+            self.by_tenant.clear();
+        }
+        self.by_tenant.entry(tenant.to_owned()).or_default()
     }
 }
 
@@ -245,5 +269,19 @@ mod tests {
         store.seqs.extend(1..=90);
         assert_eq!(store.count(&mut counts, 30), 70);
         assert_eq!(store.walked, 30 + 70);
+    }
+
+    #[test]
+    fn tenant_counts_are_forgotten_all_at_once_past_the_cap() {
+        let mut counts = TenantCounts::default();
+        for t in 0..REMEMBERED_TENANTS {
+            counts.of(&format!("t{t}")).remember(0, 10, 0, 10);
+        }
+        // A tenant already remembered is found without forgetting any.
+        assert_eq!(counts.of("t7").counted.len(), 1);
+        assert_eq!(counts.by_tenant.len(), REMEMBERED_TENANTS);
+        // One more: all are forgotten, and it is the only one.
+        assert!(counts.of("one more").counted.is_empty());
+        assert_eq!(counts.by_tenant.len(), 1);
     }
 }

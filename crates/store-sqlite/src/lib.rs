@@ -101,6 +101,8 @@ pub struct SqliteStore {
     counting: Arc<Mutex<Option<Connection>>>,
     /// Counts taken on it, from which the next ones start.
     counts: Arc<Mutex<counts::RememberedCounts>>,
+    /// The same for each tenant's events.
+    tenant_counts: Arc<Mutex<counts::TenantCounts>>,
     /// Events GC deletes per transaction ([`auditsync_store::GC_STEP_EVENTS`]; tests make
     /// it small).
     gc_step_events: usize,
@@ -350,6 +352,7 @@ impl SqliteStore {
             check: gate,
             counting: Arc::default(),
             counts: Arc::default(),
+            tenant_counts: Arc::default(),
             gc_step_events: auditsync_store::GC_STEP_EVENTS as usize,
         })
     }
@@ -817,13 +820,14 @@ fn count_collection(tx: &Connection) -> rusqlite::Result<()> {
     .map(drop)
 }
 
-/// The events readers may see above `after`, and the highest sequence number they may see,
-/// read in `snapshot` (a read transaction on the counting connection, so that the head,
-/// the collections and the counts agree). The count starts from one taken before when
-/// that walks fewer events ([`counts`]).
+/// The events readers may see above `after` (of `tenant` alone, if given), and the highest
+/// sequence number they may see, read in `snapshot` (a read transaction on the counting
+/// connection, so that the head, the collections and the counts agree). The count starts
+/// from one taken before when that walks fewer events ([`counts`]).
 fn count_visible_after(
     snapshot: &Connection,
-    counts: &Mutex<counts::RememberedCounts>,
+    counts: &mut counts::RememberedCounts,
+    tenant: Option<&str>,
     after: u64,
 ) -> Result<(u64, u64), StoreError> {
     let err = backend("count");
@@ -837,14 +841,23 @@ fn count_visible_after(
     .optional()
     .map_err(&err)?
     .unwrap_or_default();
-    let events = lock(counts)
-        .count(after, head, collections, |lo, hi| {
-            cached_row(
+    let events = counts
+        .count(after, head, collections, |lo, hi| match tenant {
+            None => cached_row(
                 snapshot,
                 "SELECT count(*) FROM events WHERE seq > ?1 AND seq <= ?2",
                 [lo, hi],
                 |r| r.get(0),
-            )
+            ),
+            Some(tenant) => cached_row(
+                snapshot,
+                &format!(
+                    "SELECT count(*) FROM events INDEXED BY {TENANT_INDEX}
+                     WHERE tenant = ?1 AND seq > ?2 AND seq <= ?3"
+                ),
+                params![tenant, lo, hi],
+                |r| r.get(0),
+            ),
         })
         .map_err(&err)?;
     Ok((events, head))
@@ -1210,17 +1223,11 @@ impl Store for SqliteStore {
             self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
                 .await?;
         }
+        let counts = Arc::clone(&self.tenant_counts);
         self.counting(move |conn| {
-            cached_row(
-                conn,
-                &format!(
-                    "SELECT count(*) FROM events INDEXED BY {TENANT_INDEX}
-                     WHERE tenant = ?1 AND seq > ?2 AND seq <= {VISIBLE_HEAD}"
-                ),
-                params![tenant, after],
-                |r| r.get(0),
-            )
-            .map_err(backend("count"))
+            let snapshot = conn.unchecked_transaction().map_err(backend("count"))?;
+            let mut counts = lock(&counts);
+            Ok(count_visible_after(&snapshot, counts.of(&tenant), Some(&tenant), after)?.0)
         })
         .await
     }
@@ -1458,7 +1465,7 @@ impl Store for SqliteStore {
         self.counting(move |conn| {
             let err = backend("stats");
             let snapshot = conn.unchecked_transaction().map_err(&err)?;
-            let (events, last_seq) = count_visible_after(&snapshot, &counts, 0)?;
+            let (events, last_seq) = count_visible_after(&snapshot, &mut lock(&counts), None, 0)?;
             let first_seq = snapshot
                 .query_row(
                     "SELECT min(seq) FROM events WHERE seq <= ?1",
@@ -1485,7 +1492,7 @@ impl Store for SqliteStore {
         let counts = Arc::clone(&self.counts);
         self.counting(move |conn| {
             let snapshot = conn.unchecked_transaction().map_err(backend("count"))?;
-            Ok(count_visible_after(&snapshot, &counts, after)?.0)
+            Ok(count_visible_after(&snapshot, &mut lock(&counts), None, after)?.0)
         })
         .await
     }

@@ -10,36 +10,49 @@ use auditsync_store::{BulkItem, Store, StoreError};
 use auditsync_store_sqlite::SqliteStore;
 use support::{open_load, raw_count, wait_for_a_committed_step};
 
-/// Events readers may see after `after`, counted here without the store: none above an
-/// open bulk load.
-fn every(path: &Path, after: u64) -> u64 {
+/// Events readers may see after `after` (of `tenant` alone, if given), counted here without
+/// the store: none above an open bulk load.
+fn every(path: &Path, tenant: Option<&str>, after: u64) -> u64 {
+    let of_tenant = tenant.map_or(String::new(), |t| format!("AND tenant = '{t}'"));
     raw_count(
         path,
         &format!(
-            "SELECT count(*) FROM events WHERE seq > {after}
+            "SELECT count(*) FROM events WHERE seq > {after} {of_tenant}
              AND seq <= (SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)"
         ),
     )
 }
 
-/// Asserts that the store's backlog after each of `afters`, and its count of events held,
-/// are what counting every event gives.
+/// Asserts that the store's backlog after each of `afters`, for all events and for each
+/// tenant's, and its count of events held, are what counting every event gives.
 async fn agree(store: &SqliteStore, path: &Path, afters: &[u64], when: &str) {
     for &after in afters {
         let remembered = store.count_after(after).await.unwrap();
         assert_eq!(
             remembered,
-            every(path, after),
+            every(path, None, after),
             "{when}: events after {after}"
         );
+        for tenant in TENANTS {
+            let remembered = store.count_tenant_after(tenant, after).await.unwrap();
+            assert_eq!(
+                remembered,
+                every(path, Some(tenant), after),
+                "{when}: events of {tenant} after {after}"
+            );
+        }
     }
     let held = store.stats().await.unwrap().events;
-    assert_eq!(held, every(path, 0), "{when}: events held");
+    assert_eq!(held, every(path, None, 0), "{when}: events held");
 }
+
+/// The tenants of the test's events: `t1` and `t2` alternate in appends, and every third
+/// event of a bulk load is `t1`'s.
+const TENANTS: [&str; 2] = ["t1", "t2"];
 
 /// Through appends, ignored duplicates, a cursor's moves, GC by another process on the same
 /// file past a cursor it was not given (a destination it no longer waits for), and bulk
-/// loads: open, committed and abandoned.
+/// loads: open, committed and abandoned; for all events and for each tenant's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remembered_counts_agree_with_counting_every_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,8 +60,12 @@ async fn remembered_counts_agree_with_counting_every_event() {
     let store = SqliteStore::open(&path).unwrap();
     let other_process = SqliteStore::open(&path).unwrap();
     let events = |ids: std::ops::Range<usize>| {
-        ids.map(|i| event(&format!("e{i}"), i as i64))
-            .collect::<Vec<_>>()
+        ids.map(|i| {
+            let mut e = event(&format!("e{i}"), i as i64);
+            e.organization = Some(TENANTS[i % 2].to_string());
+            e
+        })
+        .collect::<Vec<_>>()
     };
     store.append_events(events(0..1_000)).await.unwrap();
     agree(&store, &path, &[0, 100, 700], "first append").await;

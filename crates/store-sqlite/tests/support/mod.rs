@@ -9,11 +9,13 @@ use auditsync_store_sqlite::SqliteStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Events with bodies of about 1 KiB, so that a few thousand span several steps.
+/// Events with bodies of about 1 KiB, so that a few thousand span several steps; every
+/// third belongs to tenant `t1`.
 pub fn chunk(ids: std::ops::Range<usize>) -> Vec<EncodedEvent> {
     ids.map(|i| {
         let mut e = event(&format!("e{i}"), i as i64);
         e.payload = Some("x".repeat(1000).into());
+        e.organization = (i % 3 == 0).then(|| "t1".to_string());
         EncodedEvent::new(&e).unwrap()
     })
     .collect()
