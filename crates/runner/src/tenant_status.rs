@@ -3,7 +3,6 @@
 //! failures other processes record in the store at each export tick), its last good export,
 //! its backlog and the age of the oldest event it lacks.
 
-use auditsync_engine::export::cursor_and_backlog;
 use auditsync_engine::health::{rfc3339, DestinationState};
 use auditsync_engine::{Destination, Exporter};
 use auditsync_store::{Store, StoreError};
@@ -60,19 +59,7 @@ pub async fn status_of(
     store: &dyn Store,
     dest: &Destination,
 ) -> Result<DestinationStatus, StoreError> {
-    let (cursor, backlog_events) = cursor_and_backlog(store, dest).await?;
-    let oldest_ms = match &dest.tenant {
-        Some(tenant) => store
-            .read_tenant_for_export(tenant, cursor, u64::MAX, 1)
-            .await?
-            .first()
-            .map(|e| e.event.time),
-        None => store
-            .read_after(cursor, u64::MAX, 1)
-            .await?
-            .first()
-            .map(|e| e.event.time),
-    };
+    let backlog = store.backlog_of(&dest.name, dest.tenant.as_deref()).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let health = exporter.health().get(&dest.name);
     let mut status = DestinationStatus {
@@ -84,8 +71,10 @@ pub async fn status_of(
         last_error: None,
         next_attempt: None,
         last_export: health.last_export_ms.map(rfc3339),
-        backlog_events,
-        oldest_age_secs: oldest_ms.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0),
+        backlog_events: backlog.events,
+        oldest_age_secs: backlog
+            .oldest_ms
+            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0),
         sink: dest.sink.describe(),
     };
     if let DestinationState::Failing(f) = health.state {

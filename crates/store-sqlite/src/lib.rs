@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use auditsync_core::registry::{parse_options, Options};
 use auditsync_core::ConfigError;
 use auditsync_store::{
-    Appended, Batch, BulkItem, BulkOutcome, DestinationFailure, EncodedEvent, ExportClaim,
-    ExportEvent, ExportPage, ExportStart, GcBounds, IdRetention, LeaseOutcome, ManifestRecord,
-    ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredBodies, StoredEvent, Takers,
+    Appended, Batch, BulkItem, BulkOutcome, DestinationBacklog, DestinationFailure, EncodedEvent,
+    ExportClaim, ExportEvent, ExportPage, ExportStart, GcBounds, IdRetention, LeaseOutcome,
+    ManifestRecord, ScheduleRun, Store, StoreError, StoreFactory, StoreStats, StoredBodies,
+    StoredEvent, Takers,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -863,6 +864,34 @@ fn count_visible_after(
     Ok((events, head))
 }
 
+/// The time of the first event in `(after, head]` (of `tenant` alone, if given), from its
+/// `time_ms` column: the event need not be read.
+fn first_time_after(
+    conn: &Connection,
+    tenant: Option<&str>,
+    after: u64,
+    head: u64,
+) -> rusqlite::Result<Option<i64>> {
+    match tenant {
+        Some(tenant) => cached_row(
+            conn,
+            &format!(
+                "SELECT time_ms FROM events INDEXED BY {TENANT_INDEX}
+                 WHERE tenant = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT 1"
+            ),
+            params![tenant, after, head],
+            |r| r.get(0),
+        ),
+        None => cached_row(
+            conn,
+            "SELECT time_ms FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT 1",
+            [after, head],
+            |r| r.get(0),
+        ),
+    }
+    .optional()
+}
+
 /// A read-only connection for [`SqliteStore::counting`].
 fn open_counting(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -1237,6 +1266,45 @@ impl Store for SqliteStore {
         // Writes nothing: may go ahead of the check at open.
         self.ahead_of_check(move |conn| cursor_of(conn, &destination).map_err(backend("cursor")))
             .await
+    }
+
+    async fn backlog_of(
+        &self,
+        destination: &str,
+        tenant: Option<&str>,
+    ) -> Result<DestinationBacklog, StoreError> {
+        self.check.ended().await;
+        if tenant.is_some() && !self.tenant_index_ready.load(Ordering::Acquire) {
+            // The index is made (a write) on the writer's connection, then read on the other.
+            let index_ready = Arc::clone(&self.tenant_index_ready);
+            self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
+                .await?;
+        }
+        let (destination, tenant) = (destination.to_string(), tenant.map(str::to_string));
+        let (counts, tenant_counts) = (Arc::clone(&self.counts), Arc::clone(&self.tenant_counts));
+        // One trip, one snapshot: the cursor, the count after it and its first event agree.
+        self.counting(move |conn| {
+            let err = backend("backlog");
+            let snapshot = conn.unchecked_transaction().map_err(&err)?;
+            let cursor = cursor_of(&snapshot, &destination).map_err(&err)?;
+            let (events, head) = match &tenant {
+                Some(tenant) => count_visible_after(
+                    &snapshot,
+                    lock(&tenant_counts).of(tenant),
+                    Some(tenant),
+                    cursor,
+                )?,
+                None => count_visible_after(&snapshot, &mut lock(&counts), None, cursor)?,
+            };
+            let oldest_ms =
+                first_time_after(&snapshot, tenant.as_deref(), cursor, head).map_err(&err)?;
+            Ok(DestinationBacklog {
+                cursor,
+                events,
+                oldest_ms,
+            })
+        })
+        .await
     }
 
     async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError> {

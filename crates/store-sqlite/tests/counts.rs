@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 
 use auditsync_store::testkit::{batch, event};
-use auditsync_store::{BulkItem, Store, StoreError};
+use auditsync_store::{BulkItem, DestinationBacklog, Store, StoreError};
 use auditsync_store_sqlite::SqliteStore;
 use support::{open_load, raw_count, wait_for_a_committed_step};
 
@@ -44,6 +44,40 @@ async fn agree(store: &SqliteStore, path: &Path, afters: &[u64], when: &str) {
     }
     let held = store.stats().await.unwrap().events;
     assert_eq!(held, every(path, None, 0), "{when}: events held");
+    // Where destination `d` stands, in one trip, read here without the store: also while a
+    // bulk load holds the writer's connection, which the store's other reads wait for.
+    let cursor = raw_count(
+        path,
+        "SELECT COALESCE((SELECT seq FROM cursors WHERE destination = 'd'), 0)",
+    );
+    for tenant in [None, Some(TENANTS[0]), Some(TENANTS[1])] {
+        let expected = DestinationBacklog {
+            cursor,
+            events: every(path, tenant, cursor),
+            oldest_ms: first_time(path, tenant, cursor),
+        };
+        let backlog = store.backlog_of("d", tenant).await.unwrap();
+        assert_eq!(backlog, expected, "{when}: where d stands ({tenant:?})");
+    }
+}
+
+/// The time of the first event readers may see after `after` (of `tenant` alone, if given),
+/// from its id: the test's event `e{i}` happened at `i`.
+fn first_time(path: &Path, tenant: Option<&str>, after: u64) -> Option<i64> {
+    let of_tenant = tenant.map_or(String::new(), |t| format!("AND tenant = '{t}'"));
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let id: Option<String> = conn
+        .query_row(
+            &format!(
+                "SELECT id FROM events WHERE seq > {after} {of_tenant}
+                 AND seq <= (SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)
+                 ORDER BY seq LIMIT 1"
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    id.map(|id| id.trim_start_matches('e').parse().unwrap())
 }
 
 /// The tenants of the test's events: `t1` and `t2` alternate in appends, and every third

@@ -454,6 +454,18 @@ pub struct StoreStats {
     pub last_seq: u64,
 }
 
+/// Where a destination stands ([`Store::backlog_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DestinationBacklog {
+    /// Its cursor ([`Store::cursor`]).
+    pub cursor: u64,
+    /// The events after the cursor it has yet to export: its tenant's only, for a tenant
+    /// destination.
+    pub events: u64,
+    /// The time of the first of them (epoch milliseconds); `None` when there is none.
+    pub oldest_ms: Option<i64>,
+}
+
 /// One message of a [`Store::append_bulk`] stream.
 #[derive(Debug)]
 pub enum BulkItem {
@@ -691,6 +703,39 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The destination's cursor: every event with `seq <= cursor` is in its files (0 if
     /// the destination has exported nothing).
     async fn cursor(&self, destination: &str) -> Result<u64, StoreError>;
+
+    /// Where `destination` stands ([`DestinationBacklog`]), of `tenant`'s events only when
+    /// given: what `/metrics` and the status pages show for every destination. The default
+    /// asks [`Store::cursor`], [`Store::count_after`] or [`Store::count_tenant_after`], and
+    /// reads the first event after the cursor; a store may answer all three in one trip.
+    async fn backlog_of(
+        &self,
+        destination: &str,
+        tenant: Option<&str>,
+    ) -> Result<DestinationBacklog, StoreError> {
+        let cursor = self.cursor(destination).await?;
+        let (events, first) = match tenant {
+            Some(tenant) => (
+                self.count_tenant_after(tenant, cursor).await?,
+                self.read_tenant_for_export(tenant, cursor, u64::MAX, 1)
+                    .await?
+                    .first()
+                    .map(|e| e.event.time),
+            ),
+            None => (
+                self.count_after(cursor).await?,
+                self.read_after(cursor, u64::MAX, 1)
+                    .await?
+                    .first()
+                    .map(|e| e.event.time),
+            ),
+        };
+        Ok(DestinationBacklog {
+            cursor,
+            events,
+            oldest_ms: first,
+        })
+    }
 
     /// The destination's batch that was recorded but not completed, if any.
     async fn pending_batch(&self, destination: &str) -> Result<Option<Batch>, StoreError>;

@@ -25,8 +25,9 @@ use auditsync_core::Event;
 use tokio::sync::mpsc;
 
 use crate::{
-    Appended, Batch, BulkItem, DestinationFailure, EncodedEvent, ExportClaim, ExportEvent,
-    ExportStart, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError, StoredEvent, Takers,
+    Appended, Batch, BulkItem, DestinationBacklog, DestinationFailure, EncodedEvent, ExportClaim,
+    ExportEvent, ExportStart, LeaseOutcome, ManifestRecord, ScheduleRun, Store, StoreError,
+    StoredEvent, Takers,
 };
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -527,6 +528,23 @@ pub async fn a_tenant_read_gives_only_that_tenants_events(store: Arc<dyn Store>)
     assert_eq!(store.count_tenant_after("a", 0).await.unwrap(), 3);
     assert_eq!(store.count_tenant_after("a", a[1]).await.unwrap(), 1);
     assert_eq!(store.count_tenant_after("nobody", 0).await.unwrap(), 0);
+    // Where a destination stands, of a tenant's events or all: one past the first event
+    // (`t0`, of `a`), and one that has exported nothing.
+    move_cursor(store.as_ref(), "moved", 1, a[0]).await;
+    let time_of = |seq: u64| (stored.iter().position(|(s, _)| *s == seq).unwrap()) as i64;
+    for (destination, tenant, cursor, events, oldest_ms) in [
+        ("moved", Some("a"), a[0], 2, Some(time_of(a[1]))),
+        ("moved", None, a[0], 11, Some(time_of(stored[1].0))),
+        ("fresh", Some("nobody"), 0, 0, None),
+    ] {
+        let expected = DestinationBacklog {
+            cursor,
+            events,
+            oldest_ms,
+        };
+        let backlog = store.backlog_of(destination, tenant).await.unwrap();
+        assert_eq!(backlog, expected, "{destination} ({tenant:?})");
+    }
 }
 
 /// GC with tenant destinations deletes an event once every destination that takes it (its
