@@ -454,6 +454,17 @@ impl SqliteStore {
         .await
     }
 
+    /// Builds [`TENANT_INDEX`] if it is not there yet, for the counting connection to read:
+    /// the index is made (a write) on the writer's connection.
+    async fn build_tenant_index(&self) -> Result<(), StoreError> {
+        if self.tenant_index_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let index_ready = Arc::clone(&self.tenant_index_ready);
+        self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
+            .await
+    }
+
     /// Runs `work` on the blocking pool; damage it meets is remembered
     /// ([`Self::note_corruption`]).
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -1246,12 +1257,7 @@ impl Store for SqliteStore {
 
     async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
-        // The index is made (a write) on the writer's connection, then read on the other.
-        if !self.tenant_index_ready.load(Ordering::Acquire) {
-            let index_ready = Arc::clone(&self.tenant_index_ready);
-            self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
-                .await?;
-        }
+        self.build_tenant_index().await?;
         let counts = Arc::clone(&self.tenant_counts);
         self.counting(move |conn| {
             let snapshot = conn.unchecked_transaction().map_err(backend("count"))?;
@@ -1274,11 +1280,8 @@ impl Store for SqliteStore {
         tenant: Option<&str>,
     ) -> Result<DestinationBacklog, StoreError> {
         self.check.ended().await;
-        if tenant.is_some() && !self.tenant_index_ready.load(Ordering::Acquire) {
-            // The index is made (a write) on the writer's connection, then read on the other.
-            let index_ready = Arc::clone(&self.tenant_index_ready);
-            self.with_conn(move |conn| ensure_tenant_index(conn, &index_ready))
-                .await?;
+        if tenant.is_some() {
+            self.build_tenant_index().await?;
         }
         let (destination, tenant) = (destination.to_string(), tenant.map(str::to_string));
         let (counts, tenant_counts) = (Arc::clone(&self.counts), Arc::clone(&self.tenant_counts));
