@@ -10,16 +10,23 @@ use auditsync_store::{BulkItem, DestinationBacklog, Store, StoreError};
 use auditsync_store_sqlite::SqliteStore;
 use support::{open_load, raw_count, wait_for_a_committed_step};
 
-/// Events readers may see after `after` (of `tenant` alone, if given), counted here without
-/// the store: none above an open bulk load.
-fn every(path: &Path, tenant: Option<&str>, after: u64) -> u64 {
+/// The SQL condition on `events` of those readers may see after `after` (of `tenant` alone,
+/// if given), written here without the store: none above an open bulk load.
+fn visible(tenant: Option<&str>, after: u64) -> String {
     let of_tenant = tenant.map_or(String::new(), |t| format!("AND tenant = '{t}'"));
+    format!(
+        "seq > {after} {of_tenant}
+         AND seq <= (SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)"
+    )
+}
+
+/// Events readers may see after `after` (of `tenant` alone, if given), counted without
+/// the store.
+fn every(path: &Path, tenant: Option<&str>, after: u64) -> u64 {
+    let visible = visible(tenant, after);
     raw_count(
         path,
-        &format!(
-            "SELECT count(*) FROM events WHERE seq > {after} {of_tenant}
-             AND seq <= (SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)"
-        ),
+        &format!("SELECT count(*) FROM events WHERE {visible}"),
     )
 }
 
@@ -64,15 +71,11 @@ async fn agree(store: &SqliteStore, path: &Path, afters: &[u64], when: &str) {
 /// The time of the first event readers may see after `after` (of `tenant` alone, if given),
 /// from its id: the test's event `e{i}` happened at `i`.
 fn first_time(path: &Path, tenant: Option<&str>, after: u64) -> Option<i64> {
-    let of_tenant = tenant.map_or(String::new(), |t| format!("AND tenant = '{t}'"));
+    let visible = visible(tenant, after);
     let conn = rusqlite::Connection::open(path).unwrap();
     let id: Option<String> = conn
         .query_row(
-            &format!(
-                "SELECT id FROM events WHERE seq > {after} {of_tenant}
-                 AND seq <= (SELECT COALESCE(MIN(after_seq), 9223372036854775807) FROM bulk_loads)
-                 ORDER BY seq LIMIT 1"
-            ),
+            &format!("SELECT id FROM events WHERE {visible} ORDER BY seq LIMIT 1"),
             [],
             |r| r.get(0),
         )
