@@ -18,7 +18,7 @@
 //!   taken at.
 //!
 //! A tenant's events follow the same rules, so the counts of each tenant's events are
-//! remembered the same way, apart ([`TenantCounts`]).
+//! remembered the same way, apart ([`StoreCounts`]).
 
 /// How many counted ranges are remembered: one per destination counted, and the store's
 /// total; the least recently used is forgotten first.
@@ -107,16 +107,21 @@ impl RememberedCounts {
 /// when one more is counted, and their next counts walk their whole ranges again.
 const REMEMBERED_TENANTS: usize = 4_096;
 
-/// The counts remembered for each tenant's events, by tenant: a tenant destination's
-/// backlog is counted over its tenant's events alone, which follow the same rules.
+/// The counts a store remembers: of all its events, and of each tenant's apart (a tenant
+/// destination's backlog is counted over its tenant's events alone, which follow the same
+/// rules).
 #[derive(Debug, Default)]
-pub(crate) struct TenantCounts {
+pub(crate) struct StoreCounts {
+    all: RememberedCounts,
     by_tenant: std::collections::HashMap<String, RememberedCounts>,
 }
 
-impl TenantCounts {
-    /// The counts remembered for `tenant`'s events.
-    pub(crate) fn of(&mut self, tenant: &str) -> &mut RememberedCounts {
+impl StoreCounts {
+    /// The counts remembered for `tenant`'s events, or for all events.
+    pub(crate) fn of(&mut self, tenant: Option<&str>) -> &mut RememberedCounts {
+        let Some(tenant) = tenant else {
+            return &mut self.all;
+        };
         if !self.by_tenant.contains_key(tenant) && self.by_tenant.len() >= REMEMBERED_TENANTS {
             self.by_tenant.clear();
         }
@@ -273,15 +278,15 @@ mod tests {
 
     #[test]
     fn tenant_counts_are_forgotten_all_at_once_past_the_cap() {
-        let mut counts = TenantCounts::default();
+        let mut counts = StoreCounts::default();
         for t in 0..REMEMBERED_TENANTS {
-            counts.of(&format!("t{t}")).remember(0, 10, 0, 10);
+            counts.of(Some(&format!("t{t}"))).remember(0, 10, 0, 10);
         }
         // A tenant already remembered is found without forgetting any.
-        assert_eq!(counts.of("t7").counted.len(), 1);
+        assert_eq!(counts.of(Some("t7")).counted.len(), 1);
         assert_eq!(counts.by_tenant.len(), REMEMBERED_TENANTS);
         // One more: all are forgotten, and it is the only one.
-        assert!(counts.of("one more").counted.is_empty());
+        assert!(counts.of(Some("one more")).counted.is_empty());
         assert_eq!(counts.by_tenant.len(), 1);
     }
 }

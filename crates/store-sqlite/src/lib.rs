@@ -101,9 +101,7 @@ pub struct SqliteStore {
     /// A read-only connection of its own for counting events (opened on first use).
     counting: Arc<Mutex<Option<Connection>>>,
     /// Counts taken on it, from which the next ones start.
-    counts: Arc<Mutex<counts::RememberedCounts>>,
-    /// The same for each tenant's events.
-    tenant_counts: Arc<Mutex<counts::TenantCounts>>,
+    counts: Arc<Mutex<counts::StoreCounts>>,
     /// Events GC deletes per transaction ([`auditsync_store::GC_STEP_EVENTS`]; tests make
     /// it small).
     gc_step_events: usize,
@@ -353,7 +351,6 @@ impl SqliteStore {
             check: gate,
             counting: Arc::default(),
             counts: Arc::default(),
-            tenant_counts: Arc::default(),
             gc_step_events: auditsync_store::GC_STEP_EVENTS as usize,
         })
     }
@@ -838,7 +835,7 @@ fn count_collection(tx: &Connection) -> rusqlite::Result<()> {
 /// from one taken before when that walks fewer events ([`counts`]).
 fn count_visible_after(
     snapshot: &Connection,
-    counts: &mut counts::RememberedCounts,
+    counts: &Mutex<counts::StoreCounts>,
     tenant: Option<&str>,
     after: u64,
 ) -> Result<(u64, u64), StoreError> {
@@ -853,7 +850,8 @@ fn count_visible_after(
     .optional()
     .map_err(&err)?
     .unwrap_or_default();
-    let events = counts
+    let events = lock(counts)
+        .of(tenant)
         .count(after, head, collections, |lo, hi| match tenant {
             None => cached_row(
                 snapshot,
@@ -1258,11 +1256,10 @@ impl Store for SqliteStore {
     async fn count_tenant_after(&self, tenant: &str, after: u64) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
         self.build_tenant_index().await?;
-        let counts = Arc::clone(&self.tenant_counts);
+        let counts = Arc::clone(&self.counts);
         self.counting(move |conn| {
             let snapshot = conn.unchecked_transaction().map_err(backend("count"))?;
-            let mut counts = lock(&counts);
-            Ok(count_visible_after(&snapshot, counts.of(&tenant), Some(&tenant), after)?.0)
+            Ok(count_visible_after(&snapshot, &counts, Some(&tenant), after)?.0)
         })
         .await
     }
@@ -1284,21 +1281,14 @@ impl Store for SqliteStore {
             self.build_tenant_index().await?;
         }
         let (destination, tenant) = (destination.to_string(), tenant.map(str::to_string));
-        let (counts, tenant_counts) = (Arc::clone(&self.counts), Arc::clone(&self.tenant_counts));
+        let counts = Arc::clone(&self.counts);
         // One trip, one snapshot: the cursor, the count after it and its first event agree.
         self.counting(move |conn| {
             let err = backend("backlog");
             let snapshot = conn.unchecked_transaction().map_err(&err)?;
             let cursor = cursor_of(&snapshot, &destination).map_err(&err)?;
-            let (events, head) = match &tenant {
-                Some(tenant) => count_visible_after(
-                    &snapshot,
-                    lock(&tenant_counts).of(tenant),
-                    Some(tenant),
-                    cursor,
-                )?,
-                None => count_visible_after(&snapshot, &mut lock(&counts), None, cursor)?,
-            };
+            let (events, head) =
+                count_visible_after(&snapshot, &counts, tenant.as_deref(), cursor)?;
             let oldest_ms =
                 first_time_after(&snapshot, tenant.as_deref(), cursor, head).map_err(&err)?;
             Ok(DestinationBacklog {
@@ -1536,7 +1526,7 @@ impl Store for SqliteStore {
         self.counting(move |conn| {
             let err = backend("stats");
             let snapshot = conn.unchecked_transaction().map_err(&err)?;
-            let (events, last_seq) = count_visible_after(&snapshot, &mut lock(&counts), None, 0)?;
+            let (events, last_seq) = count_visible_after(&snapshot, &counts, None, 0)?;
             let first_seq = snapshot
                 .query_row(
                     "SELECT min(seq) FROM events WHERE seq <= ?1",
@@ -1563,7 +1553,7 @@ impl Store for SqliteStore {
         let counts = Arc::clone(&self.counts);
         self.counting(move |conn| {
             let snapshot = conn.unchecked_transaction().map_err(backend("count"))?;
-            Ok(count_visible_after(&snapshot, &mut lock(&counts), None, after)?.0)
+            Ok(count_visible_after(&snapshot, &counts, None, after)?.0)
         })
         .await
     }
