@@ -250,20 +250,6 @@ pub fn batch_key(
     )
 }
 
-/// The destination's cursor, and how many events after it it has yet to export: its
-/// tenant's only, for a tenant destination.
-pub async fn cursor_and_backlog(
-    store: &dyn Store,
-    dest: &Destination,
-) -> Result<(u64, u64), StoreError> {
-    let cursor = store.cursor(&dest.name).await?;
-    let backlog = match &dest.tenant {
-        Some(tenant) => store.count_tenant_after(tenant, cursor).await?,
-        None => store.count_after(cursor).await?,
-    };
-    Ok((cursor, backlog))
-}
-
 impl Exporter {
     /// An exporter for `destinations`, whose names must be unique.
     pub fn new(store: Arc<dyn Store>, namespace: String, destinations: Vec<Destination>) -> Self {
@@ -523,9 +509,14 @@ impl Exporter {
         self.share_health(destination, None).await;
     }
 
-    /// Events the destination has not exported yet.
+    /// Events the destination has not exported yet: its tenant's only, for a tenant
+    /// destination.
     pub async fn backlog(&self, dest: &Destination) -> Result<u64, StoreError> {
-        Ok(cursor_and_backlog(self.store.as_ref(), dest).await?.1)
+        let backlog = self
+            .store
+            .backlog_of(&dest.name, dest.tenant.as_deref())
+            .await?;
+        Ok(backlog.events)
     }
 
     /// Exports one destination up to sequence `up_to`, unless it is paused, or failing and

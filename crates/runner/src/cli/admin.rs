@@ -102,12 +102,13 @@ pub(crate) async fn status(app: &App) -> anyhow::Result<ExitCode> {
         .into_iter()
         .collect();
     for d in app.exporter.destinations().iter() {
-        let (cursor, backlog) =
-            auditsync_engine::export::cursor_and_backlog(app.store.as_ref(), d).await?;
+        let backlog = app.store.backlog_of(&d.name, d.tenant.as_deref()).await?;
         let pending = app.store.pending_batch(&d.name).await?;
         println!(
-            "{}: cursor {cursor}, backlog {backlog} events{}, next export {next_export}",
+            "{}: cursor {}, backlog {} events{}, next export {next_export}",
             d.name,
+            backlog.cursor,
+            backlog.events,
             pending
                 .map(|b| format!(", pending batch {}", d.backend_key_of_recorded(&b.key)))
                 .unwrap_or_default()
